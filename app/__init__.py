@@ -1,0 +1,1 @@
+"""callx: customer-call transcripts in, product and reason out."""

@@ -1,0 +1,81 @@
+"""POST /v1/batches (JSON array, NDJSON or CSV) and GET /v1/batches/{id} (progress)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+
+from app.api.body import read_limited_body
+from app.api.deps import SessionDep
+from app.api.errors import PayloadTooLargeError
+from app.db.session import session_scope
+from app.ingest.parsing import parse_batch_body
+from app.ingest.service import batch_progress, submit_batch
+from schemas.api import BatchCreated, BatchRead, Problem
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"])
+
+_ITEM_SCHEMA = {"$ref": "#/components/schemas/TranscriptCreate"}
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": _ITEM_SCHEMA}},
+            "application/x-ndjson": {
+                "schema": {"type": "string", "description": "One TranscriptCreate JSON per line."}
+            },
+            "text/csv": {
+                "schema": {
+                    "type": "string",
+                    "description": "Header with a `text` column; optional external_id, source, "
+                    "language, occurred_at; other columns go into metadata.",
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BatchCreated,
+    openapi_extra=_BATCH_BODY,
+    responses={
+        200: {"model": BatchCreated, "description": "Nothing new: every record was a duplicate."},
+        413: {"model": Problem},
+        422: {"model": BatchCreated | Problem, "description": "No record could be accepted."},
+    },
+)
+async def create_batch(request: Request, response: Response) -> BatchCreated:
+    """Queue many transcripts (the `batch` queue). Each record is validated on its own: the good
+    ones are stored in one transaction, the bad ones listed with their position and problem."""
+    settings = request.app.state.settings
+    body = await read_limited_body(request, settings.api.max_body_bytes)
+    records = await run_in_threadpool(
+        parse_batch_body, body, request.headers.get("content-type", "application/json")
+    )
+    if len(records) > settings.api.max_batch_items:
+        raise PayloadTooLargeError(
+            f"batch of {len(records)} records; the limit is {settings.api.max_batch_items} "
+            "per request: split it"
+        )
+
+    def store() -> BatchCreated:
+        with session_scope(request.app.state.sessions) as session:
+            return submit_batch(
+                session, records, request.app.state.queue, settings.api.max_text_chars
+            )
+
+    result = await run_in_threadpool(store)
+    if result.accepted == 0:
+        response.status_code = 422 if result.rejected else status.HTTP_200_OK
+    return result
+
+
+@router.get("/{batch_id}", response_model=BatchRead, responses={404: {"model": Problem}})
+def get_batch(batch_id: uuid.UUID, session: SessionDep) -> BatchRead:
+    """Progress: transcripts of this batch per status."""
+    return batch_progress(session, batch_id)

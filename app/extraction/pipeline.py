@@ -1,0 +1,131 @@
+"""extract(): one transcript in, one outcome out. The same code behind REST, batch and CLI."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.extraction.prompts import PROMPT_VERSION
+from app.extraction.retry import RetryPolicy
+from app.extraction.truncation import fit_transcript
+from app.llm.base import Backend, ExtractionRequest
+from app.llm.errors import BackendError, InvalidAnswerError, TransientBackendError
+from schemas.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExtractionOutcome:
+    """The result of one extraction, successful or not, with what it cost."""
+
+    status: str  # "succeeded" | "failed"
+    product: str | None
+    reason: str | None
+    confidence: float | None
+    backend: str
+    model: str
+    prompt_version: str
+    taxonomy_version: str
+    latency_ms: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    attempts: int
+    truncated: bool
+    raw_answer: str | None = None
+    error: str | None = None
+    error_kind: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+
+def extract(
+    text: str,
+    *,
+    backend: Backend,
+    taxonomy: Taxonomy,
+    retry: RetryPolicy = RetryPolicy(),
+    keep_head_ratio: float = 0.4,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ExtractionOutcome:
+    """Fit the transcript to the backend's context, ask the backend, retry transient failures."""
+    started = time.perf_counter()
+    common = {
+        "backend": backend.name,
+        "model": backend.model,
+        "prompt_version": PROMPT_VERSION,
+        "taxonomy_version": taxonomy.version,
+    }
+    fitted = fit_transcript(
+        text, backend.transcript_budget(taxonomy), backend.count_tokens, keep_head_ratio
+    )
+    request = ExtractionRequest(transcript=fitted.text, taxonomy=taxonomy)
+    model_calls = 0
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            answer = backend.extract(request)
+        except TransientBackendError as exc:
+            model_calls += 1
+            if attempt == retry.attempts:
+                return _failure(common, started, model_calls, fitted.truncated, exc, None)
+            delay = retry.delay(attempt, exc.retry_after_s)
+            log.warning(
+                "transient backend error, retrying",
+                extra={"error_kind": exc.kind, "attempt": attempt, "delay_s": round(delay, 2)},
+            )
+            sleep(delay)
+            continue
+        except InvalidAnswerError as exc:
+            return _failure(
+                common, started, model_calls + exc.attempts, fitted.truncated, exc, exc.raw_answer
+            )
+        except BackendError as exc:
+            return _failure(common, started, model_calls + 1, fitted.truncated, exc, None)
+        model_calls += answer.attempts
+        return ExtractionOutcome(
+            status="succeeded",
+            product=answer.answer.product,
+            reason=answer.answer.reason,
+            confidence=answer.confidence,
+            latency_ms=_elapsed_ms(started),
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            attempts=model_calls,
+            truncated=fitted.truncated,
+            raw_answer=answer.raw_answer,
+            **common,
+        )
+    raise AssertionError("unreachable: the retry loop always returns")
+
+
+def _failure(
+    common: dict[str, str],
+    started: float,
+    attempts: int,
+    truncated: bool,
+    exc: BackendError,
+    raw_answer: str | None,
+) -> ExtractionOutcome:
+    return ExtractionOutcome(
+        status="failed",
+        product=None,
+        reason=None,
+        confidence=None,
+        latency_ms=_elapsed_ms(started),
+        prompt_tokens=None,
+        completion_tokens=None,
+        attempts=attempts,
+        truncated=truncated,
+        raw_answer=raw_answer,
+        error=str(exc)[:2000],
+        error_kind=exc.kind,
+        **common,
+    )
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)

@@ -1,0 +1,50 @@
+"""The prompt: instructions and taxonomy first (a stable prefix the model caches), then the call."""
+
+from __future__ import annotations
+
+import json
+
+from schemas.taxonomy import Taxonomy
+
+# Bump on any change of wording below: every stored result records it.
+PROMPT_VERSION = "p1-2026-11-29"
+
+_INSTRUCTIONS = """You read the transcript of a customer-service phone call (in French or English) \
+and fill in two fields.
+- product: the product or service the call is about, copied as it is named in the call. If \
+several are mentioned, the one the call is about. null if the call is about no product.
+- reason: the main reason for the call, exactly one of these codes:
+{reasons}
+Answer with one JSON object: {{"product": ..., "reason": ...}}
+{examples}
+Transcript:
+"""
+
+TRANSCRIPT_END = "\n(end of transcript)"
+
+
+def instructions(taxonomy: Taxonomy) -> str:
+    """The part of the prompt that does not depend on the call (reused across calls)."""
+    reasons = "\n".join(f"  {r.code}: {r.definition}" for r in taxonomy.reasons)
+    return _INSTRUCTIONS.format(reasons=reasons, examples=_examples(taxonomy))
+
+
+def _examples(taxonomy: Taxonomy) -> str:
+    if not taxonomy.examples:
+        return ""
+    shown = [
+        f"\nExample transcript:\n{e.transcript}\nAnswer: "
+        + json.dumps({"product": e.product, "reason": e.reason}, ensure_ascii=False)
+        for e in taxonomy.examples
+    ]
+    return "".join(shown) + "\n"
+
+
+def user_message(taxonomy: Taxonomy, transcript: str) -> str:
+    """The whole user turn: instructions, taxonomy and the transcript."""
+    return instructions(taxonomy) + transcript + TRANSCRIPT_END
+
+
+def feedback_message(error: str) -> str:
+    """What the model is told after an answer that did not validate."""
+    return f"Your answer was not valid: {error}\nAnswer again with one valid JSON object."

@@ -1,0 +1,226 @@
+"""submit_transcript() and submit_batch(): validate, store, queue after commit. Never commits."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from app.db import repositories as repo
+from app.db.models import Batch, Transcript
+from app.db.session import after_commit
+from app.ingest.errors import ConflictError, NotFoundError
+from app.ingest.parsing import RawRecord
+from app.queue import TaskQueue
+from schemas.api import BatchCreated, BatchItemError, BatchRead, TranscriptCreate
+
+log = logging.getLogger(__name__)
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def limit_errors(data: TranscriptCreate, max_text_chars: int) -> list[str]:
+    if len(data.text) > max_text_chars:
+        return [f"text: {len(data.text)} characters, the limit is {max_text_chars}"]
+    return []
+
+
+def submit_transcript(
+    session: Session, data: TranscriptCreate, queue: TaskQueue
+) -> tuple[Transcript, bool]:
+    """Store and queue one transcript. Returns (transcript, created).
+
+    The same (source, external_id) with the same text returns the existing record;
+    with a different text it is a ConflictError.
+    """
+    row = _row(data, batch_id=None, queue=queue.interactive)
+    if data.external_id is not None:
+        existing = repo.find_transcript(session, data.source, data.external_id)
+        if existing is not None:
+            return _same_or_conflict(existing, row["text_sha256"]), False
+    inserted = repo.insert_transcripts_skipping_duplicates(session, [row])
+    if not inserted:  # lost a race with an identical submission
+        assert data.external_id is not None
+        existing = repo.find_transcript(session, data.source, data.external_id)
+        assert existing is not None
+        return _same_or_conflict(existing, row["text_sha256"]), False
+    _enqueue_after_commit(session, queue, [row["id"]], queue.interactive)
+    transcript = repo.get_transcript(session, row["id"])
+    assert transcript is not None
+    return transcript, True
+
+
+def _same_or_conflict(existing: Transcript, digest: str) -> Transcript:
+    if existing.text_sha256 != digest:
+        raise ConflictError(
+            f"external_id {existing.external_id!r} of source {existing.source!r} was already "
+            "submitted with a different text; use a new external_id for a different call"
+        )
+    return existing
+
+
+def submit_batch(
+    session: Session, records: Sequence[RawRecord], queue: TaskQueue, max_text_chars: int
+) -> BatchCreated:
+    """Validate every record on its own; store the good ones in this transaction, queue them
+    after commit, and report the bad ones with their position."""
+    errors: list[BatchItemError] = []
+    valid: list[tuple[RawRecord, TranscriptCreate]] = []
+    for record in records:
+        problems, data = _validate(record, max_text_chars)
+        if problems:
+            errors.append(_item_error(record, problems))
+        else:
+            assert data is not None
+            valid.append((record, data))
+
+    existing = repo.find_transcript_hashes(
+        session,
+        {(d.source, d.external_id) for _, d in valid if d.external_id is not None},
+    )
+    batch_id = uuid.uuid4()
+    rows: list[dict[str, Any]] = []
+    seen: dict[tuple[str, str], tuple[int, str]] = {}
+    duplicates = 0
+    for record, data in valid:
+        row = _row(data, batch_id=batch_id, queue=queue.batch)
+        if data.external_id is not None:
+            key = (data.source, data.external_id)
+            earlier = existing.get(key) or seen.get(key)
+            if earlier is not None:
+                if earlier[1] == row["text_sha256"]:
+                    duplicates += 1
+                else:
+                    errors.append(
+                        _item_error(
+                            record,
+                            [
+                                f"external_id {data.external_id!r} was already submitted "
+                                "with a different text"
+                            ],
+                        )
+                    )
+                continue
+            seen[key] = (record.index, row["text_sha256"])
+        rows.append(row)
+
+    accepted_ids: list[uuid.UUID] = []
+    if rows:
+        repo.add_batch(
+            session,
+            Batch(
+                id=batch_id,
+                received=len(records),
+                accepted=0,
+                duplicates=0,
+                rejected=0,
+            ),
+        )
+        inserted = repo.insert_transcripts_skipping_duplicates(session, rows)
+        accepted_ids = [r["id"] for r in rows if r["id"] in inserted]
+        duplicates += len(rows) - len(accepted_ids)  # raced with a concurrent submission
+        batch = repo.get_batch(session, batch_id)
+        assert batch is not None
+        batch.accepted, batch.duplicates, batch.rejected = (
+            len(accepted_ids),
+            duplicates,
+            len(errors),
+        )
+        _enqueue_after_commit(session, queue, accepted_ids, queue.batch)
+    errors.sort(key=lambda e: e.index)
+    return BatchCreated(
+        id=batch_id if rows else None,
+        received=len(records),
+        accepted=len(accepted_ids),
+        duplicates=duplicates,
+        rejected=len(errors),
+        errors=errors,
+    )
+
+
+def batch_progress(session: Session, batch_id: uuid.UUID) -> BatchRead:
+    batch = repo.get_batch(session, batch_id)
+    if batch is None:
+        raise NotFoundError(f"no batch {batch_id}")
+    counts = {status: 0 for status in ("queued", "running", "succeeded", "failed")}
+    counts.update(repo.batch_status_counts(session, batch_id))
+    return BatchRead(
+        id=batch.id,
+        created_at=batch.created_at,
+        received=batch.received,
+        accepted=batch.accepted,
+        duplicates=batch.duplicates,
+        rejected=batch.rejected,
+        counts=counts,  # type: ignore[arg-type]
+        done=counts["queued"] == 0 and counts["running"] == 0,
+    )
+
+
+def _validate(record: RawRecord, max_text_chars: int) -> tuple[list[str], TranscriptCreate | None]:
+    if record.error is not None:
+        return [record.error], None
+    if not isinstance(record.data, dict):
+        return [f"expected a JSON object, found {type(record.data).__name__}"], None
+    try:
+        data = TranscriptCreate.model_validate(record.data)
+    except ValidationError as exc:
+        return [_format_error(e) for e in exc.errors(include_url=False)], None
+    return limit_errors(data, max_text_chars), data
+
+
+def _format_error(error: Any) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "record"
+    return f"{location}: {error['msg']}"
+
+
+def _item_error(record: RawRecord, problems: list[str]) -> BatchItemError:
+    external_id = record.data.get("external_id") if isinstance(record.data, dict) else None
+    return BatchItemError(
+        index=record.index,
+        line=record.line,
+        external_id=external_id if isinstance(external_id, str) else None,
+        errors=problems,
+    )
+
+
+def _row(data: TranscriptCreate, *, batch_id: uuid.UUID | None, queue: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "id": uuid.uuid4(),
+        "source": data.source,
+        "external_id": data.external_id,
+        "text": data.text,
+        "text_sha256": text_digest(data.text),
+        "language": data.language,
+        "occurred_at": data.occurred_at or now,
+        "metadata_": data.metadata,
+        "batch_id": batch_id,
+        "queue": queue,
+        "status": "queued",
+        "runs": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _enqueue_after_commit(
+    session: Session, queue: TaskQueue, ids: list[uuid.UUID], queue_name: str
+) -> None:
+    def send() -> None:
+        try:
+            queue.send_extractions(ids, queue_name)
+        except Exception:
+            # The rows are committed as queued: the reconciler sends them again later.
+            log.exception(
+                "could not reach the broker; the reconciler will re-send", extra={"count": len(ids)}
+            )
+
+    after_commit(session, send)

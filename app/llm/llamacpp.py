@@ -1,0 +1,207 @@
+"""A local GGUF model run in-process with llama.cpp, with the answer's shape enforced by decoding.
+
+The answer is written by callx, not free-sampled as JSON: callx forces `{"product":`, lets the
+model choose between `null` and a quoted name (generated greedily up to its closing quote),
+forces `, "reason": "`, then picks the reason among the taxonomy's codes by the model's own
+scores. The answer therefore always parses and the reason is always a code, without a grammar
+sampler over the whole vocabulary (costly with Gemma's 262k tokens); the code's normalised
+probability is returned as the confidence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from app.config import Settings
+from app.extraction.prompts import TRANSCRIPT_END, instructions
+from app.llm.base import BackendAnswer, ExtractionRequest
+from app.llm.chat_templates import TEMPLATES
+from app.llm.choice import TokenTrie, choose
+from app.llm.errors import BackendError
+from app.llm.model_files import default_model_path
+from schemas.extraction import answer_model, normalise_product
+from schemas.taxonomy import Taxonomy
+
+ANSWER_START = '{"product":'
+NULL_OPTION = " null"
+STRING_OPTION = ' "'
+REASON_KEY = ', "reason": "'
+
+
+class LlamaCppBackend:
+    name = "llamacpp"
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        chat_format: str = "gemma",
+        lora_path: Path | None = None,
+        max_product_tokens: int = 24,
+    ) -> None:
+        from llama_cpp import Llama
+
+        if chat_format not in TEMPLATES:
+            raise ValueError(
+                f"unknown chat format {chat_format!r}: use one of {', '.join(TEMPLATES)}"
+            )
+        if lora_path is not None and not Path(lora_path).is_file():
+            raise ValueError(f"LoRA adapter not found: {lora_path}")
+        self.model = Path(model_path).name + (f"+{Path(lora_path).name}" if lora_path else "")
+        self.max_product_tokens = max_product_tokens
+        self._template = TEMPLATES[chat_format]
+        self._llm = Llama(
+            model_path=str(model_path),
+            n_ctx=n_ctx,
+            n_threads=n_threads or os.cpu_count() or 1,
+            n_batch=n_batch,
+            lora_path=str(lora_path) if lora_path else None,
+            logits_all=False,
+            verbose=False,
+        )
+        self._n_vocab = self._llm.n_vocab()
+        self._lock = threading.Lock()
+        self._prefix_cache: dict[str, list[int]] = {}
+        self._tries: dict[tuple[str, ...], TokenTrie] = {}
+        self._answer_start = self._tokens(ANSWER_START)
+        self._null_trie = TokenTrie(
+            {"null": self._tokens(NULL_OPTION), "string": self._tokens(STRING_OPTION)}
+        )
+        self._reason_key = self._tokens(REASON_KEY)
+        self._reason_key_after_string = self._tokens('"' + REASON_KEY)
+        self.last_evaluated_tokens = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LlamaCppBackend:
+        section = settings.llamacpp
+        return cls(
+            section.model_path or default_model_path(settings.cache_dir),
+            n_ctx=section.n_ctx,
+            n_threads=section.n_threads,
+            n_batch=section.n_batch,
+            chat_format=section.chat_format,
+            lora_path=section.lora_path,
+            max_product_tokens=section.max_product_tokens,
+        )
+
+    # ---- token accounting --------------------------------------------------------------
+
+    def _tokens(self, text: str, *, special: bool = False, bos: bool = False) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=bos, special=special))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokens(text))
+
+    def _prefix(self, taxonomy: Taxonomy) -> list[int]:
+        """BOS, the template's opening and the instructions: identical for every call."""
+        key = taxonomy.version + "|" + ",".join(taxonomy.codes)
+        if key not in self._prefix_cache:
+            self._prefix_cache[key] = self._tokens(self._template[0], special=True, bos=True) + (
+                self._tokens(instructions(taxonomy))
+            )
+        return self._prefix_cache[key]
+
+    def _suffix(self) -> list[int]:
+        return self._tokens(TRANSCRIPT_END) + self._tokens(self._template[1], special=True)
+
+    def transcript_budget(self, taxonomy: Taxonomy) -> int:
+        longest_code = max(self.count_tokens(code + '"') for code in taxonomy.codes)
+        answer = (
+            len(self._answer_start)
+            + 1
+            + self.max_product_tokens
+            + len(self._reason_key_after_string)
+            + longest_code
+        )
+        return self._llm.n_ctx() - len(self._prefix(taxonomy)) - len(self._suffix()) - answer - 8
+
+    def _reason_trie(self, taxonomy: Taxonomy) -> TokenTrie:
+        if taxonomy.codes not in self._tries:
+            self._tries[taxonomy.codes] = TokenTrie(
+                {code: self._tokens(code + '"') for code in taxonomy.codes}
+            )
+        return self._tries[taxonomy.codes]
+
+    # ---- decoding ----------------------------------------------------------------------
+
+    def _eval(self, tokens: list[int]) -> np.ndarray:
+        """Evaluate tokens after the current state; return the scores for the next token."""
+        self._llm.eval(tokens)
+        self.last_evaluated_tokens += len(tokens)
+        return np.ctypeslib.as_array(self._llm._ctx.get_logits(), shape=(self._n_vocab,)).copy()
+
+    def _eval_prompt(self, prompt: list[int]) -> np.ndarray:
+        """Evaluate a prompt, reusing the longest prefix already in the KV cache."""
+        cached = self._llm.input_ids[: self._llm.n_tokens]
+        common = 0
+        limit = min(len(cached), len(prompt) - 1)  # always evaluate at least the last token
+        while common < limit and cached[common] == prompt[common]:
+            common += 1
+        self._llm.n_tokens = common
+        return self._eval(prompt[common:])
+
+    def extract(self, request: ExtractionRequest) -> BackendAnswer:
+        taxonomy = request.taxonomy
+        prompt = (
+            self._prefix(taxonomy)
+            + self._tokens(request.transcript)
+            + self._suffix()
+            + self._answer_start
+        )
+        if len(prompt) + self.max_product_tokens + 16 > self._llm.n_ctx():
+            raise BackendError(f"prompt of {len(prompt)} tokens does not fit n_ctx")
+        with self._lock:
+            self.last_evaluated_tokens = 0
+            logits = self._eval_prompt(prompt)
+            generated = 0
+
+            kind = choose(self._null_trie, logits, self._eval)
+            logits = self._eval(kind.tokens[-1:])
+            product: str | None = None
+            reason_key = self._reason_key
+            if kind.label == "string":
+                product, generated = self._generate_string(logits)
+                reason_key = self._reason_key_after_string
+            logits = self._eval(reason_key)
+            reason = choose(self._reason_trie(taxonomy), logits, self._eval)
+
+        raw = json.dumps({"product": product, "reason": reason.label}, ensure_ascii=False)
+        answer = answer_model(taxonomy).model_validate(
+            {"product": normalise_product(product), "reason": reason.label}
+        )
+        return BackendAnswer(
+            answer=answer,
+            raw_answer=raw,
+            prompt_tokens=len(prompt),
+            completion_tokens=len(kind.tokens) + generated + len(reason_key) + len(reason.tokens),
+            attempts=1,
+            confidence=round(reason.probability, 4),
+        )
+
+    def _generate_string(self, logits: np.ndarray) -> tuple[str, int]:
+        """Greedy tokens up to the closing quote (or a newline, or the token limit).
+
+        The token that closes the string is not evaluated: the caller forces its own.
+        """
+        pieces: list[bytes] = []
+        for count in range(1, self.max_product_tokens + 1):
+            token = int(np.argmax(logits))
+            piece = self._llm.detokenize([token])
+            if token == self._llm.token_eos() or b'"' in piece or b"\n" in piece:
+                pieces.append(piece.split(b'"')[0].split(b"\n")[0])
+                return self._text(pieces), count
+            pieces.append(piece)
+            logits = self._eval([token])
+        return self._text(pieces), self.max_product_tokens
+
+    @staticmethod
+    def _text(pieces: list[bytes]) -> str:
+        return b"".join(pieces).decode("utf-8", errors="ignore").replace("\\", "")

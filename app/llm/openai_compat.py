@@ -1,0 +1,189 @@
+"""Any OpenAI-compatible Chat Completions endpoint, through the openai client and instructor.
+
+instructor re-asks after an answer that does not validate (the error is fed back); transport
+errors are not retried here (the openai client's own retries are off) but raised as
+TransientBackendError, so the pipeline retries them once, with backoff, not stacked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import instructor
+import openai
+from instructor.core.exceptions import InstructorRetryException
+
+from app.config import Settings
+from app.extraction.prompts import user_message
+from app.llm.base import BackendAnswer, ExtractionRequest
+from app.llm.errors import BackendError, InvalidAnswerError, TransientBackendError
+from app.llm.presets import PRESETS
+from schemas.extraction import answer_model
+from schemas.taxonomy import Taxonomy
+
+_MODES = {
+    "TOOLS": instructor.Mode.TOOLS,
+    "JSON_SCHEMA": instructor.Mode.JSON_SCHEMA,
+    "JSON": instructor.Mode.JSON,
+    "MD_JSON": instructor.Mode.MD_JSON,
+}
+
+
+class OpenAICompatBackend:
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        model: str,
+        mode: str = "TOOLS",
+        timeout_s: float = 60.0,
+        validation_retries: int = 2,
+        context_tokens: int = 8192,
+        max_answer_tokens: int = 200,
+        chars_per_token: float = 3.0,
+        temperature: float = 0.0,
+    ) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"unknown instructor mode {mode!r}: use one of {', '.join(_MODES)}")
+        self.model = model
+        self.base_url = base_url
+        self.context_tokens = context_tokens
+        self.max_answer_tokens = max_answer_tokens
+        self.chars_per_token = chars_per_token
+        self.validation_retries = validation_retries
+        self.temperature = temperature
+        self._client = instructor.from_openai(
+            openai.OpenAI(
+                base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0
+            ),
+            mode=_MODES[mode],
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenAICompatBackend:
+        section = settings.openai
+        preset = PRESETS.get(section.preset or "")
+        if section.preset and preset is None:
+            raise ValueError(
+                f"unknown openai preset {section.preset!r}: use one of {', '.join(PRESETS)}"
+            )
+        base_url = section.base_url or (preset.base_url if preset else None)
+        model = section.model or (preset.model if preset else None)
+        if not base_url:
+            raise ValueError("CALLX_OPENAI__BASE_URL is required (no preset gives one)")
+        if not model:
+            raise ValueError("CALLX_OPENAI__MODEL is required (no preset gives one)")
+        return cls(
+            base_url=base_url,
+            api_key=section.api_key.get_secret_value(),
+            model=model,
+            mode=section.mode or (preset.mode if preset else "TOOLS"),
+            timeout_s=section.timeout_s,
+            validation_retries=settings.extraction.validation_retries,
+            context_tokens=section.context_tokens or (preset.context_tokens if preset else 8192),
+            max_answer_tokens=section.max_answer_tokens,
+            chars_per_token=section.chars_per_token,
+            temperature=section.temperature,
+        )
+
+    def count_tokens(self, text: str) -> int:
+        # No tokenizer for a remote model: a conservative estimate (chars_per_token is low).
+        return math.ceil(len(text) / self.chars_per_token)
+
+    def transcript_budget(self, taxonomy: Taxonomy) -> int:
+        overhead = self.count_tokens(user_message(taxonomy, "")) + 200  # message framing, tools
+        schema = self.count_tokens(json.dumps(answer_model(taxonomy).model_json_schema()))
+        return self.context_tokens - overhead - schema - self.max_answer_tokens
+
+    def extract(self, request: ExtractionRequest) -> BackendAnswer:
+        model_class = answer_model(request.taxonomy)
+        try:
+            answer, completion = self._client.chat.completions.create_with_completion(
+                model=self.model,
+                response_model=model_class,
+                max_retries=self.validation_retries,
+                messages=[
+                    # One user turn: some chat templates (Gemma's) drop system messages.
+                    {"role": "user", "content": user_message(request.taxonomy, request.transcript)}
+                ],
+                temperature=self.temperature,
+                max_tokens=self.max_answer_tokens,
+            )
+        except InstructorRetryException as exc:
+            cause = exc.__cause__
+            if isinstance(cause, openai.APIError):
+                raise _map_api_error(cause) from None
+            raise InvalidAnswerError(
+                f"answer still invalid after {exc.n_attempts} attempts: {_short(cause)}",
+                raw_answer=_raw_text(exc.last_completion),
+                attempts=exc.n_attempts or 1 + self.validation_retries,
+            ) from None
+        except openai.APIError as exc:
+            raise _map_api_error(exc) from None
+        usage = getattr(completion, "usage", None)
+        return BackendAnswer(
+            answer=answer,
+            raw_answer=_raw_text(completion) or answer.model_dump_json(),
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
+            attempts=1,
+        )
+
+
+def _map_api_error(exc: openai.APIError) -> BackendError:
+    if isinstance(exc, openai.APITimeoutError):
+        return TransientBackendError("the backend timed out", kind="timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return TransientBackendError("could not connect to the backend", kind="connection")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status == 429:
+            return TransientBackendError(
+                "rate limited by the backend (429)",
+                kind="rate_limited",
+                retry_after_s=_retry_after(exc.response.headers),
+            )
+        if status >= 500 or status in (408, 409):
+            return TransientBackendError(
+                f"backend error {status}",
+                kind="server_error",
+                retry_after_s=_retry_after(exc.response.headers),
+            )
+        return BackendError(f"backend refused the request ({status}): {_short(exc.message)}")
+    return BackendError(f"backend error: {type(exc).__name__}")
+
+
+def _retry_after(headers: Any) -> float | None:
+    for name in ("retry-after-ms", "retry-after"):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            continue  # an HTTP date: rare for APIs, fall back to backoff
+        return seconds / 1000 if name == "retry-after-ms" else seconds
+    return None
+
+
+def _raw_text(completion: Any) -> str | None:
+    """The model's answer text (tool-call arguments or message content), for the record."""
+    try:
+        message = completion.choices[0].message
+    except (AttributeError, IndexError, TypeError):
+        return None
+    calls = getattr(message, "tool_calls", None)
+    if calls:
+        return str(calls[0].function.arguments)
+    content = getattr(message, "content", None)
+    return None if content is None else str(content)
+
+
+def _short(value: object, limit: int = 500) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,74 @@
+"""The task queue as the API and the reconciler see it: send an extraction job by transcript id.
+
+Both sides (this producer and the worker in workers/) take their Celery configuration from
+`celery_config()`, so queue names, serialisation and broker options cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery
+
+from app.config import Settings
+
+EXTRACT_TASK = "callx.extract_transcript"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    queues = (settings.broker.interactive_queue, settings.broker.batch_queue)
+    return {
+        "broker_url": settings.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 5,
+        # Redis redelivers a message not acknowledged within visibility_timeout (tasks are
+        # idempotent); the embedded SQLite broker takes no such option.
+        "broker_transport_options": (
+            {}
+            if settings.is_embedded_broker
+            else {"visibility_timeout": settings.broker.visibility_timeout_s}
+        ),
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_default_queue": queues[0],
+        "task_queues_names": queues,
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": False,
+        "enable_utc": True,
+    }
+
+
+def build_celery(settings: Settings, name: str = "callx") -> Celery:
+    config = celery_config(settings)
+    config.pop("task_queues_names")
+    app = Celery(name)
+    app.conf.update(config)
+    return app
+
+
+class TaskQueue:
+    """Sends extraction jobs. Jobs carry ids only: the database row is the source of truth."""
+
+    def __init__(self, celery: Celery, settings: Settings) -> None:
+        self._celery = celery
+        self.interactive = settings.broker.interactive_queue
+        self.batch = settings.broker.batch_queue
+
+    def send_extractions(self, transcript_ids: Sequence[uuid.UUID], queue: str) -> None:
+        if not transcript_ids:
+            return
+        with self._celery.producer_or_acquire() as producer:
+            for transcript_id in transcript_ids:
+                self._celery.send_task(
+                    EXTRACT_TASK, args=[str(transcript_id)], queue=queue, producer=producer
+                )
+
+    def ping(self) -> None:
+        """Raise if the broker cannot be reached."""
+        with self._celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=3)

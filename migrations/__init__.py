@@ -1,0 +1,1 @@
+"""Alembic migrations; run them with `callx migrate` (or alembic -c migrations/alembic.ini)."""

@@ -1,0 +1,100 @@
+"""The taxonomy of call reasons: configuration, loaded from a YAML or JSON file."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CODE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+
+
+class Reason(BaseModel):
+    """One reason a customer calls for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str = Field(pattern=CODE_PATTERN)
+    label: dict[str, str] | str
+    definition: str = Field(min_length=1, max_length=300)
+
+    def label_in(self, language: str = "en") -> str:
+        if isinstance(self.label, str):
+            return self.label
+        return self.label.get(language) or next(iter(self.label.values()))
+
+
+class Example(BaseModel):
+    """A short worked example shown to the model in the prompt (few-shot)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    transcript: str = Field(min_length=1, max_length=2000)
+    product: str | None
+    reason: str
+
+
+class Taxonomy(BaseModel):
+    """A versioned list of reasons; the order is the order shown to the model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str = Field(min_length=1, max_length=64)
+    reasons: tuple[Reason, ...] = Field(min_length=2)
+    examples: tuple[Example, ...] = ()
+
+    @field_validator("reasons")
+    @classmethod
+    def _unique_codes(cls, reasons: tuple[Reason, ...]) -> tuple[Reason, ...]:
+        codes = [r.code for r in reasons]
+        duplicates = sorted({c for c in codes if codes.count(c) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate reason codes: {', '.join(duplicates)}")
+        return reasons
+
+    @field_validator("examples")
+    @classmethod
+    def _examples_use_codes(cls, examples: tuple[Example, ...], info: Any) -> tuple[Example, ...]:
+        codes = {r.code for r in info.data.get("reasons", ())}
+        for example in examples:
+            if example.reason not in codes:
+                raise ValueError(f"example reason {example.reason!r} is not a code of the taxonomy")
+        return examples
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(r.code for r in self.reasons)
+
+    def __contains__(self, code: object) -> bool:
+        return code in self.codes
+
+
+class TaxonomyError(ValueError):
+    """The taxonomy file is missing or malformed."""
+
+
+def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
+    """Load a taxonomy file (YAML or JSON); None loads the default one shipped with callx."""
+    if path is None:
+        text = resources.files("schemas").joinpath("taxonomies/default.yaml").read_text("utf-8")
+        source = "default taxonomy"
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise TaxonomyError(f"taxonomy file not found: {file}")
+        text = file.read_text("utf-8")
+        source = str(file)
+    try:
+        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+        return Taxonomy.model_validate(data)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise TaxonomyError(f"invalid taxonomy in {source}: {exc}") from exc
+
+
+def builtin_taxonomy_path(name: str) -> Path:
+    """Path of a taxonomy shipped with callx (e.g. 'default', 'intents8')."""
+    return Path(str(resources.files("schemas").joinpath(f"taxonomies/{name}.yaml")))

@@ -1,0 +1,1 @@
+"""Celery workers: the app, its per-process runtime, and thin tasks."""

@@ -1,0 +1,68 @@
+"""The worker's Celery app. The backend (and the model) is built in each worker process after
+the fork, never at import and never in the parent: llama.cpp state does not survive a fork."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+from celery import Celery
+from celery.signals import worker_process_init
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings, get_settings
+from app.db.session import build_engine, build_sessionmaker
+from app.extraction.extractor import Extractor
+from app.queue import build_celery
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerRuntime:
+    """What one worker process builds once and reuses for every task."""
+
+    pid: int
+    settings: Settings
+    sessions: sessionmaker[Session]
+    extractor: Extractor
+
+
+_runtime: WorkerRuntime | None = None
+
+
+def worker_runtime() -> WorkerRuntime:
+    """This process's runtime, built on first use (solo pool) or at worker_process_init (prefork)."""
+    global _runtime
+    if _runtime is None or _runtime.pid != os.getpid():
+        settings = get_settings()
+        _runtime = WorkerRuntime(
+            pid=os.getpid(),
+            settings=settings,
+            sessions=build_sessionmaker(build_engine(settings)),
+            extractor=Extractor.from_settings(settings),
+        )
+        log.info(
+            "worker runtime ready",
+            extra={
+                "backend": _runtime.extractor.backend.name,
+                "model": _runtime.extractor.backend.model,
+            },
+        )
+    return _runtime
+
+
+@worker_process_init.connect
+def _build_runtime_after_fork(**_: object) -> None:
+    worker_runtime()
+
+
+def create_worker_app() -> Celery:
+    app = build_celery(get_settings(), "callx-worker")
+    app.conf.include = ["workers.tasks"]
+    return app
+
+
+celery_app = create_worker_app()

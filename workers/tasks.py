@@ -1,0 +1,33 @@
+"""Thin tasks: take an id, call the service. No business logic here."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from app.extraction.service import run_extraction
+from app.queue import EXTRACT_TASK
+from workers.celery_app import celery_app, worker_runtime
+
+
+@celery_app.task(
+    name=EXTRACT_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    # Database down: back off and try again instead of losing the message.
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=None,
+)
+def extract_transcript(transcript_id: str) -> str:
+    runtime = worker_runtime()
+    return run_extraction(
+        runtime.sessions,
+        uuid.UUID(transcript_id),
+        runtime.extractor,
+        lease_s=runtime.settings.extraction.lease_s,
+    )
