@@ -1,4 +1,4 @@
-"""The answer the model must give: built from the taxonomy so the reason is always one of its codes."""
+"""The answer the model must give, built from the taxonomy: the reason is always a code of it."""
 
 from __future__ import annotations
 

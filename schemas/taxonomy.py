@@ -86,8 +86,13 @@ def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
         file = Path(path)
         if not file.is_file():
             raise TaxonomyError(f"taxonomy file not found: {file}")
-        text = file.read_text("utf-8")
         source = str(file)
+        try:
+            text = file.read_text("utf-8")
+        except UnicodeDecodeError as exc:
+            raise TaxonomyError(
+                f"invalid taxonomy in {source}: not UTF-8 (byte {exc.start})"
+            ) from exc
     try:
         data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
         return Taxonomy.model_validate(data)

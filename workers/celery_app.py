@@ -31,27 +31,28 @@ class WorkerRuntime:
 
 
 _runtime: WorkerRuntime | None = None
+_runtime_lock = threading.Lock()
 
 
 def worker_runtime() -> WorkerRuntime:
-    """This process's runtime, built on first use (solo pool) or at worker_process_init (prefork)."""
+    """This process's runtime: built at worker_process_init (prefork), or on first use by the
+    threads and solo pools (which do not fork), and rebuilt in a fork of its owner."""
     global _runtime
-    if _runtime is None or _runtime.pid != os.getpid():
-        settings = get_settings()
-        _runtime = WorkerRuntime(
-            pid=os.getpid(),
-            settings=settings,
-            sessions=build_sessionmaker(build_engine(settings)),
-            extractor=Extractor.from_settings(settings),
-        )
-        log.info(
-            "worker runtime ready",
-            extra={
-                "backend": _runtime.extractor.backend.name,
-                "model": _runtime.extractor.backend.model,
-            },
-        )
-    return _runtime
+    with _runtime_lock:
+        if _runtime is None or _runtime.pid != os.getpid():
+            settings = get_settings()
+            extractor = Extractor.from_settings(settings)
+            _runtime = WorkerRuntime(
+                pid=os.getpid(),
+                settings=settings,
+                sessions=build_sessionmaker(build_engine(settings)),
+                extractor=extractor,
+            )
+            log.info(
+                "worker runtime ready",
+                extra={"backend": extractor.backend.name, "model": extractor.backend.model},
+            )
+        return _runtime
 
 
 @worker_process_init.connect

@@ -137,7 +137,7 @@ def extract(
         Path | None, typer.Option(help="Taxonomy file (default: configured).")
     ] = None,
 ) -> None:
-    """Extract product and reason from a file of calls, without any server: the workers' pipeline."""
+    """Extract product and reason from a file of calls with the workers' pipeline, no server."""
     from app.cli.progress import progress_bar
     from app.extraction.extractor import Extractor
     from app.records import read_records

@@ -15,6 +15,7 @@ from app.llm.errors import BackendError, InvalidAnswerError, TransientBackendErr
 from schemas.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
+DEFAULT_RETRY = RetryPolicy()
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def extract(
     *,
     backend: Backend,
     taxonomy: Taxonomy,
-    retry: RetryPolicy = RetryPolicy(),
+    retry: RetryPolicy = DEFAULT_RETRY,
     keep_head_ratio: float = 0.4,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ExtractionOutcome:
@@ -60,9 +61,14 @@ def extract(
         "prompt_version": PROMPT_VERSION,
         "taxonomy_version": taxonomy.version,
     }
-    fitted = fit_transcript(
-        text, backend.transcript_budget(taxonomy), backend.count_tokens, keep_head_ratio
-    )
+    try:
+        fitted = fit_transcript(
+            text, backend.transcript_budget(taxonomy), backend.count_tokens, keep_head_ratio
+        )
+    except ValueError as exc:
+        error = BackendError(str(exc))
+        error.kind = "context_too_small"
+        return _failure(common, started, 0, False, error, None)
     request = ExtractionRequest(transcript=fitted.text, taxonomy=taxonomy)
     model_calls = 0
     for attempt in range(1, retry.attempts + 1):

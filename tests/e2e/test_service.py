@@ -1,0 +1,151 @@
+"""The whole service: API process -> Redis -> Celery worker process -> PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import httpx
+import redis
+
+from app.config import Settings
+from schemas.taxonomy import load_taxonomy
+from tests.calls import CALLS
+from tests.conftest import process_env
+from tests.services import CallxProcess, RedisServer, wait_for
+
+CODES = set(load_taxonomy().codes)
+
+
+def wait_batch_done(client: httpx.Client, batch_id: str, timeout: float) -> dict:
+    state: dict = {}
+
+    def done() -> bool:
+        state.update(client.get(f"/v1/batches/{batch_id}").json())
+        return bool(state["done"])
+
+    wait_for(done, timeout, f"batch {batch_id} to finish", interval=0.5)
+    return state
+
+
+def test_single_batch_results_and_analytics_with_the_real_model(
+    api_url: str, settings: Settings, start_callx: Callable[..., CallxProcess]
+) -> None:
+    start_callx(
+        ["worker", "--concurrency", "1"],
+        process_env(settings, CALLX_EXTRACTION__BACKEND="llamacpp"),
+        "worker",
+    )
+    client = httpx.Client(base_url=api_url, timeout=30)
+
+    # One transcript: 202, then the same again is 200 with the same id, a different text 409.
+    first = client.post("/v1/transcripts", json={**CALLS[0], "source": "crm"})
+    assert first.status_code == 202, first.text
+    assert first.json()["status"] == "queued"
+    again = client.post("/v1/transcripts", json={**CALLS[0], "source": "crm"})
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    conflict = client.post(
+        "/v1/transcripts", json={**CALLS[0], "source": "crm", "text": "Client: autre appel"}
+    )
+    assert conflict.status_code == 409
+    assert "different text" in conflict.json()["detail"]
+
+    # A batch in NDJSON with one broken line: the others are accepted, the bad one reported.
+    lines = [
+        json.dumps({**call, "occurred_at": f"2026-11-{10 + i:02d}T10:00:00Z"})
+        for i, call in enumerate(CALLS[1:])
+    ]
+    lines.insert(2, '{"text": "broken json')
+    response = client.post(
+        "/v1/batches",
+        content="\n".join(lines).encode(),
+        headers={"content-type": "application/x-ndjson"},
+    )
+    assert response.status_code == 202, response.text
+    batch = response.json()
+    assert (batch["received"], batch["accepted"], batch["rejected"]) == (6, 5, 1)
+    assert batch["errors"][0]["line"] == 3
+    assert "invalid JSON" in batch["errors"][0]["errors"][0]
+
+    state = wait_batch_done(client, batch["id"], timeout=240)
+    assert state["counts"]["succeeded"] == 5, state
+
+    # Results: every extraction valid, with its provenance.
+    single = client.get(f"/v1/transcripts/{first.json()['id']}")
+    wait_for(
+        lambda: client.get(f"/v1/transcripts/{first.json()['id']}").json()["status"] == "succeeded",
+        120,
+        "single call",
+    )
+    single = client.get(
+        "/v1/transcripts", params={"source": "crm", "external_id": "fr-panne-1"}
+    ).json()
+    extraction = single["extraction"]
+    assert extraction["reason"] in CODES
+    assert extraction["backend"] == "llamacpp"
+    assert extraction["model"].startswith("gemma-3-270m")
+    assert (
+        extraction["prompt_version"] and extraction["taxonomy_version"] == load_taxonomy().version
+    )
+    assert extraction["prompt_tokens"] > 50 and extraction["completion_tokens"] > 0
+    assert extraction["attempts"] == 1 and extraction["truncated"] is False
+    assert 0 < extraction["confidence"] <= 1
+
+    # Listing with keyset pagination: 6 results over pages of 4 and 2, no overlap.
+    page1 = client.get("/v1/extractions", params={"limit": 4}).json()
+    page2 = client.get(
+        "/v1/extractions", params={"limit": 4, "cursor": page1["next_cursor"]}
+    ).json()
+    ids = [i["transcript_id"] for i in page1["items"] + page2["items"]]
+    assert len(page1["items"]) == 4 and len(page2["items"]) == 2 and len(set(ids)) == 6
+    assert page2["next_cursor"] is None
+    assert all(i["extraction"]["reason"] in CODES for i in page1["items"] + page2["items"])
+
+    # Analytics: counts per reason and day add up to the 6 calls; products sum to those named.
+    reasons = client.get("/v1/analytics/reasons", params={"bucket": "day"}).json()
+    assert sum(item["count"] for item in reasons["items"]) == 6
+    november = client.get(
+        "/v1/analytics/reasons",
+        params={
+            "bucket": "month",
+            "since": "2026-11-10T00:00:00Z",
+            "until": "2026-11-15T00:00:00Z",
+        },
+    ).json()
+    assert sum(i["count"] for i in november["items"]) == 5
+    assert {i["bucket"][:10] for i in november["items"]} == {"2026-11-01"}
+    products = client.get("/v1/analytics/products", params={"limit": 50}).json()["items"]
+    named = [i for i in page1["items"] + page2["items"] if i["extraction"]["product"]]
+    assert sum(p["total"] for p in products) == len(named)
+    assert all(sum(p["by_reason"].values()) == p["total"] for p in products)
+
+
+def test_a_batch_of_10000_is_accepted_and_queued_after_commit(
+    api_url: str, settings: Settings, redis_server: RedisServer
+) -> None:
+    records = [
+        {
+            "external_id": f"bulk-{i}",
+            "source": "nightly",
+            "text": f"Client: appel numéro {i}, ma box ne marche plus.",
+        }
+        for i in range(10_000)
+    ]
+    client = httpx.Client(base_url=api_url, timeout=120)
+    started = time.perf_counter()
+    response = client.post("/v1/batches", json=records)
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 202, response.text[:500]
+    body = response.json()
+    assert (body["accepted"], body["rejected"], body["duplicates"]) == (10_000, 0, 0)
+    progress = client.get(f"/v1/batches/{body['id']}").json()
+    assert progress["counts"]["queued"] == 10_000 and not progress["done"]
+    # Every accepted transcript has its message on the batch queue (no worker is running).
+    assert redis.Redis.from_url(redis_server.url).llen("batch") == 10_000
+    # Sending the same batch again queues nothing new.
+    again = client.post("/v1/batches", json=records).json()
+    assert (again["accepted"], again["duplicates"]) == (0, 10_000)
+    assert redis.Redis.from_url(redis_server.url).llen("batch") == 10_000
+    print(f"10,000-call batch accepted in {elapsed:.2f}s")

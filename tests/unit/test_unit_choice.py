@@ -1,0 +1,153 @@
+"""TokenTrie and choose(): only the allowed labels can come out, with a softmax probability."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from app.llm.choice import Choice, TokenTrie, choose
+
+VOCAB = 32
+
+
+def logits_with(scores: dict[int, float], default: float = -5.0) -> np.ndarray:
+    logits = np.full(VOCAB, default, dtype=np.float32)
+    for token, score in scores.items():
+        logits[token] = score
+    return logits
+
+
+def softmax_of(scores: list[float], index: int) -> float:
+    exps = [math.exp(s) for s in scores]
+    return exps[index] / sum(exps)
+
+
+class FakeFeed:
+    """Records the tokens fed and returns scripted logits for each prefix."""
+
+    def __init__(self, after: dict[int, np.ndarray] | None = None) -> None:
+        self.after = after or {}
+        self.calls: list[list[int]] = []
+
+    def __call__(self, tokens: list[int]) -> np.ndarray:
+        self.calls.append(list(tokens))
+        return self.after[tokens[-1]]
+
+
+# --- TokenTrie ------------------------------------------------------------------------------
+
+
+def test_trie_rejects_a_label_that_is_a_prefix_of_a_later_one() -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        TokenTrie({"bill": [3], "billing": [3, 4]})
+
+
+def test_trie_rejects_a_label_that_is_a_prefix_of_an_earlier_one() -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        TokenTrie({"billing": [3, 4], "bill": [3]})
+
+
+def test_trie_rejects_two_labels_with_the_same_tokens() -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        TokenTrie({"a": [1, 2], "b": [1, 2]})
+
+
+def test_trie_rejects_a_label_without_tokens() -> None:
+    with pytest.raises(ValueError, match="no tokens"):
+        TokenTrie({"a": [1], "empty": []})
+
+
+def test_trie_accepts_labels_sharing_a_prefix() -> None:
+    trie = TokenTrie({"ab": [1, 2], "ac": [1, 3], "d": [4]})
+    assert set(trie.root.children) == {1, 4}
+    assert set(trie.root.children[1].children) == {2, 3}
+    assert trie.root.children[1].children[3].label == "ac"
+    assert trie.root.children[4].label == "d"
+
+
+# --- choose ---------------------------------------------------------------------------------
+
+
+def test_choose_picks_the_allowed_token_with_the_highest_logit() -> None:
+    trie = TokenTrie({"billing": [5], "delivery": [9], "other": [2]})
+    feed = FakeFeed()
+    logits = logits_with({5: 1.0, 9: 3.0, 2: 0.5})
+    choice = choose(trie, logits, feed)
+    assert choice.label == "delivery"
+    assert choice.tokens == [9]
+    assert choice.probability == pytest.approx(softmax_of([1.0, 3.0, 0.5], 1), rel=1e-6)
+    assert feed.calls == []  # a single-token label needs no further evaluation
+
+
+def test_choose_never_returns_a_forbidden_token_even_when_it_scores_highest() -> None:
+    trie = TokenTrie({"billing": [5], "delivery": [9]})
+    logits = logits_with({5: 0.0, 9: -1.0, 0: 50.0, 31: 40.0})
+    choice = choose(trie, logits, FakeFeed())
+    assert choice.label == "billing"
+    assert choice.tokens == [5]
+    assert choice.tokens[0] not in (0, 31)
+    # the probability is normalised over the allowed tokens only, not the whole vocabulary
+    assert choice.probability == pytest.approx(softmax_of([0.0, -1.0], 0), rel=1e-6)
+    assert choice.probability > 0.5
+
+
+def test_choose_follows_multi_token_paths_and_calls_feed() -> None:
+    trie = TokenTrie({"usage_help": [7, 11], "usage_other": [7, 12], "billing": [5]})
+    first = logits_with({7: 2.0, 5: 1.0})
+    after_7 = logits_with({11: -1.0, 12: 1.5, 0: 99.0})
+    feed = FakeFeed({7: after_7})
+    choice = choose(trie, first, feed)
+    assert choice == Choice(
+        label="usage_other",
+        probability=pytest.approx(softmax_of([2.0, 1.0], 0) * softmax_of([-1.0, 1.5], 1)),
+        tokens=[7, 12],
+    )
+    assert feed.calls == [[7]]
+
+
+def test_choose_takes_a_single_child_without_scoring_it() -> None:
+    # "delivery" is [8, 20, 21]: after 8 there is only one way on
+    trie = TokenTrie({"delivery": [8, 20, 21], "billing": [5]})
+    first = logits_with({8: 4.0, 5: 0.0})
+    # after 8 the model prefers a forbidden token; the only allowed child is still taken
+    after_8 = logits_with({20: -30.0, 3: 10.0})
+    after_20 = logits_with({21: -30.0, 4: 10.0})
+    feed = FakeFeed({8: after_8, 20: after_20})
+    choice = choose(trie, first, feed)
+    assert choice.label == "delivery"
+    assert choice.tokens == [8, 20, 21]
+    assert feed.calls == [[8], [20]]
+    # only the first branching step contributes to the probability
+    assert choice.probability == pytest.approx(softmax_of([4.0, 0.0], 0), rel=1e-6)
+
+
+def test_choose_with_a_single_label_is_certain() -> None:
+    trie = TokenTrie({"other": [3]})
+    choice = choose(trie, logits_with({3: -100.0, 1: 100.0}), FakeFeed())
+    assert choice == Choice("other", 1.0, [3])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_probability_is_in_unit_interval_and_matches_softmax(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    allowed = [2, 6, 11, 17, 23, 29, 30]
+    trie = TokenTrie({f"code{t}": [t] for t in allowed})
+    logits = rng.normal(0, 10, VOCAB).astype(np.float32)
+    choice = choose(trie, logits, FakeFeed())
+    scores = [float(logits[t]) for t in allowed]
+    best = int(np.argmax(scores))
+    assert choice.tokens == [allowed[best]]
+    assert choice.label == f"code{allowed[best]}"
+    assert 0.0 < choice.probability <= 1.0
+    assert choice.probability >= 1 / len(allowed)  # the argmax has at least a uniform share
+    assert choice.probability == pytest.approx(softmax_of(scores, best), rel=1e-5)
+
+
+def test_probability_is_stable_for_huge_logits() -> None:
+    trie = TokenTrie({"a": [1], "b": [2]})
+    choice = choose(trie, logits_with({1: 1e4, 2: 1e4 - 1.0}), FakeFeed())
+    assert choice.label == "a"
+    assert 0.0 < choice.probability <= 1.0
+    assert choice.probability == pytest.approx(1 / (1 + math.exp(-1.0)), rel=1e-6)
