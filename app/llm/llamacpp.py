@@ -18,19 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from app.config import Settings
-from app.extraction.prompts import TRANSCRIPT_END, instructions
 from app.llm.base import BackendAnswer, ExtractionRequest
 from app.llm.chat_templates import TEMPLATES
 from app.llm.choice import TokenTrie, choose
 from app.llm.errors import BackendError
 from app.llm.model_files import default_model_path
+from app.llm.prompt_tokens import PromptTokens
 from schemas.extraction import answer_model, normalise_product
 from schemas.taxonomy import Taxonomy
-
-ANSWER_START = '{"product":'
-NULL_OPTION = " null"
-STRING_OPTION = ' "'
-REASON_KEY = ', "reason": "'
 
 
 class LlamaCppBackend:
@@ -57,7 +52,6 @@ class LlamaCppBackend:
             raise ValueError(f"LoRA adapter not found: {lora_path}")
         self.model = Path(model_path).name + (f"+{Path(lora_path).name}" if lora_path else "")
         self.max_product_tokens = max_product_tokens
-        self._template = TEMPLATES[chat_format]
         self._llm = Llama(
             model_path=str(model_path),
             n_ctx=n_ctx,
@@ -69,14 +63,11 @@ class LlamaCppBackend:
         )
         self._n_vocab = self._llm.n_vocab()
         self._lock = threading.Lock()
-        self._prefix_cache: dict[str, list[int]] = {}
         self._tries: dict[tuple[str, ...], TokenTrie] = {}
-        self._answer_start = self._tokens(ANSWER_START)
+        self.tokens = PromptTokens(self._tokenize, chat_format)
         self._null_trie = TokenTrie(
-            {"null": self._tokens(NULL_OPTION), "string": self._tokens(STRING_OPTION)}
+            {"null": self.tokens.null_option, "string": self.tokens.string_option}
         )
-        self._reason_key = self._tokens(REASON_KEY)
-        self._reason_key_after_string = self._tokens('"' + REASON_KEY)
         self.last_evaluated_tokens = 0
 
     @classmethod
@@ -94,39 +85,20 @@ class LlamaCppBackend:
 
     # ---- token accounting --------------------------------------------------------------
 
-    def _tokens(self, text: str, *, special: bool = False, bos: bool = False) -> list[int]:
+    def _tokenize(self, text: str, special: bool, bos: bool) -> list[int]:
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=bos, special=special))
 
     def count_tokens(self, text: str) -> int:
-        return len(self._tokens(text))
-
-    def _prefix(self, taxonomy: Taxonomy) -> list[int]:
-        """BOS, the template's opening and the instructions: identical for every call."""
-        key = taxonomy.version + "|" + ",".join(taxonomy.codes)
-        if key not in self._prefix_cache:
-            self._prefix_cache[key] = self._tokens(self._template[0], special=True, bos=True) + (
-                self._tokens(instructions(taxonomy))
-            )
-        return self._prefix_cache[key]
-
-    def _suffix(self) -> list[int]:
-        return self._tokens(TRANSCRIPT_END) + self._tokens(self._template[1], special=True)
+        return len(self.tokens.text(text))
 
     def transcript_budget(self, taxonomy: Taxonomy) -> int:
-        longest_code = max(self.count_tokens(code + '"') for code in taxonomy.codes)
-        answer = (
-            len(self._answer_start)
-            + 1
-            + self.max_product_tokens
-            + len(self._reason_key_after_string)
-            + longest_code
-        )
-        return self._llm.n_ctx() - len(self._prefix(taxonomy)) - len(self._suffix()) - answer - 8
+        overhead = self.tokens.overhead(taxonomy, self.max_product_tokens)
+        return self._llm.n_ctx() - overhead - 8
 
     def _reason_trie(self, taxonomy: Taxonomy) -> TokenTrie:
         if taxonomy.codes not in self._tries:
             self._tries[taxonomy.codes] = TokenTrie(
-                {code: self._tokens(code + '"') for code in taxonomy.codes}
+                {code: self.tokens.reason_option(code) for code in taxonomy.codes}
             )
         return self._tries[taxonomy.codes]
 
@@ -150,12 +122,7 @@ class LlamaCppBackend:
 
     def extract(self, request: ExtractionRequest) -> BackendAnswer:
         taxonomy = request.taxonomy
-        prompt = (
-            self._prefix(taxonomy)
-            + self._tokens(request.transcript)
-            + self._suffix()
-            + self._answer_start
-        )
+        prompt = self.tokens.prompt(taxonomy, request.transcript)
         if len(prompt) + self.max_product_tokens + 16 > self._llm.n_ctx():
             raise BackendError(f"prompt of {len(prompt)} tokens does not fit n_ctx")
         with self._lock:
@@ -166,10 +133,10 @@ class LlamaCppBackend:
             kind = choose(self._null_trie, logits, self._eval)
             logits = self._eval(kind.tokens[-1:])
             product: str | None = None
-            reason_key = self._reason_key
+            reason_key = self.tokens.reason_key
             if kind.label == "string":
                 product, generated = self._generate_string(logits)
-                reason_key = self._reason_key_after_string
+                reason_key = self.tokens.reason_key_after_string
             logits = self._eval(reason_key)
             reason = choose(self._reason_trie(taxonomy), logits, self._eval)
 

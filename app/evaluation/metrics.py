@@ -1,0 +1,84 @@
+"""Scores: reason accuracy, macro-F1, per-class precision/recall, confusion, product match."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+PRODUCT_RULE = (
+    "lenient: both texts are case-folded, accents and punctuation removed, whitespace collapsed; "
+    "a prediction matches when both are null, or when one contains the other, or when their "
+    "word sets overlap by at least half of the shorter one (words of 1-2 letters ignored)"
+)
+
+
+def _normal(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", stripped)).strip()
+
+
+def product_matches(predicted: str | None, expected: str | None) -> bool:
+    """The lenient product rule (PRODUCT_RULE)."""
+    if expected is None or predicted is None:
+        return expected is None and predicted is None
+    a, b = _normal(predicted), _normal(expected)
+    if not a or not b:
+        return a == b
+    if a in b or b in a:
+        return True
+    words_a = {w for w in a.split() if len(w) > 2}
+    words_b = {w for w in b.split() if len(w) > 2}
+    if not words_a or not words_b:
+        return False
+    return len(words_a & words_b) >= 0.5 * min(len(words_a), len(words_b))
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+def reason_scores(
+    predicted: Sequence[str | None], expected: Sequence[str], labels: Sequence[str]
+) -> tuple[float, float, dict[str, ClassScore], list[list[int]]]:
+    """Accuracy, macro-F1 (over labels present in the gold data), per class, confusion[gold][pred].
+
+    A failed extraction (None) counts as wrong for its gold class.
+    """
+    index = {label: i for i, label in enumerate(labels)}
+    confusion = [[0] * len(labels) for _ in labels]
+    for p, e in zip(predicted, expected, strict=True):
+        if p in index:
+            confusion[index[e]][index[p]] += 1
+    correct = sum(p == e for p, e in zip(predicted, expected, strict=True))
+    accuracy = correct / len(expected) if expected else 0.0
+    gold = Counter(expected)
+    per_class: dict[str, ClassScore] = {}
+    for label in labels:
+        i = index[label]
+        tp = confusion[i][i]
+        predicted_count = sum(row[i] for row in confusion)
+        precision = tp / predicted_count if predicted_count else 0.0
+        recall = tp / gold[label] if gold[label] else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[label] = ClassScore(precision, recall, f1, gold[label])
+    present = [s.f1 for label, s in per_class.items() if gold[label]]
+    macro_f1 = sum(present) / len(present) if present else 0.0
+    return accuracy, macro_f1, per_class, confusion
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

@@ -1,0 +1,137 @@
+"""The evaluation report: JSON for machines, Markdown with a confusion-matrix image for people."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from app.evaluation.metrics import PRODUCT_RULE
+from app.evaluation.runner import BackendResult
+
+
+def to_json(results: list[BackendResult], meta: dict[str, Any]) -> dict[str, Any]:
+    return {"meta": {**meta, "product_rule": PRODUCT_RULE}, "results": [asdict(r) for r in results]}
+
+
+def write_json(path: Path, results: list[BackendResult], meta: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_json(results, meta), indent=2, ensure_ascii=False), "utf-8")
+
+
+def summary_rows(results: list[BackendResult]) -> list[list[str]]:
+    rows = [
+        [
+            "configuration",
+            "model",
+            "n",
+            "reason acc.",
+            "macro-F1",
+            "product",
+            "invalid",
+            "failed",
+            "p50 ms",
+            "p95 ms",
+            "tokens in/out",
+            "cost",
+        ]
+    ]
+    for r in results:
+        rows.append(
+            [
+                r.label,
+                r.model,
+                str(r.n),
+                f"{r.reason_accuracy:.1%}",
+                f"{r.reason_macro_f1:.3f}",
+                f"{r.product_match_rate:.1%}",
+                f"{r.invalid_rate:.1%}",
+                str(r.failed),
+                f"{r.latency_p50_ms:.0f}",
+                f"{r.latency_p95_ms:.0f}",
+                f"{r.prompt_tokens}/{r.completion_tokens}",
+                f"{r.cost:.4f}",
+            ]
+        )
+    return rows
+
+
+def _table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    return "\n".join(lines)
+
+
+def confusion_svg(result: BackendResult, labels: list[str]) -> str:
+    """A heat-map of the confusion matrix (rows: expected, columns: predicted)."""
+    cell, left, top = 44, 150, 150
+    size = len(labels)
+    width, height = left + cell * size + 20, top + cell * size + 20
+    peak = max((max(row) for row in result.confusion), default=1) or 1
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="11">',
+        f'<text x="{left}" y="14" font-size="13">{escape(result.label)}: rows expected, '
+        "columns predicted</text>",
+    ]
+    for i, label in enumerate(labels):
+        y = top + i * cell + cell / 2 + 4
+        x = left + i * cell + cell / 2
+        parts.append(f'<text x="{left - 6}" y="{y}" text-anchor="end">{escape(label)}</text>')
+        turn = f"rotate(-60 {x} {top - 6})"
+        parts.append(f'<text x="{x}" y="{top - 6}" transform="{turn}">{escape(label)}</text>')
+    for i, row in enumerate(result.confusion):
+        for j, count in enumerate(row):
+            shade = int(255 - 200 * count / peak)
+            colour = f"rgb({shade},{shade},255)" if i != j else f"rgb({shade},255,{shade})"
+            x, y = left + j * cell, top + i * cell
+            box = f'x="{x}" y="{y}" width="{cell}" height="{cell}"'
+            parts.append(f'<rect {box} fill="{colour}" stroke="#999"/>')
+            middle = f'x="{x + cell / 2}" y="{y + cell / 2 + 4}" text-anchor="middle"'
+            parts.append(f"<text {middle}>{count}</text>")
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def write_report(
+    directory: Path, results: list[BackendResult], labels: list[str], meta: dict[str, Any]
+) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json(directory / "results.json", results, meta)
+    sections = [
+        f"# callx evaluation: {meta.get('dataset')}",
+        "",
+        f"Records: {meta.get('records')}, taxonomy {meta.get('taxonomy_version')}, "
+        f"prompt {meta.get('prompt_version')}, run {meta.get('date')}.",
+        "",
+        _table(summary_rows(results)),
+        "",
+        f"Product match rule: {PRODUCT_RULE}.",
+        "",
+    ]
+    for number, result in enumerate(results):
+        image = f"confusion-{number}.svg"
+        (directory / image).write_text(confusion_svg(result, labels), "utf-8")
+        per_class = [["reason", "precision", "recall", "F1", "support"]] + [
+            [
+                label,
+                f"{s['precision']:.2f}",
+                f"{s['recall']:.2f}",
+                f"{s['f1']:.2f}",
+                str(s["support"]),
+            ]
+            for label, s in result.per_class.items()
+        ]
+        sections += [
+            f"## {result.label}",
+            "",
+            _table(per_class),
+            "",
+            f"![confusion matrix]({image})",
+            "",
+        ]
+    path = directory / "report.md"
+    path.write_text("\n".join(sections), "utf-8")
+    return path

@@ -1,0 +1,180 @@
+"""Running backend configurations over a labelled dataset, through the service's pipeline."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.config import Settings
+from app.evaluation.metrics import PRODUCT_RULE, percentile, product_matches, reason_scores
+from app.extraction.extractor import Extractor
+from app.records import read_records, record_text
+from schemas.taxonomy import Taxonomy
+
+SECTIONS = {"llamacpp": "llamacpp", "openai": "openai", "fake": "extraction"}
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """`NAME[:key=value,...]`, e.g. `llamacpp:lora_path=adapters/callx.gguf` or
+    `openai:preset=mistral,model=mistral-small-latest,price_in=0.0002,price_out=0.0006`."""
+
+    spec: str
+    backend: str
+    options: dict[str, str]
+
+    @classmethod
+    def parse(cls, spec: str) -> BackendConfig:
+        name, _, rest = spec.partition(":")
+        if name not in SECTIONS:
+            raise ValueError(f"unknown backend {name!r} in {spec!r}: use llamacpp, openai or fake")
+        options: dict[str, str] = {}
+        for item in filter(None, rest.split(",")):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"expected key=value in {spec!r}, found {item!r}")
+            options[key.strip()] = value.strip()
+        return cls(spec, name, options)
+
+    @property
+    def label(self) -> str:
+        return self.options.get("label", self.spec)
+
+    def settings(self, base: Settings) -> Settings:
+        extra = {
+            k: v for k, v in self.options.items() if k not in {"label", "price_in", "price_out"}
+        }
+        section = SECTIONS[self.backend]
+        updated = getattr(base, section).model_copy(update=extra)
+        settings = base.model_copy(update={section: updated})
+        settings = settings.model_copy(
+            update={"extraction": settings.extraction.model_copy(update={"backend": self.backend})}
+        )
+        # Re-validate so that `n_ctx=2048` becomes an int and wrong keys fail loudly.
+        return Settings.model_validate(settings.model_dump())
+
+    def price(self, key: str) -> float:
+        return float(self.options.get(key, 0.0))
+
+
+@dataclass
+class Prediction:
+    id: str
+    reason: str | None
+    product: str | None
+    expected_reason: str
+    expected_product: str | None
+    status: str
+    confidence: float | None
+    latency_ms: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    error: str | None
+    error_kind: str | None
+
+
+@dataclass
+class BackendResult:
+    label: str
+    backend: str
+    model: str
+    n: int
+    reason_accuracy: float
+    reason_macro_f1: float
+    product_match_rate: float
+    invalid_rate: float
+    failed: int
+    latency_p50_ms: float
+    latency_p95_ms: float
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    per_class: dict[str, dict[str, float]]
+    confusion: list[list[int]]
+    predictions: list[Prediction] = field(repr=False, default_factory=list)
+
+
+def load_dataset(
+    path: Path, taxonomy: Taxonomy, limit: int | None, seed: int
+) -> list[dict[str, Any]]:
+    """Labelled records (`id`, `transcript`, `reason`, `product`); a seeded sample if `limit`."""
+    records = read_records(path)
+    for number, record in enumerate(records, start=1):
+        if record_text(record) is None or record.get("reason") not in taxonomy.codes:
+            raise ValueError(
+                f"{path} record {number}: needs a transcript and a reason among "
+                f"{', '.join(taxonomy.codes)} (found {record.get('reason')!r}); "
+                "pass the dataset's taxonomy with --taxonomy"
+            )
+    if limit is not None and limit < len(records):
+        records = random.Random(seed).sample(records, limit)
+    return records
+
+
+def evaluate(
+    extractor: Extractor, config: BackendConfig, records: list[dict[str, Any]], on_record: Any
+) -> BackendResult:
+    predictions: list[Prediction] = []
+    for position, record in enumerate(records):
+        outcome = extractor(record_text(record) or "")
+        predictions.append(
+            Prediction(
+                id=str(record.get("id", position)),
+                reason=outcome.reason,
+                product=outcome.product,
+                expected_reason=record["reason"],
+                expected_product=record.get("product"),
+                status=outcome.status,
+                confidence=outcome.confidence,
+                latency_ms=outcome.latency_ms,
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                error=outcome.error,
+                error_kind=outcome.error_kind,
+            )
+        )
+        on_record()
+    return score(config, extractor, predictions)
+
+
+def score(
+    config: BackendConfig, extractor: Extractor, predictions: list[Prediction]
+) -> BackendResult:
+    labels = list(extractor.taxonomy.codes)
+    accuracy, macro_f1, per_class, confusion = reason_scores(
+        [p.reason for p in predictions], [p.expected_reason for p in predictions], labels
+    )
+    latencies = [p.latency_ms for p in predictions]
+    prompt = sum(p.prompt_tokens or 0 for p in predictions)
+    completion = sum(p.completion_tokens or 0 for p in predictions)
+    kinds = Counter(p.status for p in predictions)
+    n = len(predictions)
+    return BackendResult(
+        label=config.label,
+        backend=extractor.backend.name,
+        model=extractor.backend.model,
+        n=n,
+        reason_accuracy=accuracy,
+        reason_macro_f1=macro_f1,
+        product_match_rate=sum(product_matches(p.product, p.expected_product) for p in predictions)
+        / n
+        if n
+        else 0.0,
+        invalid_rate=sum(p.error_kind == "invalid_answer" for p in predictions) / n if n else 0.0,
+        failed=kinds.get("failed", 0),
+        latency_p50_ms=percentile(latencies, 0.5),
+        latency_p95_ms=percentile(latencies, 0.95),
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost=prompt / 1000 * config.price("price_in")
+        + completion / 1000 * config.price("price_out"),
+        per_class={k: asdict(v) for k, v in per_class.items()},
+        confusion=confusion,
+        predictions=predictions,
+    )
+
+
+__all__ = ["PRODUCT_RULE", "BackendConfig", "BackendResult", "evaluate", "load_dataset"]
