@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,9 +41,15 @@ class BrokerSettings(BaseModel):
         description="Celery broker URL, e.g. redis://host:6379/0. "
         "Default: a local SQLite-backed broker in the data directory (embedded mode).",
     )
-    visibility_timeout_s: int = Field(default=3600, ge=30)
+    visibility_timeout_s: int = Field(default=3600, ge=1)
     interactive_queue: str = "interactive"
     batch_queue: str = "batch"
+    reconcile_interval_s: float = Field(
+        default=30.0, gt=0, description="How often each worker looks for lost or stuck calls."
+    )
+    requeue_grace_s: float = Field(
+        default=60.0, ge=0, description="A queued call younger than this is never re-sent."
+    )
 
 
 OpenAIMode = Literal["TOOLS", "JSON_SCHEMA", "JSON", "MD_JSON"]
@@ -117,6 +123,23 @@ class ApiSettings(BaseModel):
     default_page_size: int = Field(default=50, ge=1)
 
 
+class AuthSettings(BaseModel):
+    required: Literal["auto"] | bool = Field(
+        default="auto",
+        description="API keys for /v1: true, false, or auto (required unless the API "
+        "listens only on loopback: 127.0.0.1, ::1, localhost).",
+    )
+    allow_open: bool = Field(
+        default=False,
+        description="With required=false, also serve without keys on a non-loopback host.",
+    )
+
+    @field_validator("required", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
 class Settings(BaseSettings):
     """callx settings; every field can be set as CALLX_<SECTION>__<NAME>."""
 
@@ -136,6 +159,7 @@ class Settings(BaseSettings):
     openai: OpenAISettings = OpenAISettings()
     llamacpp: LlamaCppSettings = LlamaCppSettings()
     api: ApiSettings = ApiSettings()
+    auth: AuthSettings = AuthSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

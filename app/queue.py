@@ -68,6 +68,25 @@ class TaskQueue:
                     EXTRACT_TASK, args=[str(transcript_id)], queue=queue, producer=producer
                 )
 
+    def size(self, queue: str) -> int:
+        """Messages waiting in `queue` on the broker (not counting those being worked on)."""
+        with self._celery.connection_for_read() as connection:
+            return int(
+                connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+            )
+
+    def broker_was_reset(self, token: str) -> bool:
+        """True if the broker lost its data since we last marked it (or was never marked).
+
+        Redis without persistence forgets every queued message on restart: a marker key that
+        disappears says so. Other brokers keep their messages: always False.
+        """
+        with self._celery.connection_for_write() as connection:
+            client = getattr(connection.default_channel, "client", None)
+            if client is None or not hasattr(client, "set"):
+                return False
+            return bool(client.set("callx:broker-marker", token, nx=True))
+
     def ping(self) -> None:
         """Raise if the broker cannot be reached."""
         with self._celery.connection_for_write() as connection:

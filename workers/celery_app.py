@@ -9,13 +9,14 @@ import threading
 from dataclasses import dataclass
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings, get_settings
 from app.db.session import build_engine, build_sessionmaker
 from app.extraction.extractor import Extractor
-from app.queue import build_celery
+from app.extraction.reconcile import Reconciler, run_forever
+from app.queue import TaskQueue, build_celery
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,32 @@ def worker_runtime() -> WorkerRuntime:
 @worker_process_init.connect
 def _build_runtime_after_fork(**_: object) -> None:
     worker_runtime()
+
+
+_stop_reconciler = threading.Event()
+
+
+@worker_ready.connect
+def _start_reconciler(sender: object = None, **_: object) -> None:
+    """The reconciler runs in the worker's main process, which never loads a model."""
+    settings = get_settings()
+    reconciler = Reconciler(
+        build_sessionmaker(build_engine(settings, pool_size=1)),
+        TaskQueue(celery_app, settings),
+        grace_s=settings.broker.requeue_grace_s,
+    )
+    thread = threading.Thread(
+        target=run_forever,
+        args=(reconciler, settings.broker.reconcile_interval_s, _stop_reconciler),
+        name="callx-reconciler",
+        daemon=True,
+    )
+    thread.start()
+
+
+@worker_shutdown.connect
+def _stop_reconciler_thread(**_: object) -> None:
+    _stop_reconciler.set()
 
 
 def create_worker_app() -> Celery:

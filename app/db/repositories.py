@@ -12,7 +12,7 @@ from sqlalchemy import Select, and_, func, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.db.models import Batch, Extraction, Transcript
+from app.db.models import ApiKey, Batch, Extraction, Transcript
 
 # ---- transcripts -----------------------------------------------------------------------
 
@@ -151,30 +151,51 @@ def current_extraction(session: Session, transcript_id: uuid.UUID) -> Extraction
     ).one_or_none()
 
 
-def stale_transcripts(
-    session: Session, now: datetime, queued_before: datetime, limit: int
+def requeue_expired_leases(
+    session: Session, now: datetime, limit: int
 ) -> list[tuple[uuid.UUID, str]]:
-    """Transcripts a worker should have finished: lease expired, or queued for too long."""
+    """Running transcripts whose worker's lease ran out go back to queued (their worker, if
+    still alive, can no longer store a result: its claim token is cleared)."""
     rows = session.execute(
         select(Transcript.id, Transcript.queue)
-        .where(
-            or_(
-                and_(Transcript.status == "running", Transcript.lease_until < now),
-                and_(Transcript.status == "queued", Transcript.updated_at < queued_before),
-            )
-        )
+        .where(Transcript.status == "running", Transcript.lease_until < now)
         .limit(limit)
-    )
+    ).all()
+    if rows:
+        session.execute(
+            update(Transcript)
+            .where(Transcript.id.in_([r[0] for r in rows]), Transcript.status == "running")
+            .values(status="queued", claim_token=None, lease_until=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
     return [(tid, queue) for tid, queue in rows]
 
 
-def touch_transcripts(session: Session, ids: Sequence[uuid.UUID], now: datetime) -> None:
-    session.execute(
-        update(Transcript)
-        .where(Transcript.id.in_(ids), Transcript.status == "queued")
-        .values(updated_at=now)
-        .execution_options(synchronize_session=False)
+def take_stale_queued(
+    session: Session, queue: str, before: datetime, now: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Queued transcripts of `queue` untouched since `before`, marked as touched now (so one
+    re-send is not followed by another before the grace period passes again)."""
+    ids = list(
+        session.scalars(
+            select(Transcript.id)
+            .where(
+                Transcript.status == "queued",
+                Transcript.queue == queue,
+                Transcript.updated_at < before,
+            )
+            .order_by(Transcript.updated_at)
+            .limit(limit)
+        )
     )
+    if ids:
+        session.execute(
+            update(Transcript)
+            .where(Transcript.id.in_(ids))
+            .values(updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return ids
 
 
 # ---- results and analytics ---------------------------------------------------------------
@@ -293,3 +314,19 @@ def product_counts(
         entry = result.setdefault(key, (product, total, {}))
         entry[2][reason_code] = count
     return list(result.values())
+
+
+# ---- API keys ------------------------------------------------------------------------------
+
+
+def get_api_key(session: Session, key_id: str) -> ApiKey | None:
+    return session.get(ApiKey, key_id)
+
+
+def add_api_key(session: Session, key: ApiKey) -> None:
+    session.add(key)
+    session.flush()
+
+
+def list_api_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))

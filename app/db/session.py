@@ -15,7 +15,7 @@ AfterCommit = Callable[[], None]
 _AFTER_COMMIT_KEY = "callx_after_commit"
 
 
-def build_engine(settings: Settings) -> Engine:
+def build_engine(settings: Settings, pool_size: int | None = None) -> Engine:
     url = settings.database_url
     if url.startswith("sqlite"):
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
@@ -29,8 +29,8 @@ def build_engine(settings: Settings) -> Engine:
     return create_engine(
         url,
         echo=settings.database.echo,
-        pool_size=settings.database.pool_size,
-        max_overflow=settings.database.pool_size,
+        pool_size=pool_size or settings.database.pool_size,
+        max_overflow=pool_size or settings.database.pool_size,
         pool_pre_ping=True,
         pool_timeout=10,
         connect_args={"connect_timeout": 5},

@@ -1,0 +1,161 @@
+"""Faults against real processes: a worker killed with SIGKILL, Redis restarted empty,
+PostgreSQL stopped. Every accepted call completes exactly once."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+import httpx
+from sqlalchemy import create_engine, text
+
+from app.config import Settings
+from tests.conftest import process_env
+from tests.services import CallxProcess, PostgresServer, RedisServer, wait_for
+
+FAST_RECOVERY = {
+    "CALLX_EXTRACTION__LEASE_S": "10",
+    "CALLX_BROKER__VISIBILITY_TIMEOUT_S": "20",
+    "CALLX_BROKER__RECONCILE_INTERVAL_S": "1",
+    "CALLX_BROKER__REQUEUE_GRACE_S": "3",
+}
+
+
+def worker_env(settings: Settings, latency_s: float) -> dict[str, str]:
+    return process_env(
+        settings,
+        CALLX_EXTRACTION__BACKEND="fake",
+        CALLX_EXTRACTION__FAKE_LATENCY_S=str(latency_s),
+        **FAST_RECOVERY,
+    )
+
+
+def counts(database_url: str) -> dict[str, int]:
+    """Transcripts per status, extraction rows, and transcripts with more than one current."""
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        by_status = dict(
+            connection.execute(
+                text("SELECT status, count(*) FROM transcripts GROUP BY status")
+            ).all()
+        )
+        rows = connection.execute(text("SELECT count(*) FROM extractions")).scalar_one()
+        current_dupes = connection.execute(
+            text(
+                "SELECT count(*) FROM (SELECT transcript_id FROM extractions WHERE is_current "
+                "GROUP BY transcript_id HAVING count(*) > 1) d"
+            )
+        ).scalar_one()
+        per_transcript_dupes = connection.execute(
+            text(
+                "SELECT count(*) FROM (SELECT transcript_id FROM extractions "
+                "GROUP BY transcript_id HAVING count(*) > 1) d"
+            )
+        ).scalar_one()
+    engine.dispose()
+    return {
+        **by_status,
+        "extraction_rows": rows,
+        "current_dupes": current_dupes,
+        "multi_attempts": per_transcript_dupes,
+    }
+
+
+def submit(api_url: str, n: int, prefix: str) -> str:
+    records = [
+        {"external_id": f"{prefix}-{i}", "text": f"Client: ma box {i} est en panne"}
+        for i in range(n)
+    ]
+    response = httpx.post(f"{api_url}/v1/batches", json=records, timeout=60)
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def wait_all_succeeded(database_url: str, n: int, timeout: float) -> dict[str, int]:
+    state: dict[str, int] = {}
+
+    def done() -> bool:
+        state.clear()
+        state.update(counts(database_url))
+        return state.get("succeeded", 0) == n
+
+    try:
+        wait_for(done, timeout, f"{n} succeeded", interval=0.5)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}: {state}") from exc
+    return state
+
+
+def test_a_worker_killed_mid_extraction_loses_and_doubles_nothing(
+    api_url: str, settings: Settings, database_url: str, start_callx: Callable[..., CallxProcess]
+) -> None:
+    env = worker_env(settings, latency_s=0.5)
+    first = start_callx(["worker", "--concurrency", "2"], env, "worker-1")
+    submit(api_url, 30, "kill")
+    wait_for(lambda: counts(database_url).get("succeeded", 0) >= 4, 60, "some progress")
+    wait_for(lambda: counts(database_url).get("running", 0) >= 1, 30, "a call in progress")
+    first.stop(signal.SIGKILL)
+    killed_at = time.monotonic()
+    start_callx(["worker", "--concurrency", "2"], env, "worker-2")
+    state = wait_all_succeeded(database_url, 30, timeout=120)
+    print(f"worker kill: 30 accepted, recovered in {time.monotonic() - killed_at:.1f}s: {state}")
+    assert state["extraction_rows"] == 30  # no call extracted twice
+    assert state["current_dupes"] == 0
+
+
+def test_redis_restarted_empty_mid_batch_every_call_still_processed(
+    api_url: str,
+    settings: Settings,
+    database_url: str,
+    redis_server: RedisServer,
+    start_callx: Callable[..., CallxProcess],
+) -> None:
+    start_callx(["worker", "--concurrency", "1"], worker_env(settings, latency_s=0.2), "worker")
+    submit(api_url, 40, "redis")
+    wait_for(lambda: counts(database_url).get("succeeded", 0) >= 3, 60, "some progress")
+    redis_server.stop()  # no persistence: every queued message is gone
+    redis_server.start()
+    restarted_at = time.monotonic()
+    state = wait_all_succeeded(database_url, 40, timeout=180)
+    print(
+        f"redis restart: 40 accepted, recovered in {time.monotonic() - restarted_at:.1f}s: {state}"
+    )
+    assert state["extraction_rows"] == 40
+    assert state["current_dupes"] == 0
+
+
+def test_postgres_stopped_gives_503_and_everything_recovers(
+    api_url: str,
+    settings: Settings,
+    database_url: str,
+    postgres: PostgresServer,
+    start_callx: Callable[..., CallxProcess],
+) -> None:
+    worker = start_callx(
+        ["worker", "--concurrency", "1"], worker_env(settings, latency_s=0.2), "worker"
+    )
+    submit(api_url, 10, "before")
+    postgres.stop()
+    try:
+        response = httpx.post(
+            f"{api_url}/v1/transcripts", json={"text": "Client: panne"}, timeout=30
+        )
+        assert response.status_code == 503
+        assert "database is unavailable" in response.json()["detail"]
+        ready = httpx.get(f"{api_url}/readyz", timeout=30)
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"].startswith("unavailable")
+        assert ready.json()["checks"]["broker"] == "ok"
+        time.sleep(3)  # the worker meets the outage: it must back off, not die
+        assert worker.process is not None and worker.process.poll() is None
+    finally:
+        postgres.restart()
+    wait_for(lambda: httpx.get(f"{api_url}/readyz", timeout=5).status_code == 200, 60, "readyz")
+    after = httpx.post(
+        f"{api_url}/v1/transcripts", json={"text": "Client: panne après"}, timeout=30
+    )
+    assert after.status_code == 202
+    state = wait_all_succeeded(database_url, 11, timeout=120)
+    assert state["extraction_rows"] == 11
+    assert "Traceback" not in worker.log() or "OperationalError" in worker.log()
