@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery
 
 from app.config import Settings
+from app.logs import request_id
 
 EXTRACT_TASK = "callx.extract_transcript"
 
@@ -62,10 +63,15 @@ class TaskQueue:
     def send_extractions(self, transcript_ids: Sequence[uuid.UUID], queue: str) -> None:
         if not transcript_ids:
             return
+        headers = {"callx_request_id": request_id.get()}
         with self._celery.producer_or_acquire() as producer:
             for transcript_id in transcript_ids:
                 self._celery.send_task(
-                    EXTRACT_TASK, args=[str(transcript_id)], queue=queue, producer=producer
+                    EXTRACT_TASK,
+                    args=[str(transcript_id)],
+                    queue=queue,
+                    producer=producer,
+                    headers=headers,
                 )
 
     def size(self, queue: str) -> int:

@@ -80,6 +80,13 @@ def _start_reconciler(sender: object = None, **_: object) -> None:
         daemon=True,
     )
     thread.start()
+    port = os.environ.get("CALLX_WORKER_METRICS_PORT")
+    if port:
+        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(int(port), registry=registry)
 
 
 @worker_shutdown.connect

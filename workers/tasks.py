@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import uuid
 
+from celery import Task
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.extraction.service import run_extraction
+from app.logs import request_id
+from app.logs import transcript_id as logged_transcript_id
 from app.queue import EXTRACT_TASK
 from workers.celery_app import celery_app, worker_runtime
 
 
 @celery_app.task(
+    bind=True,
     name=EXTRACT_TASK,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -23,7 +27,9 @@ from workers.celery_app import celery_app, worker_runtime
     retry_jitter=True,
     max_retries=None,
 )
-def extract_transcript(transcript_id: str) -> str:
+def extract_transcript(self: Task, transcript_id: str) -> str:
+    request_id.set(getattr(self.request, "callx_request_id", None))
+    logged_transcript_id.set(transcript_id)
     runtime = worker_runtime()
     return run_extraction(
         runtime.sessions,

@@ -12,6 +12,7 @@ from app.extraction.retry import RetryPolicy
 from app.extraction.truncation import fit_transcript
 from app.llm.base import Backend, ExtractionRequest
 from app.llm.errors import BackendError, InvalidAnswerError, TransientBackendError
+from app.metrics import RETRIES
 from schemas.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def extract(
             model_calls += 1
             if attempt == retry.attempts:
                 return _failure(common, started, model_calls, fitted.truncated, exc, None)
+            RETRIES.labels(backend.name, exc.kind).inc()
             delay = retry.delay(attempt, exc.retry_after_s)
             log.warning(
                 "transient backend error, retrying",

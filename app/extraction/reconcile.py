@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import metrics
 from app.db import repositories as repo
 from app.db.session import session_scope
 from app.queue import TaskQueue
@@ -63,6 +64,8 @@ class Reconciler:
                 ids = repo.take_stale_queued(session, queue_name, before, now, self.batch_limit)
             self.queue.send_extractions(ids, queue_name)
             requeued += len(ids)
+        metrics.REQUEUED.labels("expired_lease").inc(len(expired))
+        metrics.REQUEUED.labels("lost_message").inc(requeued)
         report = ReconcileReport(len(expired), requeued, reset)
         if report.expired_leases or report.requeued:
             log.warning(

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import metrics
 from app.db import repositories as repo
 from app.db.models import Extraction
 from app.db.session import session_scope
@@ -43,6 +44,7 @@ def run_extraction(
             log.info(
                 "transcript not claimable, skipping", extra={"transcript_id": str(transcript_id)}
             )
+            metrics.SKIPPED.labels("not_claimable").inc()
             return "skipped"
         transcript = repo.get_transcript(session, transcript_id)
         assert transcript is not None
@@ -58,8 +60,10 @@ def run_extraction(
                 "lease lost before the result was stored",
                 extra={"transcript_id": str(transcript_id)},
             )
+            metrics.SKIPPED.labels("lease_lost").inc()
             return "lease_lost"
         repo.add_current_extraction(session, _extraction_row(transcript_id, occurred_at, outcome))
+    metrics.record_outcome(outcome)
     log.info(
         "extraction stored",
         extra={

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.db import repositories as repo
 from app.db.models import Batch, Transcript
 from app.db.session import after_commit
@@ -136,6 +137,7 @@ def submit_batch(
         )
         _enqueue_after_commit(session, queue, accepted_ids, queue.batch)
     errors.sort(key=lambda e: e.index)
+    metrics.REJECTED.inc(len(errors))
     return BatchCreated(
         id=batch_id if rows else None,
         received=len(records),
@@ -215,6 +217,7 @@ def _enqueue_after_commit(
     session: Session, queue: TaskQueue, ids: list[uuid.UUID], queue_name: str
 ) -> None:
     def send() -> None:
+        metrics.SUBMITTED.labels(queue_name).inc(len(ids))
         try:
             queue.send_extractions(ids, queue_name)
         except Exception:

@@ -1,0 +1,59 @@
+"""GET /metrics: Prometheus text. Process counters, plus gauges read at scrape time: calls per
+status (database) and messages waiting per queue (broker)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from app.db.models import Transcript
+from app.queue import TaskQueue
+
+router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class StateCollector(Collector):
+    """Gauges computed when Prometheus scrapes: never stale, nothing to keep in sync."""
+
+    def __init__(self, request_app: object) -> None:
+        self.app = request_app
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = self.app.state  # type: ignore[attr-defined]
+        calls = GaugeMetricFamily("callx_transcripts", "Transcripts by status", labels=["status"])
+        try:
+            with state.sessions() as session:
+                rows = session.execute(
+                    select(Transcript.status, func.count()).group_by(Transcript.status)
+                ).all()
+            for status, count in rows:
+                calls.add_metric([status], count)
+        except Exception as exc:
+            log.warning("metrics: database unavailable", extra={"error": type(exc).__name__})
+        yield calls
+        depth = GaugeMetricFamily(
+            "callx_queue_depth", "Messages waiting per queue", labels=["queue"]
+        )
+        queue: TaskQueue = state.queue
+        for name in (queue.interactive, queue.batch):
+            try:
+                depth.add_metric([name], queue.size(name))
+            except Exception as exc:
+                log.warning("metrics: broker unavailable", extra={"error": type(exc).__name__})
+        yield depth
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    registry = CollectorRegistry()
+    registry.register(StateCollector(request.app))
+    body = generate_latest(REGISTRY) + generate_latest(registry)
+    return Response(body, media_type=CONTENT_TYPE)
