@@ -72,6 +72,12 @@ class OpenAISettings(BaseModel):
         default=3.0, gt=0, description="Conservative token estimate for remote models."
     )
     temperature: float = Field(default=0.0, ge=0, le=2)
+    redact_pii: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="Replace e-mails, phone, card and IBAN numbers in transcripts with "
+        "[EMAIL], [PHONE], [CARD], [IBAN] before sending them. auto: only when base_url is "
+        "not this machine (localhost, 127.0.0.0/8, ::1).",
+    )
 
 
 class LlamaCppSettings(BaseModel):

@@ -49,4 +49,5 @@ def configure_logging(level: str = "INFO") -> None:
     # instructor logs failed answers verbatim (they can quote the call): keep it quiet.
     logging.getLogger("instructor").setLevel(logging.CRITICAL)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("openai").setLevel(logging.WARNING)
+    for name in ("openai", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(name).setLevel(logging.WARNING)

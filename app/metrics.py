@@ -13,15 +13,18 @@ if TYPE_CHECKING:
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120)
 
 CALLS = Counter(
-    "callx_extractions_total", "Extractions stored, by final status and backend",
+    "callx_extractions_total",
+    "Extractions stored, by final status and backend",
     ["status", "backend", "model"],
 )
 FAILURES = Counter(
     "callx_extraction_failures_total", "Failed extractions by kind", ["backend", "kind"]
 )
 LATENCY = Histogram(
-    "callx_extraction_seconds", "Time to extract one call, retries included",
-    ["backend", "model"], buckets=LATENCY_BUCKETS,
+    "callx_extraction_seconds",
+    "Time to extract one call, retries included",
+    ["backend", "model"],
+    buckets=LATENCY_BUCKETS,
 )
 TOKENS = Counter("callx_tokens_total", "Model tokens", ["backend", "model", "direction"])
 RETRIES = Counter(

@@ -16,6 +16,11 @@ from app.config import Settings
 from app.logs import request_id
 
 EXTRACT_TASK = "callx.extract_transcript"
+DISPATCH_TASK = "callx.dispatch_extractions"
+# Above this many ids, the API sends chunks of ids that a worker fans out into one message
+# per transcript: a 10,000-call batch costs the request 20 messages, not 10,000.
+FAN_OUT_ABOVE = 100
+FAN_OUT_CHUNK = 500
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -60,18 +65,25 @@ class TaskQueue:
         self.interactive = settings.broker.interactive_queue
         self.batch = settings.broker.batch_queue
 
-    def send_extractions(self, transcript_ids: Sequence[uuid.UUID], queue: str) -> None:
+    def send_extractions(
+        self, transcript_ids: Sequence[uuid.UUID | str], queue: str, *, fan_out: bool = True
+    ) -> None:
+        """One extraction message per transcript, or (many ids) chunks for a worker to fan out."""
         if not transcript_ids:
             return
+        ids = [str(i) for i in transcript_ids]
+        if fan_out and len(ids) > FAN_OUT_ABOVE:
+            chunks = [ids[i : i + FAN_OUT_CHUNK] for i in range(0, len(ids), FAN_OUT_CHUNK)]
+            self._send(DISPATCH_TASK, [[chunk, queue] for chunk in chunks], queue)
+        else:
+            self._send(EXTRACT_TASK, [[i] for i in ids], queue)
+
+    def _send(self, task: str, arguments: list[list[object]], queue: str) -> None:
         headers = {"callx_request_id": request_id.get()}
         with self._celery.producer_or_acquire() as producer:
-            for transcript_id in transcript_ids:
+            for args in arguments:
                 self._celery.send_task(
-                    EXTRACT_TASK,
-                    args=[str(transcript_id)],
-                    queue=queue,
-                    producer=producer,
-                    headers=headers,
+                    task, args=args, queue=queue, producer=producer, headers=headers
                 )
 
     def size(self, queue: str) -> int:

@@ -55,7 +55,7 @@ def clean_db(database_url: str) -> Iterator[None]:
     """Tests that go through real processes commit: start each from empty tables."""
     engine = create_engine(database_url)
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE extractions, transcripts, batches CASCADE"))
+        connection.execute(text("TRUNCATE extractions, transcripts, batches, api_keys CASCADE"))
     engine.dispose()
     yield
 

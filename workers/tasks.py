@@ -10,7 +10,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from app.extraction.service import run_extraction
 from app.logs import request_id
 from app.logs import transcript_id as logged_transcript_id
-from app.queue import EXTRACT_TASK
+from app.queue import DISPATCH_TASK, EXTRACT_TASK, TaskQueue
 from workers.celery_app import celery_app, worker_runtime
 
 
@@ -37,3 +37,12 @@ def extract_transcript(self: Task, transcript_id: str) -> str:
         runtime.extractor,
         lease_s=runtime.settings.extraction.lease_s,
     )
+
+
+@celery_app.task(bind=True, name=DISPATCH_TASK, acks_late=True, ignore_result=True)
+def dispatch_extractions(self: Task, transcript_ids: list[str], queue: str) -> int:
+    """Fan a chunk of ids out into one extraction message each (re-sending is harmless)."""
+    request_id.set(getattr(self.request, "callx_request_id", None))
+    runtime = worker_runtime()
+    TaskQueue(celery_app, runtime.settings).send_extractions(transcript_ids, queue, fan_out=False)
+    return len(transcript_ids)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import AUTH_RESPONSES, ReadKey, SessionDep, SettingsDep
 from app.db import repositories as repo
 from schemas.api import (
     Bucket,
@@ -34,7 +34,9 @@ def _check_range(since: datetime | None, until: datetime | None) -> None:
         raise HTTPException(422, "since must be before until")
 
 
-@router.get("/reasons", response_model=ReasonCounts)
+@router.get(
+    "/reasons", response_model=ReasonCounts, dependencies=[ReadKey], responses=AUTH_RESPONSES
+)
 def reasons(
     session: SessionDep,
     bucket: Bucket = "day",
@@ -50,7 +52,9 @@ def reasons(
     )
 
 
-@router.get("/products", response_model=ProductCounts)
+@router.get(
+    "/products", response_model=ProductCounts, dependencies=[ReadKey], responses=AUTH_RESPONSES
+)
 def products(
     session: SessionDep,
     settings: SettingsDep,

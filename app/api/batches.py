@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.body import read_limited_body
-from app.api.deps import SessionDep
+from app.api.deps import AUTH_RESPONSES, IngestKey, ReadKey, SessionDep
 from app.api.errors import PayloadTooLargeError
 from app.db.session import session_scope
 from app.ingest.parsing import parse_batch_body
@@ -43,7 +43,9 @@ _BATCH_BODY = {
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchCreated,
     openapi_extra=_BATCH_BODY,
+    dependencies=[IngestKey],
     responses={
+        **AUTH_RESPONSES,
         200: {"model": BatchCreated, "description": "Nothing new: every record was a duplicate."},
         413: {"model": Problem},
         422: {"model": BatchCreated | Problem, "description": "No record could be accepted."},
@@ -75,7 +77,12 @@ async def create_batch(request: Request, response: Response) -> BatchCreated:
     return result
 
 
-@router.get("/{batch_id}", response_model=BatchRead, responses={404: {"model": Problem}})
+@router.get(
+    "/{batch_id}",
+    response_model=BatchRead,
+    dependencies=[ReadKey],
+    responses={**AUTH_RESPONSES, 404: {"model": Problem}},
+)
 def get_batch(batch_id: uuid.UUID, session: SessionDep) -> BatchRead:
     """Progress: transcripts of this batch per status."""
     return batch_progress(session, batch_id)

@@ -1,16 +1,23 @@
-"""Request dependencies: the session (committed once, at the end of the route), settings, queue."""
+"""Request dependencies: the session (committed once, at the end of the route), settings, queue,
+and the API key each /v1 route needs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from app.auth.keys import Scope, scope_allows
+from app.auth.service import authenticate
 from app.config import Settings
 from app.db.session import session_scope
 from app.queue import TaskQueue
+from schemas.api import Problem
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -31,3 +38,71 @@ def get_queue(request: Request) -> TaskQueue:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 QueueDep = Annotated[TaskQueue, Depends(get_queue)]
+
+
+# ---- API keys ------------------------------------------------------------------------------
+
+MISSING_KEY = "missing API key: send it in the X-API-Key header"
+INVALID_KEY = "invalid or revoked API key"
+
+_key_header = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    description="A key from `callx keys create --scope ingest|read|admin`. Not needed when the "
+    "server says it runs without API keys (loopback only, by default).",
+    auto_error=False,
+)
+_bearer = HTTPBearer(
+    scheme_name="BearerApiKey",
+    description="The same key as `Authorization: Bearer <key>`.",
+    auto_error=False,
+)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who called: the key's id, name and scope."""
+
+    key_id: str
+    name: str | None
+    scope: str
+
+
+def require_scope(scope: Scope) -> Callable[..., Caller | None]:
+    """A dependency: the request must carry a live key with `scope` (or admin). None when the
+    API runs without keys."""
+
+    def check(
+        request: Request,
+        header_key: Annotated[str | None, Security(_key_header)],
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    ) -> Caller | None:
+        if not request.app.state.auth_required:
+            return None
+        presented = header_key or (bearer.credentials if bearer is not None else None)
+        if not presented:
+            raise HTTPException(401, MISSING_KEY)
+        # Its own short transaction: checked (and last_used_at written) before the route runs,
+        # and no connection held while a large batch body is read.
+        with session_scope(request.app.state.sessions) as session:
+            key = authenticate(session, presented, datetime.now(UTC))
+            caller = None if key is None else Caller(key.id, key.name, key.scope)
+        if caller is None:
+            raise HTTPException(401, INVALID_KEY)
+        if not scope_allows(caller.scope, scope):
+            raise HTTPException(
+                403, f"this key has scope {caller.scope!r}; this endpoint needs {scope!r}"
+            )
+        return caller
+
+    check.__name__ = f"require_{scope}_key"
+    return check
+
+
+# For route decorators: dependencies=[IngestKey] / [ReadKey].
+IngestKey = Depends(require_scope("ingest"))
+ReadKey = Depends(require_scope("read"))
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing, invalid or revoked API key."},
+    403: {"model": Problem, "description": "The API key's scope does not allow this endpoint."},
+}

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import AUTH_RESPONSES, ReadKey, SessionDep, SettingsDep
 from app.api.views import extraction_read
 from app.db import repositories as repo
 from schemas.api import ExtractionListItem, ExtractionPage, Problem, UtcDatetime
@@ -32,7 +32,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise HTTPException(422, "invalid cursor: pass back the next_cursor of a page") from exc
 
 
-@router.get("", response_model=ExtractionPage, responses={422: {"model": Problem}})
+@router.get(
+    "",
+    response_model=ExtractionPage,
+    dependencies=[ReadKey],
+    responses={**AUTH_RESPONSES, 422: {"model": Problem}},
+)
 def list_extractions(
     session: SessionDep,
     settings: SettingsDep,

@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import QueueDep, SessionDep, SettingsDep
+from app.api.deps import AUTH_RESPONSES, IngestKey, QueueDep, ReadKey, SessionDep, SettingsDep
 from app.api.errors import PayloadTooLargeError
 from app.api.views import transcript_read
 from app.db import repositories as repo
@@ -21,7 +21,9 @@ router = APIRouter(prefix="/v1/transcripts", tags=["transcripts"])
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TranscriptRead,
+    dependencies=[IngestKey],
     responses={
+        **AUTH_RESPONSES,
         200: {"model": TranscriptRead, "description": "Already submitted with the same text."},
         409: {"model": Problem, "description": "Same external_id, different text."},
         413: {"model": Problem},
@@ -45,7 +47,12 @@ def create_transcript(
     return transcript_read(session, transcript)
 
 
-@router.get("", response_model=TranscriptRead, responses={404: {"model": Problem}})
+@router.get(
+    "",
+    response_model=TranscriptRead,
+    dependencies=[ReadKey],
+    responses={**AUTH_RESPONSES, 404: {"model": Problem}},
+)
 def find_transcript(
     session: SessionDep,
     external_id: str = Query(min_length=1, max_length=200),
@@ -58,7 +65,12 @@ def find_transcript(
     return transcript_read(session, transcript)
 
 
-@router.get("/{transcript_id}", response_model=TranscriptRead, responses={404: {"model": Problem}})
+@router.get(
+    "/{transcript_id}",
+    response_model=TranscriptRead,
+    dependencies=[ReadKey],
+    responses={**AUTH_RESPONSES, 404: {"model": Problem}},
+)
 def get_transcript(transcript_id: uuid.UUID, session: SessionDep) -> TranscriptRead:
     transcript = repo.get_transcript(session, transcript_id)
     if transcript is None:

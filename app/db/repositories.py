@@ -70,6 +70,11 @@ def add_batch(session: Session, batch: Batch) -> None:
     session.flush()
 
 
+def delete_batch(session: Session, batch: Batch) -> None:
+    session.delete(batch)
+    session.flush()
+
+
 def get_batch(session: Session, batch_id: uuid.UUID) -> Batch | None:
     return session.get(Batch, batch_id)
 

@@ -14,8 +14,9 @@
   starting with 0 of 10 or 11 digits in groups (``020 7946 0958``, ``07700 900123``); North
   American numbers written with separators (``(415) 555-0132``, ``415-555-0132``);
 - payment card numbers -> ``[CARD]``: 13 to 19 digits, in one block, in groups of four
-  separated by spaces or dashes, or grouped 4-6-5 / 4-6-4 (Amex, Diners). Only numbers that
-  pass the Luhn check.
+  separated by spaces or dashes, or grouped 4-6-5 / 4-6-4 (Amex, Diners), not starting with 0.
+  Only numbers that pass the Luhn check (a 13-19 digit reference that happens to pass it is
+  redacted too: about one in ten).
 
 Not redacted, on purpose: amounts (``49,99 euros``, ``$1,299.00``), dates (``12/03/2024``,
 ``12 mars 2024``), years, times, order and reference numbers without a phone or card shape
@@ -29,7 +30,9 @@ Not detected (known limits):
   national formats other than those above;
 - names, postal addresses, dates of birth, customer ids and other identifiers.
 
-Redaction is pure and deterministic: same text in, same text out; no network, no state.
+`redact` is pure and deterministic: same text in, same text out; no network, no state.
+`is_remote_url(base_url)` tells whether a backend URL points off this machine (the openai
+backend's ``redact_pii="auto"`` redacts only then).
 """
 
 from __future__ import annotations
@@ -64,9 +67,7 @@ class Redacted:
 # A separator inside a number: space (also non-breaking ones), dot or dash.
 _SEP = r"[ .\-\u00a0\u202f]"
 
-_EMAIL_RE = re.compile(
-    r"(?<![\w.+\-])[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.[A-Za-z]{2,24}(?![\w\-])"
-)
+_EMAIL_RE = re.compile(r"(?<![\w.+\-])[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.[A-Za-z]{2,24}(?![\w\-])")
 
 _IBAN_RE = re.compile(
     r"(?<![\w])[A-Za-z]{2}\d{2}"

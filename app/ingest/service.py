@@ -83,63 +83,60 @@ def submit_batch(
             assert data is not None
             valid.append((record, data))
 
-    existing = repo.find_transcript_hashes(
-        session,
-        {(d.source, d.external_id) for _, d in valid if d.external_id is not None},
-    )
+    # Within the batch: a repeated key with the same text is a duplicate, with another an error.
     batch_id = uuid.uuid4()
     rows: list[dict[str, Any]] = []
-    seen: dict[tuple[str, str], tuple[int, str]] = {}
+    records_by_row: list[RawRecord] = []
+    seen: dict[tuple[str, str], str] = {}
     duplicates = 0
     for record, data in valid:
         row = _row(data, batch_id=batch_id, queue=queue.batch)
         if data.external_id is not None:
             key = (data.source, data.external_id)
-            earlier = existing.get(key) or seen.get(key)
-            if earlier is not None:
-                if earlier[1] == row["text_sha256"]:
+            if key in seen:
+                if seen[key] == row["text_sha256"]:
                     duplicates += 1
                 else:
-                    errors.append(
-                        _item_error(
-                            record,
-                            [
-                                f"external_id {data.external_id!r} was already submitted "
-                                "with a different text"
-                            ],
-                        )
-                    )
+                    errors.append(_item_error(record, [_conflict_message(data.external_id)]))
                 continue
-            seen[key] = (record.index, row["text_sha256"])
+            seen[key] = row["text_sha256"]
         rows.append(row)
+        records_by_row.append(record)
 
+    # Against the database: insert what is new in one statement; only the keys that were
+    # already there (rare) are looked up, to tell a duplicate from a conflict.
     accepted_ids: list[uuid.UUID] = []
     if rows:
-        repo.add_batch(
-            session,
-            Batch(
-                id=batch_id,
-                received=len(records),
-                accepted=0,
-                duplicates=0,
-                rejected=0,
-            ),
-        )
+        batch = Batch(id=batch_id, received=len(records), accepted=0, duplicates=0, rejected=0)
+        repo.add_batch(session, batch)
         inserted = repo.insert_transcripts_skipping_duplicates(session, rows)
         accepted_ids = [r["id"] for r in rows if r["id"] in inserted]
-        duplicates += len(rows) - len(accepted_ids)  # raced with a concurrent submission
-        batch = repo.get_batch(session, batch_id)
-        assert batch is not None
-        batch.accepted, batch.duplicates, batch.rejected = (
-            len(accepted_ids),
-            duplicates,
-            len(errors),
-        )
-        _enqueue_after_commit(session, queue, accepted_ids, queue.batch)
+        clashes = [
+            (r, rec) for r, rec in zip(rows, records_by_row, strict=True) if r["id"] not in inserted
+        ]
+        if clashes:
+            known = repo.find_transcript_hashes(
+                session, {(r["source"], r["external_id"]) for r, _ in clashes}
+            )
+            for row, record in clashes:
+                _, digest = known[(row["source"], row["external_id"])]
+                if digest == row["text_sha256"]:
+                    duplicates += 1
+                else:
+                    errors.append(_item_error(record, [_conflict_message(row["external_id"])]))
+        if accepted_ids:
+            batch.accepted, batch.duplicates, batch.rejected = (
+                len(accepted_ids),
+                duplicates,
+                len(errors),
+            )
+            _enqueue_after_commit(session, queue, accepted_ids, queue.batch)
+        else:
+            repo.delete_batch(session, batch)
     errors.sort(key=lambda e: e.index)
     metrics.REJECTED.inc(len(errors))
     return BatchCreated(
-        id=batch_id if rows else None,
+        id=batch_id if accepted_ids else None,
         received=len(records),
         accepted=len(accepted_ids),
         duplicates=duplicates,
@@ -164,6 +161,10 @@ def batch_progress(session: Session, batch_id: uuid.UUID) -> BatchRead:
         counts=counts,  # type: ignore[arg-type]
         done=counts["queued"] == 0 and counts["running"] == 0,
     )
+
+
+def _conflict_message(external_id: str) -> str:
+    return f"external_id {external_id!r} was already submitted with a different text"
 
 
 def _validate(record: RawRecord, max_text_chars: int) -> tuple[list[str], TranscriptCreate | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from typing import Any
 
 import instructor
@@ -17,6 +18,7 @@ from instructor.core.exceptions import InstructorRetryException
 
 from app.config import Settings
 from app.extraction.prompts import user_message
+from app.extraction.redaction import is_remote_url, redact
 from app.llm.base import BackendAnswer, ExtractionRequest
 from app.llm.errors import BackendError, InvalidAnswerError, TransientBackendError
 from app.llm.presets import PRESETS
@@ -47,9 +49,12 @@ class OpenAICompatBackend:
         max_answer_tokens: int = 200,
         chars_per_token: float = 3.0,
         temperature: float = 0.0,
+        redact_pii: str = "auto",
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"unknown instructor mode {mode!r}: use one of {', '.join(_MODES)}")
+        if redact_pii not in ("auto", "always", "never"):
+            raise ValueError(f"unknown redact_pii {redact_pii!r}: use auto, always or never")
         self.model = model
         self.base_url = base_url
         self.context_tokens = context_tokens
@@ -57,12 +62,18 @@ class OpenAICompatBackend:
         self.chars_per_token = chars_per_token
         self.validation_retries = validation_retries
         self.temperature = temperature
+        # Decided once: transcripts sent off this machine lose e-mails, phones, cards, IBANs.
+        self.is_remote = is_remote_url(base_url)
+        self.redacts = redact_pii == "always" or (redact_pii == "auto" and self.is_remote)
         self._client = instructor.from_openai(
             openai.OpenAI(
                 base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0
             ),
             mode=_MODES[mode],
         )
+        # Model calls of the extraction under way (validation re-asks included), per thread.
+        self._calls = threading.local()
+        self._client.on("completion:response", self._count_call)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAICompatBackend:
@@ -89,6 +100,7 @@ class OpenAICompatBackend:
             max_answer_tokens=section.max_answer_tokens,
             chars_per_token=section.chars_per_token,
             temperature=section.temperature,
+            redact_pii=section.redact_pii,
         )
 
     def count_tokens(self, text: str) -> int:
@@ -100,8 +112,14 @@ class OpenAICompatBackend:
         schema = self.count_tokens(json.dumps(answer_model(taxonomy).model_json_schema()))
         return self.context_tokens - overhead - schema - self.max_answer_tokens
 
+    def _count_call(self, *_: Any, **__: Any) -> None:
+        self._calls.count = getattr(self._calls, "count", 0) + 1
+
     def extract(self, request: ExtractionRequest) -> BackendAnswer:
         model_class = answer_model(request.taxonomy)
+        # Only what is sent is redacted: the stored transcript keeps the original.
+        transcript = redact(request.transcript).text if self.redacts else request.transcript
+        self._calls.count = 0
         try:
             answer, completion = self._client.chat.completions.create_with_completion(
                 model=self.model,
@@ -109,7 +127,7 @@ class OpenAICompatBackend:
                 max_retries=self.validation_retries,
                 messages=[
                     # One user turn: some chat templates (Gemma's) drop system messages.
-                    {"role": "user", "content": user_message(request.taxonomy, request.transcript)}
+                    {"role": "user", "content": user_message(request.taxonomy, transcript)}
                 ],
                 temperature=self.temperature,
                 max_tokens=self.max_answer_tokens,
@@ -117,25 +135,26 @@ class OpenAICompatBackend:
         except InstructorRetryException as exc:
             cause = exc.__cause__
             if isinstance(cause, openai.APIError):
-                raise _map_api_error(cause) from None
+                raise _map_api_error(cause, transcript) from None
             raise InvalidAnswerError(
-                f"answer still invalid after {exc.n_attempts} attempts: {_short(cause)}",
+                f"answer still invalid after {exc.n_attempts} attempts: "
+                + _unquoted(_short(cause), transcript),
                 raw_answer=_raw_text(exc.last_completion),
                 attempts=exc.n_attempts or 1 + self.validation_retries,
             ) from None
         except openai.APIError as exc:
-            raise _map_api_error(exc) from None
+            raise _map_api_error(exc, transcript) from None
         usage = getattr(completion, "usage", None)
         return BackendAnswer(
             answer=answer,
             raw_answer=_raw_text(completion) or answer.model_dump_json(),
             prompt_tokens=getattr(usage, "prompt_tokens", None),
             completion_tokens=getattr(usage, "completion_tokens", None),
-            attempts=1,
+            attempts=max(1, getattr(self._calls, "count", 1)),
         )
 
 
-def _map_api_error(exc: openai.APIError) -> BackendError:
+def _map_api_error(exc: openai.APIError, transcript: str = "") -> BackendError:
     if isinstance(exc, openai.APITimeoutError):
         return TransientBackendError("the backend timed out", kind="timeout")
     if isinstance(exc, openai.APIConnectionError):
@@ -154,8 +173,39 @@ def _map_api_error(exc: openai.APIError) -> BackendError:
                 kind="server_error",
                 retry_after_s=_retry_after(exc.response.headers),
             )
-        return BackendError(f"backend refused the request ({status}): {_short(exc.message)}")
+        detail = _unquoted(_status_detail(exc), transcript)
+        return BackendError(f"backend refused the request ({status}): {detail}")
     return BackendError(f"backend error: {type(exc).__name__}")
+
+
+def _status_detail(exc: openai.APIStatusError) -> str:
+    """The server's own error message, never the whole body: some servers (FastAPI's 422s)
+    echo the request, and with it the transcript, into their error bodies."""
+    body = exc.body  # the body's "error" member when it has one
+    if isinstance(body, str):
+        return _short(body, 200)
+    if isinstance(body, dict):
+        for key in ("message", "detail"):
+            if isinstance(body.get(key), str):
+                return _short(body[key], 200)
+        if isinstance(body.get("detail"), list):
+            problems = [
+                f"{'.'.join(map(str, item.get('loc', ())))}: {item.get('msg', '')}"
+                for item in body["detail"]
+                if isinstance(item, dict)
+            ]
+            return _short("; ".join(problems), 200)
+    return "no details"
+
+
+def _unquoted(text: str, transcript: str, window: int = 24) -> str:
+    """`text`, unless it quotes the transcript (`window` characters in a row): error texts are
+    stored and returned by the API, and a server or a model may quote what it was sent."""
+    if len(transcript) >= window and any(
+        text[i : i + window] in transcript for i in range(len(text) - window + 1)
+    ):
+        return "(details withheld: they quote the transcript)"
+    return text
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -37,6 +37,9 @@ class FakeTaskQueue:
     def ping(self) -> None:
         return None
 
+    def size(self, queue: str) -> int:
+        return sum(1 for _, q in self.sent if q == queue)
+
 
 @pytest.fixture
 def api_settings(settings: Settings) -> Settings:
@@ -44,7 +47,9 @@ def api_settings(settings: Settings) -> Settings:
         update={
             "api": settings.api.model_copy(
                 update={"max_batch_items": 50, "max_text_chars": 5000, "max_body_bytes": 200_000}
-            )
+            ),
+            # API keys have their own tests (test_auth.py); here the API runs without them.
+            "auth": settings.auth.model_copy(update={"required": False}),
         }
     )
 
@@ -335,3 +340,15 @@ def test_health_and_docs(client: TestClient) -> None:
         spec["paths"]
     )
     assert client.get("/docs").status_code == 200
+
+
+def test_metrics_and_request_ids(client: TestClient, queue: FakeTaskQueue) -> None:
+    response = client.post(
+        "/v1/transcripts", json={"text": "Client: panne"}, headers={"X-Request-ID": "req-42"}
+    )
+    assert response.headers["x-request-id"] == "req-42"
+    assert len(client.get("/healthz").headers["x-request-id"]) == 32  # made when not given
+    text = client.get("/metrics").text
+    assert 'callx_transcripts{status="queued"} 1.0' in text
+    assert 'callx_queue_depth{queue="interactive"} 1.0' in text
+    assert "callx_transcripts_submitted_total" in text

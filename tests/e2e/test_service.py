@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable
 
 import httpx
 import redis
+from sqlalchemy import create_engine, text
 
 from app.config import Settings
 from schemas.taxonomy import load_taxonomy
@@ -123,7 +125,7 @@ def test_single_batch_results_and_analytics_with_the_real_model(
 
 
 def test_a_batch_of_10000_is_accepted_and_queued_after_commit(
-    api_url: str, settings: Settings, redis_server: RedisServer
+    api_url: str, database_url: str, redis_server: RedisServer
 ) -> None:
     records = [
         {
@@ -142,10 +144,33 @@ def test_a_batch_of_10000_is_accepted_and_queued_after_commit(
     assert (body["accepted"], body["rejected"], body["duplicates"]) == (10_000, 0, 0)
     progress = client.get(f"/v1/batches/{body['id']}").json()
     assert progress["counts"]["queued"] == 10_000 and not progress["done"]
-    # Every accepted transcript has its message on the batch queue (no worker is running).
-    assert redis.Redis.from_url(redis_server.url).llen("batch") == 10_000
+    # Every accepted transcript is on the batch queue (no worker is running), in chunks of ids
+    # that a worker fans out.
+    stored = transcript_ids(database_url, "nightly")
+    assert len(stored) == 10_000 and queued_ids(redis_server) == stored
     # Sending the same batch again queues nothing new.
     again = client.post("/v1/batches", json=records).json()
     assert (again["accepted"], again["duplicates"]) == (0, 10_000)
-    assert redis.Redis.from_url(redis_server.url).llen("batch") == 10_000
+    assert len(queued_ids(redis_server)) == 10_000
     print(f"10,000-call batch accepted in {elapsed:.2f}s")
+
+
+def queued_ids(redis_server: RedisServer) -> set[str]:
+    """The transcript ids in the messages waiting on the batch queue."""
+    ids: set[str] = set()
+    for raw in redis.Redis.from_url(redis_server.url).lrange("batch", 0, -1):
+        message = json.loads(raw)
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        assert message["headers"]["task"] == "callx.dispatch_extractions"
+        ids.update(args[0])
+    return ids
+
+
+def transcript_ids(database_url: str, source: str) -> set[str]:
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT id FROM transcripts WHERE source = :source"), {"source": source}
+        ).all()
+    engine.dispose()
+    return {str(r[0]) for r in rows}

@@ -100,7 +100,7 @@ def test_an_invalid_answer_is_retried_with_the_error_fed_back() -> None:
             retry=FAST,
         )
     assert outcome.status == "succeeded" and outcome.reason == "breakdown"
-    assert len(stub.requests) == 2
+    assert len(stub.requests) == 2 and outcome.attempts == 2
     # The second request carries the validation error back to the model.
     assert "not_a_code" in json.dumps(stub.requests[1]["messages"][1:])
 

@@ -1,0 +1,1 @@
+"""API keys: their format and hashing, who may call what, and when keys are required at all."""
