@@ -1,0 +1,1 @@
+"""callx benchmarks: every figure against a floor measured in the same run. Not tests."""
