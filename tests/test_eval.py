@@ -1,0 +1,82 @@
+"""`callx eval` end to end: two backend configurations side by side on a labelled file,
+through the real pipeline (the real local model and the keyword FakeBackend)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.calls import CALLS
+from tests.test_cli import run_callx
+
+pytestmark = pytest.mark.model
+
+LABELS = ["breakdown", "billing", "cancellation", "delivery", "usage_help", "sales_inquiry"]
+PRODUCTS = [
+    "lave-linge Bosch Série 6",
+    "Fibre 500 broadband",
+    "forfait mobile 100 Go",
+    "Dyson V15 vacuum",
+    "livebox six",
+    "unlimited 5G SIM plan",
+]
+
+
+def test_eval_reports_both_configurations(tmp_path: Path, model_path: Path) -> None:
+    dataset = tmp_path / "labelled.jsonl"
+    dataset.write_text(
+        "\n".join(
+            json.dumps(
+                {"id": c["external_id"], "transcript": c["text"], "reason": r, "product": p},
+                ensure_ascii=False,
+            )
+            for c, r, p in zip(CALLS, LABELS, PRODUCTS, strict=True)
+        )
+    )
+    report, results = tmp_path / "report", tmp_path / "results.json"
+    run = run_callx(
+        "eval",
+        "--dataset",
+        str(dataset),
+        "--backend",
+        "fake",
+        "--backend",
+        "llamacpp:n_ctx=2048,label=local",
+        "--report",
+        str(report),
+        "--json",
+        str(results),
+        tmp_path=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    data = json.loads(results.read_text())
+    assert [r["label"] for r in data["results"]] == ["fake", "local"]
+    fake, local = data["results"]
+    assert fake["n"] == local["n"] == 6
+    # The scores agree with the per-record predictions written beside them.
+    for result in (fake, local):
+        right = sum(p["reason"] == p["expected_reason"] for p in result["predictions"])
+        assert result["reason_accuracy"] == pytest.approx(right / 6)
+    assert fake["reason_accuracy"] >= 0.5 and fake["invalid_rate"] == 0.0
+    assert local["invalid_rate"] == 0.0 and local["failed"] == 0
+    assert (
+        0.0 <= local["reason_accuracy"] <= 1.0
+        and local["latency_p95_ms"] >= local["latency_p50_ms"] > 0
+    )
+    assert sum(map(sum, local["confusion"])) == 6
+    assert "lenient" in data["meta"]["product_rule"]
+    markdown = (report / "report.md").read_text()
+    assert "| local |" in markdown and "confusion-1.svg" in markdown
+    assert (report / "confusion-1.svg").read_text().startswith("<svg")
+
+
+def test_eval_refuses_labels_outside_the_taxonomy(tmp_path: Path) -> None:
+    dataset = tmp_path / "wrong.jsonl"
+    dataset.write_text(
+        json.dumps({"id": 1, "transcript": "Customer: hi", "reason": "billing_payment"})
+    )
+    run = run_callx("eval", "--dataset", str(dataset), "--backend", "fake", tmp_path=tmp_path)
+    assert run.returncode != 0
+    assert "billing_payment" in run.stderr and "--taxonomy" in run.stderr
