@@ -57,7 +57,22 @@ def test_one_transcript_through_the_embedded_service(tmp_path: Path, model_path:
         }
         assert (tmp_path / "data" / "callx" / "callx.sqlite3").exists()
     finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
+        process.terminate()  # SIGTERM to `callx serve` alone: it must stop its worker too
+        process.wait(timeout=60)
     output = (tmp_path / "serve.log").read_text(errors="replace")
     assert "Traceback" not in output, output[-3000:]
+    assert not processes_using(str(tmp_path / "data")), "the embedded worker outlived callx serve"
+
+
+def processes_using(marker: str) -> list[int]:
+    """Pids of processes whose environment mentions `marker` (our XDG_DATA_HOME)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

@@ -69,21 +69,38 @@ def serve(
         upgrade(settings.database_url)
     child: subprocess.Popen[bytes] | None = None
     if worker if worker is not None else settings.is_embedded_broker:
-        child = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"])
+        # Its own process group: stopping it stops its pool processes too.
+        child = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"], start_new_session=True
+        )
         err.print(
             f"started an embedded worker (pid {child.pid}), backend {settings.extraction.backend}"
         )
     err.print(f"callx API on http://{host}:{port} (docs at /docs)")
     err.print(auth.message, markup=False, highlight=False)
+    # uvicorn re-raises SIGTERM once it has shut down: turn it into SystemExit so that the
+    # `finally` below runs and stops the embedded worker.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(create_app(settings, bind_host=host), host=host, port=port, log_config=None)
     finally:
         if child is not None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+            _stop_group(child)
+
+
+def _stop_group(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the worker's process group (a warm shutdown), then SIGKILL what is left."""
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    except ProcessLookupError:
+        return
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 @cli.command()
