@@ -78,6 +78,69 @@ class OpenAISettings(BaseModel):
         "[EMAIL], [PHONE], [CARD], [IBAN] before sending them. auto: only when base_url is "
         "not this machine (localhost, 127.0.0.0/8, ::1).",
     )
+    worker_concurrency: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="Calls a `callx worker` keeps in flight (threads, all its processes "
+        "together). The calls wait on the network: one host keeps hundreds in flight.",
+    )
+    worker_processes: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Processes the worker's threads are spread over. Default: one per 100 "
+        "threads, at most one per core (one process's GIL handles about 100 calls/s).",
+    )
+
+
+class RateLimitSettings(BaseModel):
+    """A limit shared by every worker of every host that uses the same Redis: providers
+    enforce per-account limits, and Celery's own rate_limit is per worker. openai backend
+    only. Enforced in Redis (one atomic script): never more than the limit in any window of
+    window_s seconds (scaled from the per-minute figures), paced evenly within it."""
+
+    requests_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests sent to the model, re-asks included. None: no limit.",
+    )
+    tokens_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="Estimated tokens (the prompt, estimated, plus max_answer_tokens), as "
+        "providers count them against the limit. None: no limit.",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Default: the broker's URL (it must then be Redis)."
+    )
+    window_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="The window the limits hold over, the per-minute figures scaled to it: "
+        "60 for per-minute limits; 1 for a provider that enforces them per second.",
+    )
+    burst_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="Calls may go at once up to this many seconds' worth of the limit, "
+        "then are spaced evenly; the window's total is never exceeded.",
+    )
+    margin_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=60,
+        description="Slots are spaced by window_s plus this margin: a request reaches the "
+        "provider some time after its slot (scheduling, client work, network), by varying "
+        "amounts. Default: window_s / 20, at most 1 s.",
+    )
+    key: str | None = Field(
+        default=None,
+        description="Redis key of the shared budget. Default: one per base_url and model, "
+        "under callx:ratelimit:. Workers with the same key share one limit.",
+    )
 
 
 class LlamaCppSettings(BaseModel):
@@ -166,6 +229,7 @@ class Settings(BaseSettings):
     llamacpp: LlamaCppSettings = LlamaCppSettings()
     api: ApiSettings = ApiSettings()
     auth: AuthSettings = AuthSettings()
+    ratelimit: RateLimitSettings = RateLimitSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -18,21 +19,28 @@ from pydantic import (
 Status = Literal["queued", "running", "succeeded", "failed"]
 Bucket = Literal["day", "week", "month"]
 
+# Query-string filters and lookups: PostgreSQL text cannot hold NUL (it was a 500), and no
+# external_id, source or reason code callx stores has a control character.
+NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
+
 # Control characters other than tab, newline and carriage return have no place in a transcript.
-_FORBIDDEN_CHARS = {chr(c) for c in range(32) if chr(c) not in "\t\n\r"} | {"\x7f"}
+_FORBIDDEN_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise ValueError("datetime out of range once converted to UTC") from exc
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 def _clean_text(value: str) -> str:
-    bad = next((c for c in value if c in _FORBIDDEN_CHARS), None)
+    bad = _FORBIDDEN_CHARS.search(value)
     if bad is not None:
-        raise ValueError(f"text contains a control character (U+{ord(bad):04X})")
+        raise ValueError(f"text contains a control character (U+{ord(bad.group()):04X})")
     if not value.strip():
         raise ValueError("text is empty")
     return value

@@ -12,7 +12,7 @@ from app.api.deps import AUTH_RESPONSES, IngestKey, ReadKey, SessionDep
 from app.api.errors import PayloadTooLargeError
 from app.db.session import session_scope
 from app.ingest.parsing import parse_batch_body
-from app.ingest.service import batch_progress, submit_batch
+from app.ingest.service import batch_progress, gc_paused, submit_batch
 from schemas.api import BatchCreated, BatchRead, Problem
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
@@ -56,22 +56,23 @@ async def create_batch(request: Request, response: Response) -> BatchCreated:
     ones are stored in one transaction, the bad ones listed with their position and problem."""
     settings = request.app.state.settings
     body = await read_limited_body(request, settings.api.max_body_bytes)
-    records = await run_in_threadpool(
-        parse_batch_body, body, request.headers.get("content-type", "application/json")
-    )
-    if len(records) > settings.api.max_batch_items:
-        raise PayloadTooLargeError(
-            f"batch of {len(records)} records; the limit is {settings.api.max_batch_items} "
-            "per request: split it"
-        )
+    content_type = request.headers.get("content-type", "application/json")
 
-    def store() -> BatchCreated:
-        with session_scope(request.app.state.sessions) as session:
-            return submit_batch(
-                session, records, request.app.state.queue, settings.api.max_text_chars
-            )
+    # One trip to a worker thread: parse, check, then (no connection held until then) store.
+    def parse_and_store() -> BatchCreated:
+        with gc_paused():
+            records = parse_batch_body(body, content_type)
+            if len(records) > settings.api.max_batch_items:
+                raise PayloadTooLargeError(
+                    f"batch of {len(records)} records; the limit is "
+                    f"{settings.api.max_batch_items} per request: split it"
+                )
+            with session_scope(request.app.state.sessions) as session:
+                return submit_batch(
+                    session, records, request.app.state.queue, settings.api.max_text_chars
+                )
 
-    result = await run_in_threadpool(store)
+    result = await run_in_threadpool(parse_and_store)
     if result.accepted == 0:
         response.status_code = 422 if result.rejected else status.HTTP_200_OK
     return result
@@ -81,7 +82,7 @@ async def create_batch(request: Request, response: Response) -> BatchCreated:
     "/{batch_id}",
     response_model=BatchRead,
     dependencies=[ReadKey],
-    responses={**AUTH_RESPONSES, 404: {"model": Problem}},
+    responses={**AUTH_RESPONSES, 404: {"model": Problem}, 422: {"model": Problem}},
 )
 def get_batch(batch_id: uuid.UUID, session: SessionDep) -> BatchRead:
     """Progress: transcripts of this batch per status."""

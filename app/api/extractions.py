@@ -12,7 +12,13 @@ from fastapi import APIRouter, HTTPException, Query
 from app.api.deps import AUTH_RESPONSES, ReadKey, SessionDep, SettingsDep
 from app.api.views import extraction_read
 from app.db import repositories as repo
-from schemas.api import ExtractionListItem, ExtractionPage, Problem, UtcDatetime
+from schemas.api import (
+    NO_CONTROL_CHARS,
+    ExtractionListItem,
+    ExtractionPage,
+    Problem,
+    UtcDatetime,
+)
 from schemas.extraction import product_key
 
 router = APIRouter(prefix="/v1/extractions", tags=["results"])
@@ -41,9 +47,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 def list_extractions(
     session: SessionDep,
     settings: SettingsDep,
-    reason: Annotated[str | None, Query(max_length=40)] = None,
+    reason: Annotated[str | None, Query(max_length=40, pattern=NO_CONTROL_CHARS)] = None,
     product: Annotated[
-        str | None, Query(max_length=200, description="Case- and accent-insensitive exact match.")
+        str | None,
+        Query(
+            max_length=200,
+            pattern=NO_CONTROL_CHARS,
+            description="Case- and accent-insensitive exact match.",
+        ),
     ] = None,
     since: Annotated[UtcDatetime | None, Query(description="Calls at or after (ISO 8601).")] = None,
     until: Annotated[UtcDatetime | None, Query(description="Calls before (ISO 8601).")] = None,

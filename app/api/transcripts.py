@@ -12,7 +12,7 @@ from app.api.views import transcript_read
 from app.db import repositories as repo
 from app.ingest.errors import NotFoundError
 from app.ingest.service import limit_errors, submit_transcript
-from schemas.api import Problem, TranscriptCreate, TranscriptRead
+from schemas.api import NO_CONTROL_CHARS, Problem, TranscriptCreate, TranscriptRead
 
 router = APIRouter(prefix="/v1/transcripts", tags=["transcripts"])
 
@@ -25,6 +25,7 @@ router = APIRouter(prefix="/v1/transcripts", tags=["transcripts"])
     responses={
         **AUTH_RESPONSES,
         200: {"model": TranscriptRead, "description": "Already submitted with the same text."},
+        400: {"model": Problem, "description": "The body could not be read (not UTF-8)."},
         409: {"model": Problem, "description": "Same external_id, different text."},
         413: {"model": Problem},
         422: {"model": Problem},
@@ -51,12 +52,12 @@ def create_transcript(
     "",
     response_model=TranscriptRead,
     dependencies=[ReadKey],
-    responses={**AUTH_RESPONSES, 404: {"model": Problem}},
+    responses={**AUTH_RESPONSES, 404: {"model": Problem}, 422: {"model": Problem}},
 )
 def find_transcript(
     session: SessionDep,
-    external_id: str = Query(min_length=1, max_length=200),
-    source: str = Query(default="default", min_length=1, max_length=100),
+    external_id: str = Query(min_length=1, max_length=200, pattern=NO_CONTROL_CHARS),
+    source: str = Query(default="default", min_length=1, max_length=100, pattern=NO_CONTROL_CHARS),
 ) -> TranscriptRead:
     """The transcript a call-centre system knows by (source, external_id)."""
     transcript = repo.find_transcript(session, source, external_id)
@@ -69,7 +70,7 @@ def find_transcript(
     "/{transcript_id}",
     response_model=TranscriptRead,
     dependencies=[ReadKey],
-    responses={**AUTH_RESPONSES, 404: {"model": Problem}},
+    responses={**AUTH_RESPONSES, 404: {"model": Problem}, 422: {"model": Problem}},
 )
 def get_transcript(transcript_id: uuid.UUID, session: SessionDep) -> TranscriptRead:
     transcript = repo.get_transcript(session, transcript_id)

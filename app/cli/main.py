@@ -108,13 +108,26 @@ def worker(
     queues: Annotated[
         str | None, typer.Option(help="Comma-separated (default: interactive,batch).")
     ] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Worker processes (or threads).")] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes (or threads). openai backend: calls in flight, all "
+            "processes together (default: CALLX_OPENAI__WORKER_CONCURRENCY, 200)."
+        ),
+    ] = None,
     pool: Annotated[str | None, typer.Option(help="prefork (default), threads or solo.")] = None,
     name: Annotated[
         str | None, typer.Option(help="Node name (default: callx-<backend>@<host>).")
     ] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics of all worker processes here.")
+    ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            help="openai backend: processes the threads are spread over (default: one per "
+            "100 threads, at most one per core)."
+        ),
     ] = None,
 ) -> None:
     """Run a Celery worker for the configured backend. Models are loaded after the fork."""
@@ -135,12 +148,34 @@ def worker(
         get_settings.cache_clear()
         pool = pool or "prefork"
     elif backend == "openai":
-        pool, concurrency = pool or "threads", concurrency or 64
+        # Calls wait on the network: threads, hundreds of them. One process's GIL does about
+        # 100 calls/s of client work (HTTP, validation, two short transactions), so more
+        # calls in flight than that are spread over processes, one per core at most.
+        pool, concurrency = pool or "threads", concurrency or settings.openai.worker_concurrency
+        if pool == "threads":
+            processes = processes or settings.openai.worker_processes
+            processes = processes or min(cores, -(-concurrency // 100))
+            processes = max(1, min(processes, concurrency))
+            if processes > 1:
+                configure_logging(settings.log_level)
+                raise typer.Exit(
+                    _run_worker_processes(
+                        processes,
+                        concurrency,
+                        queues,
+                        name or "callx-openai@%h",
+                        settings.database.pool_size,
+                    )
+                )
     else:
         pool, concurrency = pool or "prefork", concurrency or cores
     configure_logging(settings.log_level)
-    from workers.celery_app import celery_app
+    from workers.celery_app import celery_app, worker_runtime
 
+    if pool != "prefork":
+        # Nothing forks: build the backend now, not under a lock on the first task while
+        # every thread waits (and a configuration error stops the worker at once).
+        worker_runtime()
     queue_list = queues or f"{settings.broker.interactive_queue},{settings.broker.batch_queue}"
     celery_app.worker_main(
         [
@@ -154,6 +189,84 @@ def worker(
             "--without-mingle",
         ]
     )
+
+
+def _run_worker_processes(
+    processes: int, concurrency: int, queues: str | None, name: str, pool_size: int
+) -> int:
+    """Run `processes` threads-pool workers (the threads split between them) and watch them:
+    signals are passed on; one that dies is restarted, unless it dies within 30 s of its
+    start (then all are stopped: a configuration error does not loop).
+
+    The database pool is split between them too: a host holds as many PostgreSQL connections
+    as one process would (pool_size, plus as many in overflow), however many processes."""
+    import time
+
+    base, at, host = name.partition("@")
+    commands = []
+    for index in range(processes):
+        share = concurrency // processes + (index < concurrency % processes)
+        command = [sys.executable, "-m", "app.cli", "worker", "--pool=threads"]
+        command += [
+            f"--concurrency={share}",
+            "--processes=1",
+            f"--name={base}-{index + 1}{at}{host}",
+        ]
+        command += [f"--queues={queues}"] if queues else []
+        commands.append(command)
+    # One metrics endpoint for all (the first process's), over every process's samples.
+    port = os.environ.pop("CALLX_WORKER_METRICS_PORT", None)
+    shared = {**os.environ, "CALLX_DATABASE__POOL_SIZE": str(max(2, -(-pool_size // processes)))}
+    envs = [
+        {**shared, **({"CALLX_WORKER_METRICS_PORT": port} if port and i == 0 else {})}
+        for i in range(processes)
+    ]
+
+    def spawn(index: int) -> tuple[subprocess.Popen[bytes], float]:
+        # A process group of its own: a signal to ours (Ctrl-C, kill -TERM -PGID) reaches it
+        # once, passed on by us, and Celery never sees a second SIGTERM mid-shutdown.
+        child = subprocess.Popen(
+            commands[index], env=envs[index], process_group=0, preexec_fn=_die_with_parent
+        )
+        return child, time.monotonic()
+
+    children = [spawn(i) for i in range(processes)]
+    err.print(f"{processes} worker processes, {concurrency} threads in all")
+    stopping: list[int] = []
+
+    def forward(signum: int, _: object) -> None:
+        stopping.append(signum)
+        for child, _started in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, forward)
+    while True:
+        for index, (child, started) in enumerate(children):
+            code = child.poll()
+            if code is None or stopping:
+                continue
+            if time.monotonic() - started < 30:
+                err.print(f"worker process {index + 1} exited ({code}) at start: stopping all")
+                forward(signal.SIGTERM, None)
+                break
+            err.print(f"worker process {index + 1} exited ({code}): restarting it")
+            children[index] = spawn(index)
+        if stopping and all(child.poll() is not None for child, _ in children):
+            return max([0, *(child.returncode or 0 for child, _ in children)])
+        time.sleep(0.5)
+
+
+def _die_with_parent() -> None:
+    """In a child, before exec: killed when the parent dies (Linux), as one process would be:
+    a SIGKILLed worker loses its children too, never leaves them orphaned."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 @cli.command()
@@ -447,6 +560,90 @@ def keys_revoke(
     else:
         named = f", {key.name}" if key.name else ""
         err.print(f"revoked API key {key.id} ({key.scope}{named})", markup=False)
+
+
+@cli.command()
+def finetune(
+    train: Annotated[
+        list[str],
+        typer.Option(
+            help="Labelled JSONL/CSV (transcript or text, reason, product). FILE@TAXONOMY gives "
+            "the file its own taxonomy: a file or a built-in name (default, intents8). Repeatable."
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Adapter GGUF to write (model card: .json).")
+    ],
+    taxonomy: Annotated[
+        str | None, typer.Option(help="Taxonomy of files without @ (default: configured).")
+    ] = None,
+    epochs: Annotated[float | None, typer.Option(help="Passes over the data (default 1).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps, instead.")] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Stop cleanly and export when the time is up.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 8,
+    grad_accum: Annotated[int, typer.Option(help="Batches per optimizer step.")] = 1,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (warmup, cosine decay).")] = 2e-4,
+    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    alpha: Annotated[float, typer.Option(help="LoRA alpha (scale alpha/rank).")] = 32.0,
+    max_tokens: Annotated[
+        int, typer.Option(help="Tokens per example; longer calls are cut in the middle.")
+    ] = 1024,
+    limit_per_file: Annotated[
+        int | None, typer.Option(help="At most N records per file (seeded, by reason).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the data order and the LoRA init.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 50,
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="Checkpoints (default: OUTPUT.ckpt/).")
+    ] = None,
+    base_model: Annotated[
+        Path | None, typer.Option(help="Base GGUF (default: the configured local model).")
+    ] = None,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 where the hardware has it), bf16 or fp32.")
+    ] = "auto",
+) -> None:
+    """Train a LoRA adapter of the local model on labelled calls, in llama.cpp's GGUF format."""
+    from app.finetune import MissingExtraError, require_extra
+
+    try:
+        require_extra()
+    except MissingExtraError as exc:
+        err.print(f"callx finetune: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    from app.finetune.command import run_command
+    from app.finetune.job import Hyperparameters
+
+    hyper = Hyperparameters(
+        rank=rank,
+        alpha=alpha,
+        lr=lr,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        max_tokens=max_tokens,
+        limit_per_file=limit_per_file,
+        seed=seed,
+    )
+    status = run_command(
+        get_settings(),
+        err,
+        train=train,
+        output=output,
+        taxonomy=taxonomy,
+        base_model=base_model,
+        epochs=epochs,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
+        hyper=hyper,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        precision=precision,
+    )
+    raise typer.Exit(status)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -105,6 +106,15 @@ class Extraction(Base):
             postgresql_where=text("is_current"),
             sqlite_where=text("is_current"),
         ),
+        # Analytics over a time range the rollups below do not cover (part of a day; products
+        # between two dates): an index-only scan of just the rows counted.
+        Index(
+            "ix_extractions_succeeded_occurred_at",
+            "occurred_at",
+            postgresql_include=["reason", "product_key", "product"],
+            postgresql_where=text("is_current AND status = 'succeeded'"),
+            sqlite_where=text("is_current AND status = 'succeeded'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -130,6 +140,38 @@ class Extraction(Base):
     error: Mapped[str | None] = mapped_column(Text)
     error_kind: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# ---- analytics rollups -------------------------------------------------------------------
+# Counts of the current, succeeded extractions, kept in step with them in the transaction that
+# stores an extraction (repositories.add_current_extraction), so that the analytics endpoints
+# read a few thousand rows instead of aggregating every call. `reason` is '' where the
+# extraction has none (NULL cannot be part of a primary key). Built from the extractions by
+# the migration that creates them (and repositories.rebuild_rollups); on PostgreSQL, TRUNCATE
+# extractions empties them too (a trigger).
+NO_REASON = ""
+
+
+class ReasonDayCount(Base):
+    """Calls per UTC day (of the call, occurred_at) and reason: GET /v1/analytics/reasons."""
+
+    __tablename__ = "reason_day_counts"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(40), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer)
+
+
+class ProductReasonCount(Base):
+    """Calls per product (product_key, and each spelling of it) and reason, all time:
+    GET /v1/analytics/products without since/until. Only calls with a product."""
+
+    __tablename__ = "product_reason_counts"
+
+    product_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    product: Mapped[str] = mapped_column(String(200), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(40), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer)
 
 
 class ApiKey(Base):

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 PRODUCT_RULE = (
     "lenient: both texts are case-folded, accents and punctuation removed, whitespace collapsed; "
-    "a prediction matches when both are null, or when one contains the other, or when their "
-    "word sets overlap by at least half of the shorter one (words of 1-2 letters ignored)"
+    "a prediction matches when both are null, or when one contains the other as whole words, "
+    "or when their word sets overlap by at least half of the shorter one (words of 1-2 letters "
+    "ignored)"
 )
 
 
@@ -28,13 +29,18 @@ def product_matches(predicted: str | None, expected: str | None) -> bool:
     a, b = _normal(predicted), _normal(expected)
     if not a or not b:
         return a == b
-    if a in b or b in a:
+    if _contains_words(a, b) or _contains_words(b, a):
         return True
     words_a = {w for w in a.split() if len(w) > 2}
     words_b = {w for w in b.split() if len(w) > 2}
     if not words_a or not words_b:
         return False
     return len(words_a & words_b) >= 0.5 * min(len(words_a), len(words_b))
+
+
+def _contains_words(inner: str, outer: str) -> bool:
+    """`inner` appears in `outer` as whole words ("box" is not in "freebox")."""
+    return re.search(rf"(?<!\w){re.escape(inner)}(?!\w)", outer) is not None
 
 
 @dataclass(frozen=True)

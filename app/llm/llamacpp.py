@@ -52,10 +52,14 @@ class LlamaCppBackend:
             raise ValueError(f"LoRA adapter not found: {lora_path}")
         self.model = Path(model_path).name + (f"+{Path(lora_path).name}" if lora_path else "")
         self.max_product_tokens = max_product_tokens
+        threads = n_threads or os.cpu_count() or 1
         self._llm = Llama(
             model_path=str(model_path),
             n_ctx=n_ctx,
-            n_threads=n_threads or os.cpu_count() or 1,
+            n_threads=threads,
+            # The prompt too: llama-cpp-python's default is every CPU of the host, whatever
+            # n_threads says (oversubscribed when several workers share a host).
+            n_threads_batch=threads,
             n_batch=n_batch,
             lora_path=str(lora_path) if lora_path else None,
             logits_all=False,
@@ -65,9 +69,8 @@ class LlamaCppBackend:
         self._lock = threading.Lock()
         self._tries: dict[tuple[str, ...], TokenTrie] = {}
         self.tokens = PromptTokens(self._tokenize, chat_format)
-        self._null_trie = TokenTrie(
-            {"null": self.tokens.null_option, "string": self.tokens.string_option}
-        )
+        self._kinds = {"null": self.tokens.null_option, "string": self.tokens.string_option}
+        self._null_trie = TokenTrie(_decisive(self._kinds))
         self.last_evaluated_tokens = 0
 
     @classmethod
@@ -98,7 +101,7 @@ class LlamaCppBackend:
     def _reason_trie(self, taxonomy: Taxonomy) -> TokenTrie:
         if taxonomy.codes not in self._tries:
             self._tries[taxonomy.codes] = TokenTrie(
-                {code: self.tokens.reason_option(code) for code in taxonomy.codes}
+                _decisive({code: self.tokens.reason_option(code) for code in taxonomy.codes})
             )
         return self._tries[taxonomy.codes]
 
@@ -131,7 +134,10 @@ class LlamaCppBackend:
             generated = 0
 
             kind = choose(self._null_trie, logits, self._eval)
-            logits = self._eval(kind.tokens[-1:])
+            # choose() evaluated the tokens it took but the last; the rest of the option is forced.
+            # (Not batched with the reason key after `null`: batching changes llama.cpp's numerics
+            # enough to flip a reason now and then.)
+            logits = self._eval(self._kinds[kind.label][len(kind.tokens) - 1 :])
             product: str | None = None
             reason_key = self.tokens.reason_key
             if kind.label == "string":
@@ -148,7 +154,10 @@ class LlamaCppBackend:
             answer=answer,
             raw_answer=raw,
             prompt_tokens=len(prompt),
-            completion_tokens=len(kind.tokens) + generated + len(reason_key) + len(reason.tokens),
+            completion_tokens=len(self._kinds[kind.label])
+            + generated
+            + len(reason_key)
+            + len(self.tokens.reason_option(reason.label)),
             attempts=1,
             confidence=round(reason.probability, 4),
         )
@@ -172,3 +181,20 @@ class LlamaCppBackend:
     @staticmethod
     def _text(pieces: list[bytes]) -> str:
         return b"".join(pieces).decode("utf-8", errors="ignore").replace("\\", "")
+
+
+def _decisive(options: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Each option cut after its first token that no other option starts the same way.
+
+    Past that token the option is forced: the scores there would never be read, and each token
+    evaluated is a forward pass (the 262k-logit head included) spent on nothing. choose() stops
+    at the cut; its path up to there and its probability are the same as on the whole options.
+    """
+    cut = {}
+    for label, tokens in options.items():
+        others = [other for name, other in options.items() if name != label]
+        length = 1
+        while length < len(tokens) and any(o[:length] == tokens[:length] for o in others):
+            length += 1
+        cut[label] = list(tokens[:length])
+    return cut

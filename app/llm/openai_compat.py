@@ -22,6 +22,7 @@ from app.extraction.redaction import is_remote_url, redact
 from app.llm.base import BackendAnswer, ExtractionRequest
 from app.llm.errors import BackendError, InvalidAnswerError, TransientBackendError
 from app.llm.presets import PRESETS
+from app.llm.rate_limit import RateLimiter
 from schemas.extraction import answer_model
 from schemas.taxonomy import Taxonomy
 
@@ -50,6 +51,7 @@ class OpenAICompatBackend:
         chars_per_token: float = 3.0,
         temperature: float = 0.0,
         redact_pii: str = "auto",
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"unknown instructor mode {mode!r}: use one of {', '.join(_MODES)}")
@@ -74,6 +76,12 @@ class OpenAICompatBackend:
         # Model calls of the extraction under way (validation re-asks included), per thread.
         self._calls = threading.local()
         self._client.on("completion:response", self._count_call)
+        # The shared rate limit (app/llm/rate_limit.py) is taken before every request
+        # instructor sends, its validation re-asks included.
+        self.rate_limiter = rate_limiter
+        if rate_limiter is not None:
+            self._client.on("completion:kwargs", self._before_request)
+        self._budgets: dict[int, tuple[Taxonomy, int]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAICompatBackend:
@@ -101,6 +109,7 @@ class OpenAICompatBackend:
             chars_per_token=section.chars_per_token,
             temperature=section.temperature,
             redact_pii=section.redact_pii,
+            rate_limiter=RateLimiter.from_settings(settings, base_url=base_url, model=model),
         )
 
     def count_tokens(self, text: str) -> int:
@@ -108,9 +117,37 @@ class OpenAICompatBackend:
         return math.ceil(len(text) / self.chars_per_token)
 
     def transcript_budget(self, taxonomy: Taxonomy) -> int:
+        # Once per taxonomy: the schema's JSON costs more CPU than the rest of a call.
+        cached = self._budgets.get(id(taxonomy))
+        if cached is not None and cached[0] is taxonomy:
+            return cached[1]
+        budget = self._transcript_budget(taxonomy)
+        self._budgets[id(taxonomy)] = (taxonomy, budget)
+        return budget
+
+    def _transcript_budget(self, taxonomy: Taxonomy) -> int:
         overhead = self.count_tokens(user_message(taxonomy, "")) + 200  # message framing, tools
         schema = self.count_tokens(json.dumps(answer_model(taxonomy).model_json_schema()))
         return self.context_tokens - overhead - schema - self.max_answer_tokens
+
+    def _before_request(self, *_: Any, **kwargs: Any) -> None:
+        """instructor's completion:kwargs hook: wait for the shared rate limit."""
+        assert self.rate_limiter is not None
+        tokens = self.estimate_request_tokens(kwargs) if self.rate_limiter.counts_tokens else 0
+        self.rate_limiter.acquire(tokens)
+
+    def estimate_request_tokens(self, kwargs: dict[str, Any]) -> int:
+        """What a provider counts against a tokens-per-minute limit before answering: the
+        prompt (estimated, conservatively: messages and the schema sent) plus max_tokens."""
+        text = "".join(
+            str(message.get("content") or "") + str(message.get("tool_calls") or "")
+            for message in kwargs.get("messages") or ()
+            if isinstance(message, dict)
+        )
+        schema = kwargs.get("tools") or kwargs.get("response_format")
+        if schema:
+            text += json.dumps(schema, default=str)
+        return self.count_tokens(text) + int(kwargs.get("max_tokens") or self.max_answer_tokens)
 
     def _count_call(self, *_: Any, **__: Any) -> None:
         self._calls.count = getattr(self._calls, "count", 0) + 1

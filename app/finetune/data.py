@@ -1,0 +1,237 @@
+"""Training examples: labelled call records turned into the exact token ids of inference.
+
+Each example is the prompt the llamacpp backend builds (`PromptTokens.prompt`) followed by the
+answer its decoding produces (`PromptTokens.answer`), tokenized by llama.cpp itself, so the
+adapter is trained on precisely the tokens it will read and write. The loss is on the answer
+tokens the model chooses; the tokens the backend forces (`, "reason": "`) are not scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from app.extraction.truncation import fit_transcript
+from app.finetune import FinetuneError
+from app.llm.prompt_tokens import PromptTokens
+from app.records import RecordFileError, read_records, record_text
+from schemas.extraction import normalise_product
+from schemas.taxonomy import Taxonomy, TaxonomyError, builtin_taxonomy_path, load_taxonomy
+
+DEFAULT_MAX_TOKENS = 1024
+
+
+@dataclass(frozen=True)
+class TrainSource:
+    """One training file and the taxonomy its reasons belong to."""
+
+    path: Path
+    taxonomy: Taxonomy
+    taxonomy_ref: str  # as the user named it: a built-in name or a path
+
+
+@dataclass(frozen=True)
+class Example:
+    """Token ids of prompt + answer; `scored` are the indices of the tokens the loss predicts."""
+
+    ids: tuple[int, ...]
+    scored: tuple[int, ...]
+    source: int  # index of the TrainSource
+
+
+@dataclass
+class SourceSummary:
+    """What one training file contributed (for the model card)."""
+
+    path: str
+    sha256: str
+    taxonomy: str
+    taxonomy_version: str
+    records: int
+    examples: int = 0
+    truncated: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def builtin_taxonomy_names() -> list[str]:
+    """Names of the taxonomies shipped with callx (usable as FILE@NAME)."""
+    folder = resources.files("schemas").joinpath("taxonomies")
+    return sorted(p.name.rsplit(".", 1)[0] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_taxonomy(ref: str | Path | None) -> Taxonomy:
+    """A taxonomy from a built-in name, a file path, or None for the built-in default."""
+    if ref is None:
+        return load_taxonomy(None)
+    text = str(ref)
+    try:
+        if text in builtin_taxonomy_names():
+            return load_taxonomy(builtin_taxonomy_path(text))
+        if not Path(text).is_file():
+            raise FinetuneError(
+                f"taxonomy {text!r} is neither a file nor a built-in name "
+                f"({', '.join(builtin_taxonomy_names())})"
+            )
+        return load_taxonomy(text)
+    except TaxonomyError as exc:
+        raise FinetuneError(str(exc)) from exc
+
+
+def parse_train_arg(arg: str, default_taxonomy: str | Path | None) -> TrainSource:
+    """`FILE` (with the default taxonomy) or `FILE@TAXONOMY` (a path or a built-in name)."""
+    path_text, taxonomy_ref = arg, None
+    if not Path(arg).is_file() and "@" in arg:
+        path_text, taxonomy_ref = arg.rsplit("@", 1)
+    path = Path(path_text)
+    if not path.is_file():
+        raise FinetuneError(f"training file not found: {path}")
+    ref = taxonomy_ref if taxonomy_ref is not None else default_taxonomy
+    return TrainSource(path, resolve_taxonomy(ref), str(ref) if ref is not None else "default")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_examples(
+    sources: Sequence[TrainSource],
+    tokens: PromptTokens,
+    *,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    limit_per_file: int | None = None,
+    seed: int = 0,
+) -> tuple[list[Example], list[SourceSummary]]:
+    """Examples of all sources, shuffled together (seeded), and a summary per source.
+
+    Every record must have a transcript and a reason that is a code of its file's taxonomy;
+    otherwise FinetuneError names the file and line. Transcripts are fitted to `max_tokens`
+    (prompt and answer included) the way the pipeline fits them to the model's context.
+    """
+    examples: list[Example] = []
+    summaries: list[SourceSummary] = []
+    for index, source in enumerate(sources):
+        records = _checked_records(source)
+        summary = SourceSummary(
+            path=str(source.path),
+            sha256=file_sha256(source.path),
+            taxonomy=source.taxonomy_ref,
+            taxonomy_version=source.taxonomy.version,
+            records=len(records),
+        )
+        if limit_per_file is not None:
+            records = stratified_sample(records, limit_per_file, random.Random(f"{seed}/{index}"))
+        for record in records:
+            example, truncated = make_example(tokens, source.taxonomy, record, max_tokens, index)
+            examples.append(example)
+            summary.truncated += truncated
+        summary.examples = len(records)
+        summary.reasons = dict(sorted(Counter(r["reason"] for r in records).items()))
+        summaries.append(summary)
+    if not examples:
+        raise FinetuneError("no training examples: the training files hold no records")
+    random.Random(seed).shuffle(examples)
+    return examples, summaries
+
+
+def make_example(
+    tokens: PromptTokens,
+    taxonomy: Taxonomy,
+    record: dict[str, Any],
+    max_tokens: int,
+    source: int = 0,
+) -> tuple[Example, bool]:
+    """One record as an example, and whether its transcript had to be shortened."""
+    product = normalise_product(record.get("product") or None)
+    reason = record["reason"]
+    answer = tokens.answer(product, reason)
+    budget = max_tokens - len(tokens.prompt(taxonomy, "")) - len(answer)
+    try:
+        fitted = fit_transcript(record_text(record) or "", budget, lambda t: len(tokens.text(t)))
+    except ValueError as exc:
+        raise FinetuneError(
+            f"--max-tokens {max_tokens} leaves no room for a transcript with taxonomy "
+            f"{taxonomy.version} ({exc})"
+        ) from exc
+    prompt = tokens.prompt(taxonomy, fitted.text)
+    ids = prompt + answer
+    forced = _forced_span(tokens, product)
+    scored = tuple(len(prompt) + i for i in range(len(answer)) if not forced[0] <= i < forced[1])
+    return Example(tuple(ids), scored, source), fitted.truncated
+
+
+def _forced_span(tokens: PromptTokens, product: str | None) -> tuple[int, int]:
+    """Answer positions [start, end) that the backend forces instead of asking the model.
+
+    After ` null` it forces all of `, "reason": "`. After a product it stops generating at the
+    first token holding a quote, which the model must predict, and forces the rest.
+    """
+    if product is None:
+        start = len(tokens.null_option)
+        return start, start + len(tokens.reason_key)
+    start = len(tokens.string_option) + len(tokens.text(product)) + 1
+    return start, start + len(tokens.reason_key_after_string) - 1
+
+
+def stratified_sample(
+    records: list[dict[str, Any]], limit: int, rng: random.Random
+) -> list[dict[str, Any]]:
+    """At most `limit` records, each reason keeping its share (largest remainders).
+
+    The sample keeps the file's order.
+    """
+    if limit >= len(records):
+        return records
+    by_reason: dict[str, list[int]] = defaultdict(list)
+    for position, record in enumerate(records):
+        by_reason[record["reason"]].append(position)
+    shares = {reason: limit * len(p) / len(records) for reason, p in by_reason.items()}
+    quotas = {reason: int(share) for reason, share in shares.items()}
+    leftover = limit - sum(quotas.values())
+    for reason in sorted(shares, key=lambda r: (quotas[r] - shares[r], r))[:leftover]:
+        quotas[reason] += 1
+    chosen: list[int] = []
+    for reason in sorted(by_reason):
+        chosen.extend(rng.sample(by_reason[reason], quotas[reason]))
+    return [records[position] for position in sorted(chosen)]
+
+
+def _checked_records(source: TrainSource) -> list[dict[str, Any]]:
+    try:
+        records = read_records(source.path)
+    except (RecordFileError, OSError, UnicodeDecodeError) as exc:
+        raise FinetuneError(f"cannot read {source.path}: {exc}") from exc
+    locations = _record_locations(source.path, len(records))
+    codes = source.taxonomy.codes
+    for record, where in zip(records, locations, strict=True):
+        if record_text(record) is None:
+            raise FinetuneError(f"{where}: no transcript (a `transcript` or `text` field)")
+        if record.get("reason") not in codes:
+            raise FinetuneError(
+                f"{where}: reason {record.get('reason')!r} is not a code of taxonomy "
+                f"{source.taxonomy.version} ({', '.join(codes)})"
+            )
+        product = record.get("product")
+        if product is not None and not isinstance(product, str):
+            raise FinetuneError(f"{where}: product must be a string or null")
+    return records
+
+
+def _record_locations(path: Path, count: int) -> list[str]:
+    """`FILE:LINE` of each record of a JSONL file; `FILE record N` for other formats."""
+    if path.suffix.lower() not in (".json", ".csv"):
+        with path.open(encoding="utf-8") as handle:
+            lines = [n for n, line in enumerate(handle, start=1) if line.strip()]
+        if len(lines) == count:
+            return [f"{path}:{n}" for n in lines]
+    return [f"{path} record {n}" for n in range(1, count + 1)]

@@ -1,0 +1,148 @@
+"""Writing the adapter in llama.cpp's LoRA GGUF format, and its JSON model card.
+
+llama.cpp reads an adapter GGUF with `general.type = adapter`, the base's architecture,
+`adapter.type = lora` and `adapter.lora.alpha`, and tensors `<base tensor>.lora_a` (r, in) and
+`.lora_b` (out, r) in PEFT's layout; it scales the update by alpha / r.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from app.extraction.prompts import PROMPT_VERSION
+
+if TYPE_CHECKING:
+    from app.finetune.base_model import BaseModelInfo
+    from app.finetune.data import SourceSummary
+    from app.finetune.job import FinetuneJob, FinetuneResult
+
+GGUF_TENSOR_SUFFIX = ".weight"
+
+
+def gguf_tensor_names(hf_names: list[str], architecture: str, n_blocks: int) -> dict[str, str]:
+    """HF layer names (`model.layers.0.self_attn.q_proj`) -> GGUF (`blk.0.attn_q.weight`)."""
+    import gguf
+
+    arch = next((a for a, name in gguf.MODEL_ARCH_NAMES.items() if name == architecture), None)
+    if arch is None:
+        raise ValueError(f"gguf does not know the architecture {architecture!r}")
+    mapping = gguf.get_tensor_name_map(arch, n_blocks)
+    names: dict[str, str] = {}
+    for hf_name in hf_names:
+        name = mapping.get_name(hf_name)
+        if name is None:
+            raise ValueError(f"no GGUF tensor for layer {hf_name!r} of {architecture}")
+        names[hf_name] = name + GGUF_TENSOR_SUFFIX
+    return names
+
+
+def write_adapter_gguf(
+    path: Path,
+    lora: dict[str, torch.Tensor],
+    *,
+    alpha: float,
+    architecture: str,
+    n_blocks: int,
+    name: str | None = None,
+) -> None:
+    """Write `lora` (`{layer}.lora_a` / `{layer}.lora_b`, as `lora_state()` gives) as a GGUF.
+
+    Written beside the target then renamed, so a reader never sees half a file.
+    """
+    import gguf
+
+    layers = sorted({key.rsplit(".", 1)[0] for key in lora})
+    names = gguf_tensor_names(layers, architecture, n_blocks)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    writer = gguf.GGUFWriter(str(partial), architecture)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(alpha))
+    if name:
+        writer.add_name(name)
+    for layer in layers:
+        for part in ("lora_a", "lora_b"):
+            array = lora[f"{layer}.{part}"].detach().float().cpu().numpy()
+            writer.add_tensor(f"{names[layer]}.{part}", np.ascontiguousarray(array))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    os.replace(partial, path)
+
+
+def model_card_path(adapter: Path) -> Path:
+    """ADAPTER.gguf -> ADAPTER.json."""
+    return adapter.with_suffix(".json")
+
+
+def model_card(
+    job: FinetuneJob,
+    base: BaseModelInfo,
+    summaries: list[SourceSummary],
+    result: FinetuneResult,
+    losses: list[float],
+    wall_s: float,
+) -> dict[str, Any]:
+    """The adapter's provenance: base model, data, hyperparameters, what training did."""
+    hyper = asdict(job.hyper)
+    hyper["targets"] = list(job.hyper.targets)
+    return {
+        "adapter": job.output.name,
+        "format": "llama.cpp LoRA GGUF",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "callx_prompt_version": PROMPT_VERSION,
+        "chat_format": job.chat_format,
+        "base_model": {
+            "file": base.path.name,
+            "sha256": base.sha256,
+            "architecture": base.architecture,
+        },
+        "training_files": [asdict(summary) for summary in summaries],
+        "hyperparameters": {
+            **hyper,
+            "epochs": job.epochs,
+            "max_steps": job.max_steps,
+            "max_minutes": job.max_minutes,
+            "planned_steps": result.planned_steps,
+        },
+        "trainable_parameters": result.trainable_parameters,
+        "steps": result.steps,
+        "stopped_by": result.stopped_by,
+        "examples": result.examples,
+        "examples_seen": result.examples_seen,
+        "epochs": result.epochs,
+        "seconds_per_step": result.seconds_per_step,
+        "train_s": result.train_s,  # the training loops, resumed runs included
+        "wall_s": round(wall_s, 1),  # this run, loading and export included
+        "device": result.device,
+        "precision": result.precision,
+        **loss_summary(losses),
+    }
+
+
+def write_model_card(adapter: Path, card: dict[str, Any]) -> Path:
+    """Write the JSON model card next to the adapter; returns its path."""
+    target = model_card_path(adapter)
+    target.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return target
+
+
+def loss_summary(losses: list[float], every: int = 100, final_window: int = 10) -> dict[str, Any]:
+    """Final loss (mean of the last `final_window` steps) and the mean of each `every` steps."""
+    chunks = [losses[i : i + every] for i in range(0, len(losses), every)]
+    tail = losses[-final_window:]
+    return {
+        "final_loss": round(sum(tail) / len(tail), 4) if tail else None,
+        "final_loss_steps": len(tail),
+        f"loss_per_{every}_steps": [round(sum(c) / len(c), 4) for c in chunks],
+    }

@@ -1,0 +1,130 @@
+"""The base model in torch (transformers reads the GGUF and de-quantizes it) and the loss.
+
+The loss computes the output layer (262k-token vocabulary for Gemma 3) only where an answer
+token is predicted: the body's hidden states are gathered at those positions first. That is
+most of the speed of a training step on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from app.finetune import FinetuneError
+from app.finetune.data import Example
+
+PAD_ID = 0
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def pick_device() -> torch.device:
+    """CUDA when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def compute_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bfloat16 to run the base model under autocast, None for float32.
+
+    `auto` takes bfloat16 where the hardware has it natively (most GPUs; CPUs with AVX512-BF16
+    or AMX, where it halves the time of a step), else float32. LoRA weights and the optimizer
+    stay float32 either way.
+    """
+    if precision not in PRECISIONS:
+        raise FinetuneError(f"precision must be one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return torch.bfloat16 if precision == "bf16" else None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if _cpu_has_native_bf16() else None
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text("utf-8", errors="replace").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@functools.lru_cache(maxsize=1)
+def _load(path: str, device: str) -> nn.Module:
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    file = Path(path)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(file.parent), gguf_file=file.name, dtype=torch.float32
+    )
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model.to(device).eval()
+
+
+def load_base_model(model_path: Path, n_vocab: int, device: torch.device) -> nn.Module:
+    """A frozen float32 copy of the base model; the weights are loaded once per process.
+
+    Each call returns a new module tree sharing the (frozen) weights, so LoRA layers added to
+    one copy do not leak into the next.
+    """
+    base = _load(str(Path(model_path).resolve()), str(device))
+    vocab = base.config.vocab_size
+    if vocab != n_vocab:
+        raise FinetuneError(
+            f"transformers reads a vocabulary of {vocab} tokens, llama.cpp {n_vocab}: "
+            "the token ids would not match"
+        )
+    shared = {id(t): t for t in [*base.parameters(), *base.buffers()]}
+    return copy.deepcopy(base, memo=shared)
+
+
+def collate(examples: Sequence[Example], device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-padded ids and, for each scored token, its row, the position predicting it, and it.
+
+    No attention mask is needed: with right padding and causal attention no real token ever
+    attends to a pad.
+    """
+    width = max(len(e.ids) for e in examples)
+    ids = torch.full((len(examples), width), PAD_ID, dtype=torch.long)
+    rows: list[int] = []
+    positions: list[int] = []
+    for row, example in enumerate(examples):
+        ids[row, : len(example.ids)] = torch.tensor(example.ids)
+        rows.extend([row] * len(example.scored))
+        positions.extend(index - 1 for index in example.scored)
+    rows_t = torch.tensor(rows)
+    positions_t = torch.tensor(positions)
+    return {
+        "ids": ids.to(device),
+        "rows": rows_t.to(device),
+        "positions": positions_t.to(device),
+        "targets": ids[rows_t, positions_t + 1].to(device),
+    }
+
+
+def answer_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Scores of the next token at the positions that predict scored tokens: (n, vocab)."""
+    hidden = model.model(input_ids=batch["ids"], use_cache=False).last_hidden_state
+    logits = model.lm_head(hidden[batch["rows"], batch["positions"]]).float()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def answer_loss_sum(
+    model: nn.Module, batch: dict[str, torch.Tensor], dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Summed cross-entropy of the scored answer tokens of a batch (autocast to `dtype`)."""
+    device_type = batch["ids"].device.type
+    with torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        logits = answer_logits(model, batch)
+    return nn.functional.cross_entropy(logits, batch["targets"], reduction="sum")

@@ -1,0 +1,250 @@
+"""The analytics endpoints read rollups kept in step with the extractions: their answers must be
+exactly what a direct count over the extractions gives, after new extractions, re-extractions
+that change a call's reason or product (or make it fail), and for ranges that start or end in
+the middle of a day. Real PostgreSQL; extractions stored by the real service code."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db import repositories as repo
+from app.db.models import Extraction
+from app.db.session import build_engine, build_sessionmaker
+from app.extraction.extractor import Extractor
+from app.extraction.service import run_extraction
+from app.llm.fake import FakeBackend
+from app.main import create_app
+
+START = datetime(2026, 9, 28, 21, 30, tzinfo=UTC)  # a Monday evening: days, weeks, months
+PRODUCTS = ["Livebox 6", "LIVEBOX 6", "Fibre 500", "Dyson V15", "Galaxy S24"]
+WORDS = ["en panne", "la facture", "comment configurer", "la livraison", "résilier", "bonjour"]
+
+
+class RecordingQueue:
+    interactive, batch = "interactive", "batch"
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send_extractions(self, ids: list[uuid.UUID], queue: str) -> None:
+        self.sent += [str(i) for i in ids]
+
+    def ping(self) -> None:
+        return None
+
+
+@pytest.fixture
+def app_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"auth": settings.auth.model_copy(update={"required": False})}
+    )
+
+
+@pytest.fixture
+def engine(app_settings: Settings, clean_db: None) -> Iterator[Engine]:
+    engine = build_engine(app_settings)
+    yield engine
+    engine.dispose()
+
+
+def _calls(n: int) -> list[dict[str, Any]]:
+    calls = []
+    for i in range(n):
+        # Every 5 hours and 7 minutes: many days, several a day, some just before midnight.
+        occurred_at = START + timedelta(minutes=307 * i)
+        product = PRODUCTS[i % len(PRODUCTS)]
+        calls.append(
+            {
+                "external_id": f"r-{i}",
+                "text": f"Client: ma {product} {WORDS[i % len(WORDS)]}, appel {i}.",
+                "occurred_at": occurred_at.isoformat(),
+            }
+        )
+    return calls
+
+
+def _direct_reasons(engine: Engine, bucket: str, since: Any, until: Any) -> list[Any]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT date_trunc(:bucket, occurred_at AT TIME ZONE 'UTC') AS b, reason, "
+                "count(*) FROM extractions WHERE is_current AND status = 'succeeded' "
+                "AND (CAST(:since AS timestamptz) IS NULL OR occurred_at >= :since) "
+                "AND (CAST(:until AS timestamptz) IS NULL OR occurred_at < :until) "
+                "GROUP BY 1, 2 ORDER BY 1, 2"
+            ),
+            {"bucket": bucket, "since": since, "until": until},
+        )
+        return [(b.replace(tzinfo=UTC), r, c) for b, r, c in rows]
+
+
+def _direct_products(engine: Engine, reason: str | None, since: Any, until: Any) -> list[Any]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT product_key, min(product), count(*), reason FROM extractions "
+                "WHERE is_current AND status = 'succeeded' AND product_key IS NOT NULL "
+                "AND (CAST(:reason AS varchar) IS NULL OR reason = :reason) "
+                "AND (CAST(:since AS timestamptz) IS NULL OR occurred_at >= :since) "
+                "AND (CAST(:until AS timestamptz) IS NULL OR occurred_at < :until) "
+                "GROUP BY GROUPING SETS ((product_key), (product_key, reason))"
+            ),
+            {"reason": reason, "since": since, "until": until},
+        ).all()
+    totals = {key: (product, count) for key, product, count, code in rows if code is None}
+    by_reason: dict[str, dict[str, int]] = {}
+    for key, _, count, code in rows:
+        if code is not None:
+            by_reason.setdefault(key, {})[code] = count
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1][1], kv[0]))[:20]
+    return [
+        {"product": product, "total": total, "by_reason": by_reason[key]}
+        for key, (product, total) in ranked
+    ]
+
+
+def _api_reasons(client: TestClient, bucket: str, since: Any, until: Any) -> list[Any]:
+    params = {"bucket": bucket}
+    if since is not None:
+        params["since"] = since.isoformat()
+    if until is not None:
+        params["until"] = until.isoformat()
+    response = client.get("/v1/analytics/reasons", params=params)
+    assert response.status_code == 200, response.text
+    return [
+        (datetime.fromisoformat(i["bucket"]), i["reason"], i["count"])
+        for i in response.json()["items"]
+    ]
+
+
+def _api_products(client: TestClient, reason: str | None, since: Any, until: Any) -> list[Any]:
+    params: dict[str, Any] = {"limit": 20}
+    for name, value in (("reason", reason), ("since", since), ("until", until)):
+        if value is not None:
+            params[name] = value if isinstance(value, str) else value.isoformat()
+    response = client.get("/v1/analytics/products", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()["items"]  # type: ignore[no-any-return]
+
+
+def _rollup_rows(engine: Engine) -> tuple[set[Any], set[Any]]:
+    with engine.connect() as connection:
+        days = connection.execute(
+            text("SELECT day, reason, calls FROM reason_day_counts WHERE calls <> 0")
+        )
+        products = connection.execute(
+            text(
+                "SELECT product_key, product, reason, calls FROM product_reason_counts "
+                "WHERE calls <> 0"
+            )
+        )
+        return set(days), set(products)
+
+
+def _assert_exact(client: TestClient, engine: Engine) -> None:
+    end = START + timedelta(days=60)
+    ranges = [
+        (None, None),
+        (START + timedelta(days=3, hours=5, minutes=11), end - timedelta(days=9, hours=13)),
+        (START + timedelta(hours=2, minutes=30), None),  # from midnight, UTC
+        (None, START + timedelta(days=20, hours=7)),
+        (START + timedelta(days=10, hours=4), START + timedelta(days=10, hours=20)),  # one day
+        (START + timedelta(days=10, hours=20), START + timedelta(days=11, hours=6)),  # two parts
+        (START + timedelta(days=12, hours=2, minutes=30), START + timedelta(days=13)),
+    ]
+    for since, until in ranges:
+        for bucket in ("day", "week", "month"):
+            assert _api_reasons(client, bucket, since, until) == _direct_reasons(
+                engine, bucket, since, until
+            ), (bucket, since, until)
+    for reason in (None, "breakdown", "billing", "other"):
+        for since, until in ranges[:3]:
+            assert _api_products(client, reason, since, until) == _direct_products(
+                engine, reason, since, until
+            ), (reason, since, until)
+    # The rollups hold exactly what rebuilding them from the extractions gives.
+    kept = _rollup_rows(engine)
+    with Session(engine) as session, session.begin():
+        repo.rebuild_rollups(session)
+    assert _rollup_rows(engine) == kept
+
+
+def test_rollup_answers_equal_direct_counts(
+    app_settings: Settings, engine: Engine, clean_db: None
+) -> None:
+    queue = RecordingQueue()
+    with TestClient(create_app(app_settings, queue=queue)) as client:  # type: ignore[arg-type]
+        created = client.post("/v1/batches", json=_calls(240))
+        assert created.status_code == 202 and created.json()["accepted"] == 240
+        sessions = build_sessionmaker(engine)
+        extractor = Extractor.from_settings(app_settings, backend=FakeBackend())
+        outcomes = [
+            run_extraction(sessions, uuid.UUID(i), extractor, lease_s=60) for i in queue.sent
+        ]
+        assert set(outcomes) == {"succeeded"}
+        _assert_exact(client, engine)
+
+        # Re-extractions: another reason and product, a failure, a success again, the same.
+        with engine.connect() as connection:
+            current = connection.execute(
+                text(
+                    "SELECT transcript_id, occurred_at FROM extractions WHERE is_current "
+                    "ORDER BY occurred_at LIMIT 40"
+                )
+            ).all()
+        for n, (transcript_id, occurred_at) in enumerate(current):
+            with sessions() as session, session.begin():
+                for attempt in range(1 + n % 3):
+                    failed = (n + attempt) % 4 == 1
+                    product = None if failed else PRODUCTS[(n + attempt + 2) % len(PRODUCTS)]
+                    repo.add_current_extraction(
+                        session,
+                        Extraction(
+                            transcript_id=transcript_id,
+                            status="failed" if failed else "succeeded",
+                            occurred_at=occurred_at,
+                            product=product,
+                            product_key=None if product is None else product.lower(),
+                            reason=None if failed else ("cancellation", "delivery")[n % 2],
+                            backend="test",
+                            model="test",
+                            prompt_version="v",
+                            taxonomy_version="t",
+                            latency_ms=1,
+                            attempts=1,
+                            truncated=False,
+                        ),
+                    )
+        # And the usual path again: back to queued, extracted by the worker's code.
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "UPDATE transcripts SET status = 'queued' WHERE id IN "
+                    "(SELECT transcript_id FROM extractions WHERE is_current "
+                    "ORDER BY occurred_at DESC LIMIT 10)"
+                )
+            )
+            redo = connection.execute(
+                text("SELECT id FROM transcripts WHERE status = 'queued'")
+            ).scalars()
+            redo_ids = list(redo)
+        assert [run_extraction(sessions, i, extractor, lease_s=60) for i in redo_ids] == [
+            "succeeded"
+        ] * 10
+        _assert_exact(client, engine)
+
+        # TRUNCATE extractions (as the tests' clean-up does) empties the rollups too.
+        with engine.begin() as connection:
+            connection.execute(text("TRUNCATE extractions, transcripts, batches CASCADE"))
+        assert _rollup_rows(engine) == (set(), set())
+        assert client.get("/v1/analytics/reasons").json()["items"] == []
+        assert client.get("/v1/analytics/products").json()["items"] == []

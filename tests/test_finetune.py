@@ -1,0 +1,248 @@
+"""`callx finetune` with the real model and real torch: a few steps on tiny data from two
+taxonomies, the adapter GGUF and its card, the adapter loaded by the llamacpp backend, resume."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import app.finetune  # noqa: E402, F401  (before torch: it sets torch's OpenMP wait policy)
+
+pytest.importorskip("torch", reason="needs the finetune extra: pip install -e '.[finetune]'")
+
+from app.cli.main import cli  # noqa: E402
+from app.extraction.prompts import PROMPT_VERSION  # noqa: E402
+from app.finetune import FinetuneError  # noqa: E402
+from app.finetune.base_model import open_base_model  # noqa: E402
+from app.finetune.data import (  # noqa: E402
+    build_examples,
+    parse_train_arg,
+    stratified_sample,
+)
+from app.llm.base import ExtractionRequest  # noqa: E402
+from app.llm.llamacpp import LlamaCppBackend  # noqa: E402
+from app.llm.prompt_tokens import PromptTokens  # noqa: E402
+from schemas.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
+
+pytestmark = pytest.mark.model
+
+TINY_TAXONOMY = {
+    "version": "tiny-1",
+    "reasons": [
+        {"code": "lost_card", "label": "lost card", "definition": "a card was lost or stolen"},
+        {"code": "loan", "label": "loan", "definition": "questions about a loan"},
+        {"code": "misc", "label": "misc", "definition": "anything else"},
+    ],
+}
+# Every tiny call is a lost card: with a large learning rate the adapter learns that answer.
+TINY_CALLS = [
+    "Customer: I lost my card on the bus.",
+    "Customer: My wallet was stolen with my card in it.",
+    "Customer: Where is my card? I cannot find it anywhere.",
+    "Customer: J'ai perdu ma carte hier soir.",
+]
+HELD_OUT = "Customer: Hello, I have a question about my mortgage."
+DEFAULT_CALLS = [
+    ("Customer: My Fibre 500 box drops every evening.", "breakdown", "Fibre 500"),
+    ("Customer: I was charged twice this month.", "billing", None),
+    ("Customer: Mon colis n'est jamais arrivé.", "delivery", None),
+    ("Customer: How do I set up voicemail on the X2 phone?", "usage_help", "X2 phone"),
+]
+LORA_LAYERS = ("attn_q", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+RANK = 4
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("finetune")
+    taxonomy = folder / "tiny.yaml"
+    taxonomy.write_text(yaml.safe_dump(TINY_TAXONOMY), "utf-8")
+    calls = [{"transcript": t, "reason": r, "product": p} for t, r, p in DEFAULT_CALLS]
+    tiny = [{"text": t, "reason": "lost_card", "product": "card"} for t in TINY_CALLS]
+    return {
+        "folder": folder,
+        "taxonomy": taxonomy,
+        "calls": _write_jsonl(folder / "calls.jsonl", calls),
+        "tiny": _write_jsonl(folder / "tiny.jsonl", tiny),
+        "adapter": folder / "out" / "tiny.gguf",
+    }
+
+
+def _finetune(files: dict[str, Path], model_path: Path, *extra: str) -> str:
+    args = [
+        "finetune",
+        "--train", str(files["calls"]),
+        "--train", f"{files['tiny']}@{files['taxonomy']}",
+        "--output", str(files["adapter"]),
+        "--base-model", str(model_path),
+        "--batch-size", "2",
+        "--lr", "5e-3",
+        "--rank", str(RANK),
+        "--alpha", "8",
+        "--checkpoint-every", "2",
+        *extra,
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def trained(files: dict[str, Path], model_path: Path) -> dict[str, Any]:
+    """4 steps of 2 examples: one pass over the 8 examples."""
+    output = _finetune(files, model_path, "--max-steps", "4")
+    card = json.loads(files["adapter"].with_suffix(".json").read_text("utf-8"))
+    return {"output": output, "card": card}
+
+
+def test_the_adapter_is_a_llamacpp_lora_gguf(files: dict[str, Path], trained: Any) -> None:
+    import gguf
+
+    reader = gguf.GGUFReader(files["adapter"])
+    fields = {name: field.contents() for name, field in reader.fields.items()}
+    assert fields["general.type"] == "adapter"
+    assert fields["general.architecture"] == "gemma3"
+    assert fields["adapter.type"] == "lora"
+    assert fields["adapter.lora.alpha"] == pytest.approx(8.0)
+    tensors = {t.name: t for t in reader.tensors}
+    expected = {
+        f"blk.{block}.{layer}.weight.lora_{part}"
+        for block in range(18)
+        for layer in LORA_LAYERS
+        for part in "ab"
+    }
+    assert set(tensors) == expected
+    # PEFT layout: A is (rank, in), B is (out, rank); Gemma 3 270M: hidden 640, q 4x256, ffn 2048.
+    assert tensors["blk.0.attn_q.weight.lora_a"].data.shape == (RANK, 640)
+    assert tensors["blk.0.attn_q.weight.lora_b"].data.shape == (1024, RANK)
+    assert tensors["blk.5.ffn_down.weight.lora_a"].data.shape == (RANK, 2048)
+    assert tensors["blk.5.ffn_down.weight.lora_b"].data.shape == (640, RANK)
+    assert np.abs(tensors["blk.0.attn_q.weight.lora_b"].data).max() > 0  # B moved from zero
+
+
+def test_the_model_card_says_how_the_adapter_was_made(
+    files: dict[str, Path], model_path: Path, trained: Any
+) -> None:
+    card = trained["card"]
+    assert card["callx_prompt_version"] == PROMPT_VERSION
+    assert card["base_model"]["file"] == model_path.name
+    assert len(card["base_model"]["sha256"]) == 64
+    calls, tiny = card["training_files"]
+    assert (calls["records"], calls["taxonomy_version"]) == (4, load_taxonomy().version)
+    assert (tiny["records"], tiny["taxonomy_version"]) == (4, "tiny-1")
+    assert tiny["reasons"] == {"lost_card": 4} and len(tiny["sha256"]) == 64
+    assert card["hyperparameters"]["rank"] == RANK and card["hyperparameters"]["lr"] == 5e-3
+    assert card["steps"] == 4 and card["examples_seen"] == 8 and card["epochs"] == 1.0
+    assert card["trainable_parameters"] > 0 and card["wall_s"] > 0
+    assert card["device"].startswith(("cpu", "cuda"))
+    assert len(card["loss_per_100_steps"]) == 1 and card["final_loss"] > 0
+    assert card["created"][:2] == "20"
+
+
+def _answer_logprob(
+    model_path: Path, lora: Path | None, taxonomy: Taxonomy, text: str, answer: tuple
+) -> float:
+    """log P(answer | prompt) under llama.cpp, with or without the adapter."""
+    from llama_cpp import Llama
+
+    llm = Llama(
+        str(model_path), n_ctx=512, n_threads=2, logits_all=True, verbose=False,
+        lora_path=str(lora) if lora else None,
+    )  # fmt: skip
+    tokens = PromptTokens(
+        lambda t, special, bos: llm.tokenize(t.encode(), add_bos=bos, special=special)
+    )
+    prompt, reply = tokens.prompt(taxonomy, text), tokens.answer(*answer)
+    llm.eval(prompt + reply)
+    scores = llm.scores[: llm.n_tokens]
+    total = 0.0
+    for offset, token in enumerate(reply):
+        row = scores[len(prompt) + offset - 1].astype(np.float64)
+        total += row[token] - (row.max() + np.log(np.exp(row - row.max()).sum()))
+    return total
+
+
+def test_the_backend_loads_the_adapter_and_it_changes_the_answers(
+    files: dict[str, Path], model_path: Path, trained: Any
+) -> None:
+    tiny = load_taxonomy(files["taxonomy"])
+    backend = LlamaCppBackend(model_path, lora_path=files["adapter"], n_ctx=512, n_threads=2)
+    answer = backend.extract(ExtractionRequest(HELD_OUT, tiny))
+    assert answer.answer.reason in tiny.codes
+    assert backend.model.endswith("+tiny.gguf")
+    # Trained to answer lost_card on every call of this taxonomy, even a loan question.
+    base = _answer_logprob(model_path, None, tiny, HELD_OUT, ("card", "lost_card"))
+    tuned = _answer_logprob(model_path, files["adapter"], tiny, HELD_OUT, ("card", "lost_card"))
+    assert tuned > base + 1.0, (base, tuned)
+
+
+def test_resume_continues_from_the_last_checkpoint(
+    files: dict[str, Path], model_path: Path, trained: Any
+) -> None:
+    assert (files["folder"] / "out" / "tiny.gguf.ckpt" / "last.pt").is_file()
+    output = _finetune(files, model_path, "--max-steps", "5", "--resume")
+    assert "resuming from step 4" in output
+    card = json.loads(files["adapter"].with_suffix(".json").read_text("utf-8"))
+    assert card["steps"] == 5 and card["examples_seen"] == 10
+    assert card["hyperparameters"]["planned_steps"] == 5
+    assert len(card["loss_per_100_steps"]) == 1 and card["final_loss_steps"] == 5
+
+
+def test_a_reason_outside_the_taxonomy_names_the_file_and_line(
+    tmp_path: Path, model_path: Path
+) -> None:
+    tokens, _ = open_base_model(model_path)
+    bad = _write_jsonl(
+        tmp_path / "bad.jsonl",
+        [{"text": "Customer: hi", "reason": "billing"}, {"text": "Customer: hi", "reason": "nope"}],
+    )
+    with pytest.raises(FinetuneError, match=r"bad\.jsonl:2: reason 'nope' is not a code"):
+        build_examples([parse_train_arg(str(bad), None)], tokens)
+    # The same file against a built-in taxonomy by name: `billing` is not an intents8 code.
+    with pytest.raises(FinetuneError, match=r"bad\.jsonl:1: .* intents8"):
+        build_examples([parse_train_arg(f"{bad}@intents8", None)], tokens)
+    with pytest.raises(FinetuneError, match="neither a file nor a built-in name"):
+        parse_train_arg(f"{bad}@no_such_taxonomy", None)
+
+
+def test_examples_hold_the_inference_tokens_and_score_only_the_answer(
+    tmp_path: Path, model_path: Path
+) -> None:
+    tokens, _ = open_base_model(model_path)
+    long_call = "\n".join(
+        f"Customer: line {n} of a very long call about my X2 phone." for n in range(80)
+    )
+    records = [{"transcript": t, "reason": r, "product": p} for t, r, p in DEFAULT_CALLS]
+    records.append({"transcript": long_call, "reason": "usage_help", "product": "X2 phone"})
+    source = parse_train_arg(str(_write_jsonl(tmp_path / "calls.jsonl", records)), None)
+    examples, summaries = build_examples([source], tokens, max_tokens=400, seed=3)
+    assert (summaries[0].examples, summaries[0].truncated) == (5, 1)
+    for example in examples:
+        assert len(example.ids) <= 400
+        first_scored = min(example.scored)
+        prompt = list(example.ids[:first_scored])
+        assert prompt[-len(tokens.answer_start) :] == tokens.answer_start
+        # The forced `, "reason": "` tokens are not scored; the reason code's are.
+        assert max(example.scored) == len(example.ids) - 1
+        assert len(example.scored) < len(example.ids) - first_scored
+
+
+def test_limit_per_file_keeps_each_reasons_share() -> None:
+    records = [{"reason": "a"}] * 60 + [{"reason": "b"}] * 30 + [{"reason": "c"}] * 10
+    sample = stratified_sample(records, 10, random.Random(0))
+    assert [r["reason"] for r in sample].count("a") == 6
+    assert [r["reason"] for r in sample].count("b") == 3
+    assert [r["reason"] for r in sample].count("c") == 1
+    assert stratified_sample(records, 500, random.Random(0)) == records
