@@ -1,0 +1,76 @@
+"""`callx eval`: backend configurations scored side by side on labelled calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from app.cli.app import cli, err, settings_for
+from app.logs import configure_logging
+
+
+@cli.command("eval")
+def evaluate(
+    dataset: Annotated[Path, typer.Option(help="Labelled JSONL: id, transcript, reason, product.")],
+    backend: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME[:key=value,...], repeatable, e.g. llamacpp:lora_path=a.gguf"),
+    ] = None,
+    taxonomy: Annotated[Path | None, typer.Option(help="The dataset's taxonomy file.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Evaluate a seeded sample of N records.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+    report: Annotated[Path | None, typer.Option(help="Directory for report.md and images.")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the results here.")
+    ] = None,
+) -> None:
+    """Score backend configurations side by side on a labelled dataset (same pipeline)."""
+    from datetime import UTC, datetime
+
+    from rich.table import Table
+
+    from app.cli.progress import progress_bar
+    from app.evaluation.report import summary_rows, write_json, write_report
+    from app.evaluation.runner import BackendConfig, load_dataset
+    from app.evaluation.runner import evaluate as run_eval
+    from app.extraction.extractor import Extractor
+    from app.extraction.prompts import PROMPT_VERSION
+    from schemas.taxonomy import load_taxonomy
+
+    configure_logging("WARNING")
+    base = settings_for(None, taxonomy)
+    tax = load_taxonomy(base.extraction.taxonomy_path)
+    records = load_dataset(dataset, tax, limit, seed)
+    configs = [BackendConfig.parse(spec) for spec in (backend or [base.extraction.backend])]
+    results = []
+    with progress_bar() as bar:
+        for config in configs:
+            extractor = Extractor.from_settings(config.settings(base))
+            task = bar.add_task(config.label, total=len(records))
+            results.append(run_eval(extractor, config, records, lambda t=task: bar.advance(t)))
+    meta = {
+        "dataset": str(dataset),
+        "records": len(records),
+        "limit": limit,
+        "seed": seed,
+        "taxonomy_version": tax.version,
+        "prompt_version": PROMPT_VERSION,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    rows = summary_rows(results)
+    table = Table(*rows[0])
+    for row in rows[1:]:
+        table.add_row(*row)
+    Console().print(table)
+    if json_path is not None:
+        write_json(json_path, results, meta)
+    if report is not None:
+        err.print(f"report: {write_report(report, results, list(tax.codes), meta)}")
+
+
+# ---- API keys ------------------------------------------------------------------------------
