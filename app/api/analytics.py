@@ -54,10 +54,7 @@ def reasons(
     rows = repo.reason_counts(session, bucket, since, until)
     # A year of days is thousands of items: built once as plain JSON (the shape of
     # ReasonCounts, which documents it) rather than validated twice as models.
-    items = [
-        {"bucket": _utc_iso(_as_datetime(b)), "reason": r, "count": c}
-        for b, r, c in rows
-    ]
+    items = [{"bucket": _utc_iso(_as_datetime(b)), "reason": r, "count": c} for b, r, c in rows]
     return JSONResponse({"bucket": bucket, "items": items})
 
 

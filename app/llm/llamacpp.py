@@ -22,7 +22,7 @@ from app.llm.base import BackendAnswer, ExtractionRequest
 from app.llm.chat_templates import TEMPLATES
 from app.llm.choice import TokenTrie, choose
 from app.llm.errors import BackendError
-from app.llm.model_files import default_model_path
+from app.llm.model_files import adapter_for, default_model_path
 from app.llm.prompt_tokens import PromptTokens
 from schemas.extraction import answer_model, normalise_product
 from schemas.taxonomy import Taxonomy
@@ -82,7 +82,7 @@ class LlamaCppBackend:
             n_threads=section.n_threads,
             n_batch=section.n_batch,
             chat_format=section.chat_format,
-            lora_path=section.lora_path,
+            lora_path=adapter_for(section.model_path, section.lora_path, section.default_adapter),
             max_product_tokens=section.max_product_tokens,
         )
 

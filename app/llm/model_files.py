@@ -8,6 +8,17 @@ import tempfile
 from pathlib import Path
 
 DEFAULT_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
+# Trained by `callx finetune` on the repository's data for the default model (see its .json).
+DEFAULT_ADAPTER = Path(__file__).parent / "adapters" / "callx-default.gguf"
+
+
+def adapter_for(model_path: Path | None, lora_path: Path | None, use_default: bool) -> Path | None:
+    """The adapter to load: the configured one, else the shipped one for the default model."""
+    if lora_path is not None:
+        return lora_path
+    if model_path is None and use_default and DEFAULT_ADAPTER.is_file():
+        return DEFAULT_ADAPTER
+    return None
 
 
 def default_model_path(cache_dir: Path) -> Path:

@@ -87,7 +87,8 @@ def test_single_batch_results_and_analytics_with_the_real_model(
     extraction = single["extraction"]
     assert extraction["reason"] in CODES
     assert extraction["backend"] == "llamacpp"
-    assert extraction["model"].startswith("gemma-3-270m")
+    # The default model with the fine-tuned adapter that ships with callx.
+    assert extraction["model"] == "gemma-3-270m-q4_k_m.gguf+callx-default.gguf"
     assert (
         extraction["prompt_version"] and extraction["taxonomy_version"] == load_taxonomy().version
     )

@@ -241,3 +241,15 @@ def test_a_taxonomy_file_that_is_not_utf8_is_a_taxonomy_error(tmp_path):
     path.write_bytes(b"version: caf\xe9\n")
     with pytest.raises(TaxonomyError, match="not UTF-8"):
         load_taxonomy(path)
+
+
+def test_the_shipped_adapter_is_used_only_with_the_default_model(tmp_path: Path) -> None:
+    from app.llm.model_files import DEFAULT_ADAPTER, adapter_for
+
+    assert DEFAULT_ADAPTER.is_file() and DEFAULT_ADAPTER.with_suffix(".json").is_file()
+    assert adapter_for(None, None, True) == DEFAULT_ADAPTER
+    assert adapter_for(None, None, False) is None
+    # Another model: the default adapter (trained for Gemma 3 270M) never applies to it.
+    assert adapter_for(tmp_path / "other.gguf", None, True) is None
+    mine = tmp_path / "mine.gguf"
+    assert adapter_for(tmp_path / "other.gguf", mine, True) == mine
