@@ -64,18 +64,7 @@ class PostgresServer:
         self._run(
             _pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"
         )
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(
-            _pg_bin("pg_ctl"),
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-l",
-            str(self.dir / "log"),
-            "-w",
-            "start",
-        )
+        self._pg_ctl_start()
         return self
 
     def url(self, database: str = "postgres") -> str:
@@ -89,6 +78,9 @@ class PostgresServer:
 
     def restart(self) -> None:
         self.stop()
+        self._pg_ctl_start()
+
+    def _pg_ctl_start(self) -> None:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(
             _pg_bin("pg_ctl"),

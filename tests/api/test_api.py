@@ -21,24 +21,7 @@ from app.extraction.service import run_extraction
 from app.llm.fake import FakeBackend
 from app.main import create_app
 from tests.calls import CALLS
-
-
-class FakeTaskQueue:
-    """Records what would be sent to the broker."""
-
-    interactive, batch = "interactive", "batch"
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def send_extractions(self, ids: list[uuid.UUID], queue: str) -> None:
-        self.sent += [(str(i), queue) for i in ids]
-
-    def ping(self) -> None:
-        return None
-
-    def size(self, queue: str) -> int:
-        return sum(1 for _, q in self.sent if q == queue)
+from tests.fakes import FakeTaskQueue
 
 
 @pytest.fixture

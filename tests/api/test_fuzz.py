@@ -8,7 +8,6 @@ matching nothing, and the tables still there afterwards with the same rows."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -36,6 +35,7 @@ from app.extraction.service import run_extraction
 from app.llm.fake import FakeBackend
 from app.main import create_app
 from tests.calls import CALLS
+from tests.fakes import FakeTaskQueue
 
 # Per operation, for the fuzzing phase (the examples and coverage phases come on top). Raise it
 # for a longer hunt: FUZZ_MAX_EXAMPLES=500 pytest tests/api/test_fuzz.py
@@ -48,24 +48,6 @@ CHECKS = [
     response_schema_conformance,
 ]
 TABLES = ("transcripts", "extractions", "batches", "api_keys")
-
-
-class FakeTaskQueue:
-    """Records what would be sent to the broker."""
-
-    interactive, batch = "interactive", "batch"
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def send_extractions(self, ids: list[uuid.UUID], queue: str) -> None:
-        self.sent += [(str(i), queue) for i in ids]
-
-    def ping(self) -> None:
-        return None
-
-    def size(self, queue: str) -> int:
-        return sum(1 for _, q in self.sent if q == queue)
 
 
 @pytest.fixture
