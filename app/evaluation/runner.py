@@ -47,14 +47,11 @@ class BackendConfig:
         extra = {
             k: v for k, v in self.options.items() if k not in {"label", "price_in", "price_out"}
         }
-        section = SECTIONS[self.backend]
-        updated = getattr(base, section).model_copy(update=extra)
-        settings = base.model_copy(update={section: updated})
-        settings = settings.model_copy(
-            update={"extraction": settings.extraction.model_copy(update={"backend": self.backend})}
-        )
-        # Re-validate so that `n_ctx=2048` becomes an int and wrong keys fail loudly.
-        return Settings.model_validate(settings.model_dump())
+        # Validated as a whole, so that `n_ctx=2048` becomes an int and a bad value fails loudly.
+        data = base.model_dump()
+        data[SECTIONS[self.backend]].update(extra)
+        data["extraction"]["backend"] = self.backend
+        return Settings.model_validate(data)
 
     def price(self, key: str) -> float:
         return float(self.options.get(key, 0.0))
