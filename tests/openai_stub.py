@@ -23,34 +23,43 @@ class Reply:
     delay_s: float = 0.0
 
 
+def tool_call_completion(
+    arguments: dict[str, Any] | str, name: str = "CallExtraction"
+) -> dict[str, Any]:
+    """A chat.completions body with one tool call, as instructor's TOOLS mode expects."""
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": "stub-model",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {
+                                "name": name,
+                                "arguments": arguments
+                                if isinstance(arguments, str)
+                                else json.dumps(arguments),
+                            },
+                        }
+                    ],
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 120, "completion_tokens": 12, "total_tokens": 132},
+    }
+
+
 def tool_call_reply(arguments: dict[str, Any], name: str = "CallExtraction") -> Reply:
-    """A chat.completions answer with one tool call, as instructor's TOOLS mode expects."""
-    return Reply(
-        body={
-            "id": "chatcmpl-stub",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": "stub-model",
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": "tool_calls",
-                    "message": {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "id": "call_1",
-                                "type": "function",
-                                "function": {"name": name, "arguments": json.dumps(arguments)},
-                            }
-                        ],
-                    },
-                }
-            ],
-            "usage": {"prompt_tokens": 120, "completion_tokens": 12, "total_tokens": 132},
-        }
-    )
+    return Reply(body=tool_call_completion(arguments, name))
 
 
 class OpenAIStub:

@@ -23,6 +23,7 @@ from app.extraction.retry import RetryPolicy
 from app.llm.openai_compat import OpenAICompatBackend
 from app.logs import JsonFormatter, configure_logging
 from schemas.taxonomy import load_taxonomy
+from tests.openai_stub import tool_call_completion
 
 TAXONOMY = load_taxonomy()
 MARKER = "Zebulon-Quartz-7731 whispered that the purple walrus cancelled his fibre contract"
@@ -35,36 +36,7 @@ Reply = tuple[int, Callable[[dict[str, Any]], Any]]
 
 
 def tool_call(arguments: dict[str, Any]) -> Callable[[dict[str, Any]], Any]:
-    def build(request: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "created": 1700000000,
-            "model": request.get("model", "fake-model"),
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": "tool_calls",
-                    "message": {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "id": "call_1",
-                                "type": "function",
-                                "function": {
-                                    "name": "CallExtraction",
-                                    "arguments": json.dumps(arguments),
-                                },
-                            }
-                        ],
-                    },
-                }
-            ],
-            "usage": {"prompt_tokens": 400, "completion_tokens": 10, "total_tokens": 410},
-        }
-
-    return build
+    return lambda _request: tool_call_completion(arguments)
 
 
 def server_error(request: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from app.extraction.redaction import iban_valid, is_remote_url, luhn_valid, reda
 from app.llm.base import ExtractionRequest
 from app.llm.openai_compat import OpenAICompatBackend
 from schemas.taxonomy import load_taxonomy
+from tests.openai_stub import tool_call_completion
 
 TAXONOMY = load_taxonomy()
 
@@ -342,30 +343,7 @@ class FakeOpenAI:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def completion(self) -> dict[str, Any]:
-        return {
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "created": 1700000000,
-            "model": "fake-model",
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": "tool_calls",
-                    "message": {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "id": "call_1",
-                                "type": "function",
-                                "function": {"name": "CallExtraction", "arguments": self.arguments},
-                            }
-                        ],
-                    },
-                }
-            ],
-            "usage": {"prompt_tokens": 321, "completion_tokens": 12, "total_tokens": 333},
-        }
+        return tool_call_completion(self.arguments)
 
     def __enter__(self) -> FakeOpenAI:
         self.thread.start()
@@ -412,7 +390,7 @@ def test_backend_sends_the_redacted_transcript(fake_openai: FakeOpenAI) -> None:
     request = ExtractionRequest(transcript=PII_TRANSCRIPT, taxonomy=TAXONOMY)
     answer = openai_backend.extract(request)
     assert answer.answer.reason == "billing" and answer.answer.product is None
-    assert answer.prompt_tokens == 321 and answer.completion_tokens == 12
+    assert answer.prompt_tokens == 120 and answer.completion_tokens == 12
     assert request.transcript == PII_TRANSCRIPT  # the caller's (stored) text is untouched
     body = fake_openai.bodies[0]
     assert body["tools"][0]["function"]["name"] == "CallExtraction"
