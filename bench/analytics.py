@@ -42,7 +42,10 @@ PLANS = Path("reports/analytics-plans.txt")
 # A range that starts and ends inside a day (the rollup covers the whole days in between).
 SINCE = ANCHOR - timedelta(days=90) + timedelta(hours=7, minutes=13)
 UNTIL = ANCHOR - timedelta(hours=3)
-LAST_30 = (ANCHOR - timedelta(days=30), ANCHOR)
+LAST_30 = (
+    ANCHOR - timedelta(days=30) + timedelta(hours=9, minutes=41),
+    ANCHOR - timedelta(hours=2),
+)
 
 # The same answers as the analytics endpoints, counted over the extractions: the queries as
 # they were before the rollups, for the record (EXPLAIN only).
@@ -53,6 +56,11 @@ BEFORE = {
     "products, all time (top 20)": """
         SELECT product_key, min(product), count(*) FROM extractions
         WHERE is_current AND status = 'succeeded' AND product_key IS NOT NULL
+        GROUP BY product_key ORDER BY count(*) DESC, product_key LIMIT 20""",
+    "products, 30 days (top 20)": f"""
+        SELECT product_key, min(product), count(*) FROM extractions
+        WHERE is_current AND status = 'succeeded' AND product_key IS NOT NULL
+          AND occurred_at >= '{LAST_30[0].isoformat()}' AND occurred_at < '{LAST_30[1].isoformat()}'
         GROUP BY product_key ORDER BY count(*) DESC, product_key LIMIT 20""",
     "extractions, reason=billing, deep page (keyset condition only)": """
         SELECT e.id, e.occurred_at, t.external_id FROM extractions e
@@ -110,7 +118,7 @@ def cases(deep_cursor: tuple[datetime, Any]) -> list[Case]:
             lambda s: repo.product_counts(s, "billing", None, None, 20),
         ),
         Case(
-            "products limit=20, last 30 days (no rollup)",
+            "products limit=20, last 30 days (since/until mid-day)",
             "/v1/analytics/products",
             {"limit": 20, "since": _iso(LAST_30[0]), "until": _iso(LAST_30[1])},
             lambda s: repo.product_counts(s, None, *LAST_30, 20),

@@ -35,6 +35,7 @@ from tests.services import CallxProcess, PostgresServer, RedisServer, free_port
 ANCHOR = datetime(2026, 11, 29, tzinfo=UTC)
 DAYS = 365
 PRODUCTS = 2000
+ROLLUPS = ("reason_day_counts", "product_reason_counts", "product_day_counts")
 
 # (code, cumulative share)
 REASONS = [
@@ -258,7 +259,7 @@ def generate(
         timings["rollups_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
         # VACUUM also sets the visibility map: index-only scans need no heap visits.
-        for table in ("transcripts", "extractions", "reason_day_counts", "product_reason_counts"):
+        for table in ROLLUPS + ("transcripts", "extractions"):
             conn.execute(f"VACUUM (ANALYZE) {table}")
         timings["vacuum_analyze_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - started
@@ -288,9 +289,9 @@ def main(argv: list[str]) -> None:
                 SELECT relname, pg_size_pretty(pg_total_relation_size(oid)),
                        (SELECT reltuples::bigint FROM pg_class c2 WHERE c2.oid = c.oid)
                 FROM pg_class c
-                WHERE relname IN ('transcripts', 'extractions', 'reason_day_counts',
-                                  'product_reason_counts')
-                """
+                WHERE relname = ANY(%s)
+                """,
+                [["transcripts", "extractions", *ROLLUPS]],
             ).fetchall()
     print(f"{n} calls generated: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     for name, size, rows in sizes:

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
-from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings, get_settings
 from app.db.session import build_engine, build_sessionmaker
 from app.extraction.extractor import Extractor
 from app.extraction.reconcile import Reconciler, run_forever
+from app.extraction.store import ExtractionStore
 from app.queue import TaskQueue, build_celery
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class WorkerRuntime:
 
     pid: int
     settings: Settings
-    sessions: sessionmaker[Session]
+    store: ExtractionStore
     extractor: Extractor
 
 
@@ -46,7 +46,8 @@ def worker_runtime() -> WorkerRuntime:
             _runtime = WorkerRuntime(
                 pid=os.getpid(),
                 settings=settings,
-                sessions=build_sessionmaker(build_engine(settings)),
+                # Group-committed writes: two connections, however many threads.
+                store=ExtractionStore(build_sessionmaker(build_engine(settings, pool_size=2))),
                 extractor=extractor,
             )
             log.info(

@@ -32,7 +32,7 @@ def extract_transcript(self: Task, transcript_id: str) -> str:
     logged_transcript_id.set(transcript_id)
     runtime = worker_runtime()
     return run_extraction(
-        runtime.sessions,
+        runtime.store,
         uuid.UUID(transcript_id),
         runtime.extractor,
         lease_s=runtime.settings.extraction.lease_s,

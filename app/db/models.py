@@ -144,7 +144,7 @@ class Extraction(Base):
 
 # ---- analytics rollups -------------------------------------------------------------------
 # Counts of the current, succeeded extractions, kept in step with them in the transaction that
-# stores an extraction (repositories.add_current_extraction), so that the analytics endpoints
+# stores an extraction (repositories.add_current_extractions), so that the analytics endpoints
 # read a few thousand rows instead of aggregating every call. `reason` is '' where the
 # extraction has none (NULL cannot be part of a primary key). Built from the extractions by
 # the migration that creates them (and repositories.rebuild_rollups); on PostgreSQL, TRUNCATE
@@ -168,6 +168,19 @@ class ProductReasonCount(Base):
 
     __tablename__ = "product_reason_counts"
 
+    product_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    product: Mapped[str] = mapped_column(String(200), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(40), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer)
+
+
+class ProductDayCount(Base):
+    """Calls per UTC day, product (product_key, and each spelling of it) and reason:
+    GET /v1/analytics/products between dates. Only calls with a product."""
+
+    __tablename__ = "product_day_counts"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
     product_key: Mapped[str] = mapped_column(String(200), primary_key=True)
     product: Mapped[str] = mapped_column(String(200), primary_key=True)
     reason: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    tuple_,
     union_all,
     update,
 )
@@ -32,6 +33,7 @@ from app.db.models import (
     ApiKey,
     Batch,
     Extraction,
+    ProductDayCount,
     ProductReasonCount,
     ReasonDayCount,
     Transcript,
@@ -196,18 +198,28 @@ def batch_status_counts(session: Session, batch_id: uuid.UUID) -> dict[str, int]
 # ---- the worker's lease on a transcript ----------------------------------------------------
 
 
-def claim_transcript(
+@dataclass(frozen=True)
+class ClaimedTranscript:
+    """What a worker needs of a transcript it has just claimed."""
+
+    id: uuid.UUID
+    text: str
+    occurred_at: datetime
+
+
+def claim_transcripts(
     session: Session,
-    transcript_id: uuid.UUID,
+    transcript_ids: Sequence[uuid.UUID],
     token: uuid.UUID,
     now: datetime,
     lease_until: datetime,
-) -> bool:
-    """Take a queued transcript, or one whose lease ran out. False: finished or someone holds it."""
-    result = session.execute(
+) -> dict[uuid.UUID, ClaimedTranscript]:
+    """Take the queued transcripts among `transcript_ids`, and those whose lease ran out, for
+    `token` until `lease_until`. The others (finished, or held by someone) are left out."""
+    rows = session.execute(
         update(Transcript)
         .where(
-            Transcript.id == transcript_id,
+            Transcript.id.in_(transcript_ids),
             or_(
                 Transcript.status == "queued",
                 and_(Transcript.status == "running", Transcript.lease_until < now),
@@ -220,51 +232,60 @@ def claim_transcript(
             runs=Transcript.runs + 1,
             updated_at=now,
         )
+        .returning(Transcript.id, Transcript.text, Transcript.occurred_at)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return {row.id: ClaimedTranscript(row.id, row.text, row.occurred_at) for row in rows}
 
 
-def finish_transcript(
-    session: Session, transcript_id: uuid.UUID, token: uuid.UUID, status: str, now: datetime
-) -> bool:
-    """Close our claim. False if the lease was lost to another worker meanwhile."""
-    result = session.execute(
-        update(Transcript)
-        .where(
-            Transcript.id == transcript_id,
-            Transcript.status == "running",
-            Transcript.claim_token == token,
+def finish_transcripts(
+    session: Session,
+    finished: Sequence[tuple[uuid.UUID, uuid.UUID, str]],
+    now: datetime,
+) -> set[uuid.UUID]:
+    """Close claims, given as (transcript id, claim token, final status). Returns the ids whose
+    claim still held; the others' leases were lost to another worker meanwhile."""
+    closed: set[uuid.UUID] = set()
+    for status in sorted({status for _, _, status in finished}):
+        claims = [(tid, token) for tid, token, s in finished if s == status]
+        rows = session.execute(
+            update(Transcript)
+            .where(
+                tuple_(Transcript.id, Transcript.claim_token).in_(claims),
+                Transcript.status == "running",
+            )
+            .values(status=status, lease_until=None, claim_token=None, updated_at=now)
+            .returning(Transcript.id)
+            .execution_options(synchronize_session=False)
         )
-        .values(status=status, lease_until=None, claim_token=None, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+        closed.update(rows.scalars())
+    return closed
 
 
-def add_current_extraction(session: Session, extraction: Extraction) -> None:
-    """Store a new attempt as the current one; earlier attempts are kept, no longer current.
+def add_current_extractions(session: Session, extractions: Sequence[Extraction]) -> None:
+    """Store new attempts as the current ones (one per transcript); earlier attempts are kept,
+    no longer current.
 
-    The analytics rollups follow in the same transaction: the replaced extraction's counts
-    out, the new one's in."""
+    The analytics rollups follow in the same transaction: the replaced extractions' counts
+    out, the new ones' in."""
+    if not extractions:
+        return
     replaced = session.execute(
         update(Extraction)
-        .where(Extraction.transcript_id == extraction.transcript_id, Extraction.is_current)
+        .where(
+            Extraction.transcript_id.in_([e.transcript_id for e in extractions]),
+            Extraction.is_current,
+        )
         .values(is_current=False)
         .returning(*_COUNTED)
         .execution_options(synchronize_session=False)
     ).all()
-    extraction.is_current = True
-    session.add(extraction)
+    for extraction in extractions:
+        extraction.is_current = True
+    session.add_all(extractions)
     session.flush()
-    added = (
-        extraction.status,
-        extraction.occurred_at,
-        extraction.reason,
-        extraction.product_key,
-        extraction.product,
-    )
-    _update_rollups(session, removed=[tuple(r) for r in replaced], added=[added])
+    added = [(e.status, e.occurred_at, e.reason, e.product_key, e.product) for e in extractions]
+    _update_rollups(session, removed=[tuple(r) for r in replaced], added=added)
 
 
 def current_extraction(session: Session, transcript_id: uuid.UUID) -> Extraction | None:
@@ -397,18 +418,22 @@ def _update_rollups(
     (tuples as _COUNTED). Only succeeded extractions count, as in the analytics."""
     days: dict[tuple[date, str], int] = {}
     products: dict[tuple[str, str, str], int] = {}
+    product_days: dict[tuple[date, str, str, str], int] = {}
     for sign, extractions in ((-1, removed), (1, added)):
         for status, occurred_at, reason, key, product in extractions:
             if status != "succeeded":
                 continue
             code = NO_REASON if reason is None else reason
-            day_key = (_utc_date(occurred_at), code)
-            days[day_key] = days.get(day_key, 0) + sign
+            day = _utc_date(occurred_at)
+            days[day, code] = days.get((day, code), 0) + sign
             if key is not None:
-                product_key = (key, "" if product is None else product, code)
-                products[product_key] = products.get(product_key, 0) + sign
+                spelling = "" if product is None else product
+                products[key, spelling, code] = products.get((key, spelling, code), 0) + sign
+                day_key = (day, key, spelling, code)
+                product_days[day_key] = product_days.get(day_key, 0) + sign
     _add_calls(session, ReasonDayCount, ("day", "reason"), days)
     _add_calls(session, ProductReasonCount, ("product_key", "product", "reason"), products)
+    _add_calls(session, ProductDayCount, ("day", "product_key", "product", "reason"), product_days)
 
 
 def _add_calls(session: Session, model: Any, keys: tuple[str, ...], deltas: dict[Any, int]) -> None:
@@ -437,10 +462,11 @@ def _utc_day_sql(dialect: str, column: Any) -> Any:
 
 def rebuild_rollups(session: Session) -> None:
     """The rollups computed again from the extractions (after loading them other than through
-    add_current_extraction: bulk loads, benchmarks)."""
+    add_current_extractions: bulk loads, benchmarks)."""
     dialect = session.get_bind().dialect.name
     session.execute(delete(ReasonDayCount))
     session.execute(delete(ProductReasonCount))
+    session.execute(delete(ProductDayCount))
     day = _utc_day_sql(dialect, Extraction.occurred_at)
     reason = func.coalesce(Extraction.reason, NO_REASON)
     succeeded = (Extraction.is_current, Extraction.status == "succeeded")
@@ -457,6 +483,15 @@ def rebuild_rollups(session: Session) -> None:
             select(Extraction.product_key, product, reason, func.count())
             .where(*succeeded, Extraction.product_key.is_not(None))
             .group_by(Extraction.product_key, product, reason),
+        )
+    )
+    named = (*succeeded, Extraction.product_key.is_not(None))
+    session.execute(
+        insert(ProductDayCount).from_select(
+            ["day", "product_key", "product", "reason", "calls"],
+            select(day, Extraction.product_key, product, reason, func.count())
+            .where(*named)
+            .group_by(day, Extraction.product_key, product, reason),
         )
     )
 
@@ -559,14 +594,23 @@ def product_counts(
 ) -> list[tuple[str, int, dict[str, int]]]:
     """Top products by number of calls, each with its calls per reason.
 
-    All time: from the product_reason_counts rollup. Between dates: from the extractions, in
-    one pass (an index-only scan of the succeeded calls in the range): calls per product and
-    reason, then the top products' totals from those."""
-    if since is None and until is None and reason != NO_REASON:
+    All time: from the product_reason_counts rollup. Between dates: whole days from the
+    product_day_counts rollup, the parts of a day at either end from the extractions."""
+    if reason == NO_REASON:  # calls without a reason: not in the rollups' terms
+        return _top_products(session, _per_reason_from_extractions(reason, since, until), limit)
+    if since is None and until is None:
         return _product_counts_all_time(session, reason, limit)
+    return _top_products(session, _per_reason_by_day(reason, since, until), limit)
+
+
+def _per_reason_from_extractions(
+    reason: str | None, since: datetime | None, until: datetime | None
+) -> Any:
+    """Calls per product and reason (with the first spelling) in [since, until), counted in
+    the extractions."""
     conditions = _current(ExtractionFilter(reason=reason, since=since, until=until))
     conditions += [Extraction.status == "succeeded", Extraction.product_key.is_not(None)]
-    per_reason = (
+    return (
         select(
             Extraction.product_key.label("product_key"),
             Extraction.reason.label("reason"),
@@ -577,6 +621,56 @@ def product_counts(
         .group_by(Extraction.product_key, Extraction.reason)
         .cte("per_reason")
     )
+
+
+def _per_reason_by_day(reason: str | None, since: datetime | None, until: datetime | None) -> Any:
+    """The same, from the product_day_counts rollup for the whole days in the range and from
+    the extractions for the parts of a day at either end."""
+    first, end, edges = _split_days(since, until)
+    rollup = ProductDayCount
+    whole_days: list[Any] = [rollup.calls > 0]
+    if reason is not None:
+        whole_days.append(rollup.reason == reason)
+    if first is not None:
+        whole_days.append(rollup.day >= first)
+    if end is not None:
+        whole_days.append(rollup.day < end)
+    parts: list[Any] = [
+        select(
+            rollup.product_key.label("product_key"),
+            rollup.product.label("product"),
+            rollup.reason.label("reason"),
+            rollup.calls.label("calls"),
+        ).where(*whole_days)
+    ]
+    for _, start, stop in edges:
+        conditions = _current(ExtractionFilter(reason=reason, since=start, until=stop))
+        conditions += [Extraction.status == "succeeded", Extraction.product_key.is_not(None)]
+        product = func.coalesce(Extraction.product, "")
+        code = func.coalesce(Extraction.reason, NO_REASON)
+        parts.append(
+            select(Extraction.product_key, product, code, func.count())
+            .where(*conditions)
+            .group_by(Extraction.product_key, product, code)
+        )
+    counted = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("counted")
+    return (
+        select(
+            counted.c.product_key.label("product_key"),
+            func.nullif(counted.c.reason, NO_REASON).label("reason"),
+            func.min(func.nullif(counted.c.product, "")).label("product"),
+            func.sum(counted.c.calls).label("calls"),
+        )
+        .group_by(counted.c.product_key, counted.c.reason)
+        .cte("per_reason")
+    )
+
+
+def _top_products(
+    session: Session, per_reason: Any, limit: int
+) -> list[tuple[str, int, dict[str, int]]]:
+    """The top `limit` products of `per_reason` (calls per product and reason) by their
+    total, each with its calls per reason."""
     total = func.sum(per_reason.c.calls)
     top = (
         select(

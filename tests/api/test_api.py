@@ -18,6 +18,7 @@ from app.db.models import Extraction, Transcript
 from app.db.session import build_engine, build_sessionmaker
 from app.extraction.extractor import Extractor
 from app.extraction.service import run_extraction
+from app.extraction.store import ExtractionStore
 from app.llm.fake import FakeBackend
 from app.main import create_app
 from tests.calls import CALLS
@@ -57,9 +58,12 @@ def count_rows(database_url: str, table: str) -> int:
 
 
 def process_all(settings: Settings, ids: list[str]) -> list[str]:
-    sessions = build_sessionmaker(build_engine(settings))
+    store = ExtractionStore(build_sessionmaker(build_engine(settings)))
     extractor = Extractor.from_settings(settings, backend=FakeBackend())
-    return [run_extraction(sessions, uuid.UUID(i), extractor, lease_s=60) for i in ids]
+    try:
+        return [run_extraction(store, uuid.UUID(i), extractor, lease_s=60) for i in ids]
+    finally:
+        store.close()
 
 
 # ---- submission ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from app.config import Settings
 from app.db.session import build_engine, build_sessionmaker
 from app.extraction.extractor import Extractor
 from app.extraction.service import run_extraction
+from app.extraction.store import ExtractionStore
 from app.llm.fake import FakeBackend
 from app.main import create_app
 from tests.calls import CALLS
@@ -79,9 +80,10 @@ def seed_results(settings: Settings, client: Any) -> None:
         ).scalars()
         ids = list(ids)
     extractor = Extractor.from_settings(settings, backend=FakeBackend())
-    sessions = build_sessionmaker(engine)
+    store = ExtractionStore(build_sessionmaker(engine))
     for transcript_id in ids:
-        assert run_extraction(sessions, transcript_id, extractor, lease_s=60) == "succeeded"
+        assert run_extraction(store, transcript_id, extractor, lease_s=60) == "succeeded"
+    store.close()
     engine.dispose()
 
 

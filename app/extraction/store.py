@@ -1,0 +1,122 @@
+"""ExtractionStore: a worker process's claims on transcripts and its results, group-committed.
+
+Every extraction writes twice, in two short transactions around the model call: its claim
+(status running, a lease and a token) and its result (only if the claim still holds). Many
+calls run at once in a worker of an API backend; their writes share transactions here
+(app/db/group_commit.py), which saves most of the CPU a transaction costs, and PostgreSQL
+connections: two per worker process, whatever its concurrency.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import repositories as repo
+from app.db.group_commit import GroupCommitter
+from app.db.models import Extraction
+from app.extraction.pipeline import ExtractionOutcome
+from schemas.extraction import product_key
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A transcript this worker holds until its lease runs out."""
+
+    transcript_id: uuid.UUID
+    token: uuid.UUID
+    text: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class _ClaimRequest:
+    transcript_id: uuid.UUID
+    lease_s: int
+
+
+@dataclass(frozen=True)
+class _Result:
+    claim: Claim
+    outcome: ExtractionOutcome
+
+
+class ExtractionStore:
+    """Claims and results of one process; safe to use from many threads."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, max_batch: int = 200) -> None:
+        self._claims: GroupCommitter[_ClaimRequest, Claim | None] = GroupCommitter(
+            sessions,
+            _claim_group,
+            key=lambda request: request.transcript_id,
+            name="callx-claims",
+            max_batch=max_batch,
+        )
+        self._results: GroupCommitter[_Result, bool] = GroupCommitter(
+            sessions,
+            _store_group,
+            key=lambda result: result.claim.transcript_id,
+            name="callx-results",
+            max_batch=max_batch,
+        )
+
+    def claim(self, transcript_id: uuid.UUID, lease_s: int) -> Claim | None:
+        """Claim a queued transcript (or one whose lease ran out). None: finished, or held by
+        another worker."""
+        return self._claims.submit(_ClaimRequest(transcript_id, lease_s))
+
+    def store(self, claim: Claim, outcome: ExtractionOutcome) -> bool:
+        """Store the outcome as the transcript's current extraction and close the claim.
+        False (and nothing stored): the lease was lost to another worker meanwhile."""
+        return self._results.submit(_Result(claim, outcome))
+
+    def close(self) -> None:
+        self._claims.close()
+        self._results.close()
+
+
+def _claim_group(session: Session, requests: Sequence[_ClaimRequest]) -> list[Claim | None]:
+    now = datetime.now(UTC)
+    token = uuid.uuid4()  # one per group: ids are unique within a group
+    claimed: dict[uuid.UUID, repo.ClaimedTranscript] = {}
+    for lease_s in sorted({request.lease_s for request in requests}):
+        claimed.update(
+            repo.claim_transcripts(
+                session,
+                [r.transcript_id for r in requests if r.lease_s == lease_s],
+                token,
+                now,
+                now + timedelta(seconds=lease_s),
+            )
+        )
+    answers: list[Claim | None] = []
+    for request in requests:
+        row = claimed.get(request.transcript_id)
+        answers.append(None if row is None else Claim(row.id, token, row.text, row.occurred_at))
+    return answers
+
+
+def _store_group(session: Session, results: Sequence[_Result]) -> list[bool]:
+    closed = repo.finish_transcripts(
+        session,
+        [(r.claim.transcript_id, r.claim.token, r.outcome.status) for r in results],
+        datetime.now(UTC),
+    )
+    repo.add_current_extractions(
+        session, [_extraction_row(r) for r in results if r.claim.transcript_id in closed]
+    )
+    return [r.claim.transcript_id in closed for r in results]
+
+
+def _extraction_row(result: _Result) -> Extraction:
+    outcome = result.outcome
+    return Extraction(
+        transcript_id=result.claim.transcript_id,
+        occurred_at=result.claim.occurred_at,
+        product_key=product_key(outcome.product),
+        **asdict(outcome),
+    )

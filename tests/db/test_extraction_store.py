@@ -1,0 +1,143 @@
+"""ExtractionStore: claims and results, group-committed, on PostgreSQL and on SQLite."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from app.db.migrate import upgrade
+from app.db.models import Transcript
+from app.db.session import build_sessionmaker
+from app.extraction.pipeline import ExtractionOutcome
+from app.extraction.store import ExtractionStore
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "postgresql":
+        request.getfixturevalue("clean_db")
+        url = request.getfixturevalue("database_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'callx.sqlite3'}"
+        upgrade(url)
+    engine = create_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def _transcripts(engine: Engine, n: int) -> list[uuid.UUID]:
+    sessions = build_sessionmaker(engine)
+    ids = [uuid.uuid4() for _ in range(n)]
+    with sessions.begin() as session:
+        session.add_all(
+            Transcript(
+                id=i,
+                source="test",
+                external_id=str(i),
+                text=f"Client: my router {n} is broken",
+                text_sha256="0" * 64,
+                occurred_at=datetime(2026, 3, 1, 9, tzinfo=UTC),
+                queue="batch",
+            )
+            for i in ids
+        )
+    return ids
+
+
+def _outcome(product: str = "Router") -> ExtractionOutcome:
+    return ExtractionOutcome(
+        status="succeeded",
+        product=product,
+        reason="breakdown",
+        confidence=None,
+        backend="test",
+        model="test",
+        prompt_version="p",
+        taxonomy_version="t",
+        latency_ms=1,
+        prompt_tokens=None,
+        completion_tokens=None,
+        attempts=1,
+        truncated=False,
+    )
+
+
+def _statuses(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT status, count(*) FROM transcripts GROUP BY status"))
+        return {status: count for status, count in rows}
+
+
+def test_many_threads_claim_and_store_each_transcript_once(engine: Engine) -> None:
+    ids = _transcripts(engine, 60)
+    store = ExtractionStore(build_sessionmaker(engine), max_batch=16)
+    # Every transcript asked for three times at once: redelivered messages, racing workers.
+    start = threading.Barrier(30)
+
+    def claim(transcript_id: uuid.UUID) -> bool:
+        try:
+            start.wait(5)
+        except threading.BrokenBarrierError:
+            pass
+        claim = store.claim(transcript_id, lease_s=60)
+        return claim is not None and store.store(claim, _outcome())
+
+    with ThreadPoolExecutor(30) as pool:
+        stored = list(pool.map(claim, ids * 3))
+    store.close()
+    assert sum(stored) == 60
+    assert {i for i, ok in zip(ids * 3, stored, strict=True) if ok} == set(ids)
+    assert _statuses(engine) == {"succeeded": 60}
+    with engine.connect() as connection:
+        counts = connection.execute(
+            text("SELECT count(*), count(*) FILTER (WHERE is_current) FROM extractions")
+            if engine.dialect.name == "postgresql"
+            else text("SELECT count(*), sum(is_current) FROM extractions")
+        ).one()
+        runs = connection.execute(text("SELECT max(runs) FROM transcripts")).scalar_one()
+    assert tuple(counts) == (60, 60) and runs == 1
+
+
+def test_a_lost_lease_stores_nothing_and_spares_the_rest_of_its_group(engine: Engine) -> None:
+    ids = _transcripts(engine, 3)
+    store = ExtractionStore(build_sessionmaker(engine))
+    claims = [store.claim(i, lease_s=60) for i in ids]
+    assert all(claims)
+    # Another worker took the second one over (its lease had run out, say).
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE transcripts SET claim_token = NULL WHERE id = :id"),
+            {"id": ids[1] if engine.dialect.name == "postgresql" else ids[1].hex},
+        )
+    with ThreadPoolExecutor(3) as pool:
+        stored = list(pool.map(lambda c: store.store(c, _outcome()), claims))
+    store.close()
+    assert stored == [True, False, True]
+    assert _statuses(engine) == {"succeeded": 2, "running": 1}
+
+
+def test_a_new_extraction_replaces_the_current_one_and_keeps_the_old(engine: Engine) -> None:
+    (transcript_id,) = _transcripts(engine, 1)
+    store = ExtractionStore(build_sessionmaker(engine))
+    first = store.claim(transcript_id, lease_s=60)
+    assert first is not None and store.store(first, _outcome("Router"))
+    assert store.claim(transcript_id, lease_s=60) is None  # finished: not claimable
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE transcripts SET status = 'queued'"))
+    second = store.claim(transcript_id, lease_s=60)
+    assert second is not None and second.token != first.token
+    assert store.store(second, _outcome("Phone"))
+    assert not store.store(second, _outcome("Phone"))  # the claim is closed
+    store.close()
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT product, is_current FROM extractions ORDER BY created_at")
+        ).all()
+    assert [(p, bool(c)) for p, c in rows] == [("Router", False), ("Phone", True)]
