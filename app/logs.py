@@ -51,3 +51,9 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     for name in ("openai", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Celery's "received" and "succeeded in" lines, two per task, say less than callx's own
+    # "extraction stored" (status, latency, transcript and request ids) and cost as much:
+    # shown at DEBUG only. A task that fails is still logged, as an error.
+    if root.level > logging.DEBUG:
+        for name in ("celery.app.trace", "celery.worker.strategy"):
+            logging.getLogger(name).setLevel(logging.WARNING)

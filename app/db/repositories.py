@@ -13,6 +13,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Select,
+    Table,
     and_,
     cast,
     delete,
@@ -38,6 +39,14 @@ from app.db.models import (
     ReasonDayCount,
     Transcript,
 )
+
+
+def cast_table(model: Any) -> Table:
+    """A mapped class's table, for Core statements."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
 
 # ---- transcripts -----------------------------------------------------------------------
 
@@ -207,6 +216,13 @@ class ClaimedTranscript:
     occurred_at: datetime
 
 
+# The worker's writes run as Core statements on the session's connection: the ORM's
+# bookkeeping would cost more CPU than the statements (they are group-committed, hundreds a
+# second on an API backend's worker).
+_TRANSCRIPTS = cast_table(Transcript)
+_EXTRACTIONS = cast_table(Extraction)
+
+
 def claim_transcripts(
     session: Session,
     transcript_ids: Sequence[uuid.UUID],
@@ -216,26 +232,23 @@ def claim_transcripts(
 ) -> dict[uuid.UUID, ClaimedTranscript]:
     """Take the queued transcripts among `transcript_ids`, and those whose lease ran out, for
     `token` until `lease_until`. The others (finished, or held by someone) are left out."""
-    rows = session.execute(
-        update(Transcript)
+    t = _TRANSCRIPTS.c
+    rows = session.connection().execute(
+        update(_TRANSCRIPTS)
         .where(
-            Transcript.id.in_(transcript_ids),
-            or_(
-                Transcript.status == "queued",
-                and_(Transcript.status == "running", Transcript.lease_until < now),
-            ),
+            t.id.in_(transcript_ids),
+            or_(t.status == "queued", and_(t.status == "running", t.lease_until < now)),
         )
         .values(
             status="running",
             claim_token=token,
             lease_until=lease_until,
-            runs=Transcript.runs + 1,
+            runs=t.runs + 1,
             updated_at=now,
         )
-        .returning(Transcript.id, Transcript.text, Transcript.occurred_at)
-        .execution_options(synchronize_session=False)
+        .returning(t.id, t.text, t.occurred_at)
     )
-    return {row.id: ClaimedTranscript(row.id, row.text, row.occurred_at) for row in rows}
+    return {tid: ClaimedTranscript(tid, text, occurred_at) for tid, text, occurred_at in rows}
 
 
 def finish_transcripts(
@@ -245,46 +258,41 @@ def finish_transcripts(
 ) -> set[uuid.UUID]:
     """Close claims, given as (transcript id, claim token, final status). Returns the ids whose
     claim still held; the others' leases were lost to another worker meanwhile."""
+    t = _TRANSCRIPTS.c
     closed: set[uuid.UUID] = set()
     for status in sorted({status for _, _, status in finished}):
         claims = [(tid, token) for tid, token, s in finished if s == status]
-        rows = session.execute(
-            update(Transcript)
-            .where(
-                tuple_(Transcript.id, Transcript.claim_token).in_(claims),
-                Transcript.status == "running",
-            )
+        rows = session.connection().execute(
+            update(_TRANSCRIPTS)
+            .where(tuple_(t.id, t.claim_token).in_(claims), t.status == "running")
             .values(status=status, lease_until=None, claim_token=None, updated_at=now)
-            .returning(Transcript.id)
-            .execution_options(synchronize_session=False)
+            .returning(t.id)
         )
         closed.update(rows.scalars())
     return closed
 
 
-def add_current_extractions(session: Session, extractions: Sequence[Extraction]) -> None:
-    """Store new attempts as the current ones (one per transcript); earlier attempts are kept,
-    no longer current.
+def add_current_extractions(session: Session, extractions: Sequence[dict[str, Any]]) -> None:
+    """Store new attempts (column values, one per transcript) as the current ones; earlier
+    attempts are kept, no longer current.
 
     The analytics rollups follow in the same transaction: the replaced extractions' counts
     out, the new ones' in."""
     if not extractions:
         return
-    replaced = session.execute(
-        update(Extraction)
-        .where(
-            Extraction.transcript_id.in_([e.transcript_id for e in extractions]),
-            Extraction.is_current,
-        )
+    e = _EXTRACTIONS.c
+    connection = session.connection()
+    replaced = connection.execute(
+        update(_EXTRACTIONS)
+        .where(e.transcript_id.in_([x["transcript_id"] for x in extractions]), e.is_current)
         .values(is_current=False)
-        .returning(*_COUNTED)
-        .execution_options(synchronize_session=False)
+        .returning(e.status, e.occurred_at, e.reason, e.product_key, e.product)
     ).all()
-    for extraction in extractions:
-        extraction.is_current = True
-    session.add_all(extractions)
-    session.flush()
-    added = [(e.status, e.occurred_at, e.reason, e.product_key, e.product) for e in extractions]
+    connection.execute(insert(_EXTRACTIONS), [{**x, "is_current": True} for x in extractions])
+    added = [
+        (x["status"], x["occurred_at"], x["reason"], x["product_key"], x["product"])
+        for x in extractions
+    ]
     _update_rollups(session, removed=[tuple(r) for r in replaced], added=added)
 
 
@@ -451,7 +459,7 @@ def _add_calls(session: Session, model: Any, keys: tuple[str, ...], deltas: dict
     statement = statement.on_conflict_do_update(
         index_elements=list(keys), set_={"calls": table.c.calls + statement.excluded.calls}
     )
-    session.execute(statement)
+    session.connection().execute(statement)
 
 
 def _utc_day_sql(dialect: str, column: Any) -> Any:

@@ -13,12 +13,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import repositories as repo
 from app.db.group_commit import GroupCommitter
-from app.db.models import Extraction
 from app.extraction.pipeline import ExtractionOutcome
 from schemas.extraction import product_key
 
@@ -112,11 +112,12 @@ def _store_group(session: Session, results: Sequence[_Result]) -> list[bool]:
     return [r.claim.transcript_id in closed for r in results]
 
 
-def _extraction_row(result: _Result) -> Extraction:
+def _extraction_row(result: _Result) -> dict[str, Any]:
     outcome = result.outcome
-    return Extraction(
-        transcript_id=result.claim.transcript_id,
-        occurred_at=result.claim.occurred_at,
-        product_key=product_key(outcome.product),
+    return {
+        "id": uuid.uuid4(),
+        "transcript_id": result.claim.transcript_id,
+        "occurred_at": result.claim.occurred_at,
+        "product_key": product_key(outcome.product),
         **asdict(outcome),
-    )
+    }

@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import repositories as repo
-from app.db.models import Extraction
 from app.db.session import build_engine, build_sessionmaker
 from app.extraction.extractor import Extractor
 from app.extraction.service import run_extraction
@@ -223,7 +222,7 @@ def test_rollup_answers_equal_direct_counts(
                     repo.add_current_extractions(
                         session,
                         [
-                            Extraction(
+                            dict(
                                 transcript_id=transcript_id,
                                 status="failed" if failed else "succeeded",
                                 occurred_at=occurred_at,
@@ -237,6 +236,13 @@ def test_rollup_answers_equal_direct_counts(
                                 latency_ms=1,
                                 attempts=1,
                                 truncated=False,
+                                id=uuid.uuid4(),
+                                confidence=None,
+                                prompt_tokens=None,
+                                completion_tokens=None,
+                                raw_answer=None,
+                                error=None,
+                                error_kind=None,
                             )
                         ],
                     )
