@@ -50,6 +50,15 @@ class BrokerSettings(BaseModel):
     requeue_grace_s: float = Field(
         default=60.0, ge=0, description="A queued call younger than this is never re-sent."
     )
+    ids_per_message: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="Calls of a batch per queue message, at most: a worker takes them together "
+        "(an API backend's worker runs them at once, a local model's one after the other). "
+        "Fewer messages, less broker and worker CPU per call. A small batch still goes out "
+        "as many messages, for many workers.",
+    )
 
 
 OpenAIMode = Literal["TOOLS", "JSON_SCHEMA", "JSON", "MD_JSON"]

@@ -11,16 +11,27 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import ChannelError
 
 from app.config import Settings
 from app.logs import request_id
 
 EXTRACT_TASK = "callx.extract_transcript"
+EXTRACT_MANY_TASK = "callx.extract_transcripts"
 DISPATCH_TASK = "callx.dispatch_extractions"
 # Above this many ids, the API sends chunks of ids that a worker fans out into one message
 # per transcript: a 10,000-call batch costs the request 20 messages, not 10,000.
 FAN_OUT_ABOVE = 100
 FAN_OUT_CHUNK = 500
+# A batch goes out as at least this many messages (when it has as many calls), however many
+# ids a message may carry: a small batch is still shared by many workers.
+SPREAD = 16
+
+
+def message_groups(ids: Sequence[str], ids_per_message: int) -> list[list[str]]:
+    """The ids split into messages: up to `ids_per_message` each, at least SPREAD messages."""
+    size = max(1, min(ids_per_message, len(ids) // SPREAD))
+    return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -64,21 +75,27 @@ class TaskQueue:
         self._celery = celery
         self.interactive = settings.broker.interactive_queue
         self.batch = settings.broker.batch_queue
+        self.ids_per_message = settings.broker.ids_per_message
 
     def send_extractions(
         self, transcript_ids: Sequence[uuid.UUID | str], queue: str, *, fan_out: bool = True
     ) -> None:
-        """One extraction message per transcript, or (many ids) chunks for a worker to fan out."""
+        """Extraction messages of a few ids each (message_groups), or, for many ids, chunks
+        that a worker fans out into such messages."""
         if not transcript_ids:
             return
         ids = [str(i) for i in transcript_ids]
         if fan_out and len(ids) > FAN_OUT_ABOVE:
             chunks = [ids[i : i + FAN_OUT_CHUNK] for i in range(0, len(ids), FAN_OUT_CHUNK)]
             self._send(DISPATCH_TASK, [[chunk, queue] for chunk in chunks], queue)
+            return
+        groups = message_groups(ids, self.ids_per_message)
+        if all(len(group) == 1 for group in groups):
+            self._send(EXTRACT_TASK, groups, queue)
         else:
-            self._send(EXTRACT_TASK, [[i] for i in ids], queue)
+            self._send(EXTRACT_MANY_TASK, [[group] for group in groups], queue)
 
-    def _send(self, task: str, arguments: list[list[object]], queue: str) -> None:
+    def _send(self, task: str, arguments: Sequence[Sequence[object]], queue: str) -> None:
         headers = {"callx_request_id": request_id.get()}
         with self._celery.producer_or_acquire() as producer:
             for args in arguments:
@@ -89,9 +106,11 @@ class TaskQueue:
     def size(self, queue: str) -> int:
         """Messages waiting in `queue` on the broker (not counting those being worked on)."""
         with self._celery.connection_for_read() as connection:
-            return int(
-                connection.default_channel.queue_declare(queue=queue, passive=True).message_count
-            )
+            channel = connection.default_channel
+            try:
+                return int(channel.queue_declare(queue=queue, passive=True).message_count)
+            except ChannelError:  # Redis keeps no key for an empty queue: "no such queue"
+                return 0
 
     def broker_was_reset(self, token: str) -> bool:
         """True if the broker lost its data since we last marked it (or was never marked).

@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from app.config import Settings, get_settings
 from app.db.session import build_engine, build_sessionmaker
@@ -29,10 +30,26 @@ class WorkerRuntime:
     settings: Settings
     store: ExtractionStore
     extractor: Extractor
+    # The calls of a many-id message run here at once (a backend that allows it); shared by
+    # all tasks of the process, as many threads as the pool's: calls in flight stay capped.
+    calls: ThreadPoolExecutor | None
 
 
 _runtime: WorkerRuntime | None = None
 _runtime_lock = threading.Lock()
+_pool_concurrency = 1  # this process's share of --concurrency (worker_init)
+
+
+def set_pool_concurrency(concurrency: int) -> None:
+    """How many tasks this process runs at once: before the runtime is built."""
+    global _pool_concurrency
+    _pool_concurrency = max(1, concurrency)
+
+
+@worker_init.connect
+def _remember_concurrency(sender: object = None, **_: object) -> None:
+    if _runtime is None:  # `callx worker` has said it already, and built the runtime
+        set_pool_concurrency(int(getattr(sender, "concurrency", None) or 1))
 
 
 def worker_runtime() -> WorkerRuntime:
@@ -43,22 +60,29 @@ def worker_runtime() -> WorkerRuntime:
         if _runtime is None or _runtime.pid != os.getpid():
             settings = get_settings()
             extractor = Extractor.from_settings(settings)
+            threads = _pool_concurrency if extractor.backend.concurrent else 1
             _runtime = WorkerRuntime(
                 pid=os.getpid(),
                 settings=settings,
                 # Group-committed writes: two connections, however many threads.
                 store=ExtractionStore(build_sessionmaker(build_engine(settings, pool_size=2))),
                 extractor=extractor,
+                calls=ThreadPoolExecutor(threads, "callx-call") if threads > 1 else None,
             )
             log.info(
                 "worker runtime ready",
-                extra={"backend": extractor.backend.name, "model": extractor.backend.model},
+                extra={
+                    "backend": extractor.backend.name,
+                    "model": extractor.backend.model,
+                    "calls_at_once": threads,
+                },
             )
         return _runtime
 
 
 @worker_process_init.connect
 def _build_runtime_after_fork(**_: object) -> None:
+    set_pool_concurrency(1)  # a prefork child runs one task at a time
     worker_runtime()
 
 

@@ -7,10 +7,10 @@ import uuid
 from celery import Task
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from app.extraction.service import run_extraction
+from app.extraction.service import run_extraction, run_extractions
 from app.logs import request_id
 from app.logs import transcript_id as logged_transcript_id
-from app.queue import DISPATCH_TASK, EXTRACT_TASK, TaskQueue
+from app.queue import DISPATCH_TASK, EXTRACT_MANY_TASK, EXTRACT_TASK, TaskQueue
 from workers.celery_app import celery_app, worker_runtime
 
 
@@ -36,6 +36,32 @@ def extract_transcript(self: Task, transcript_id: str) -> str:
         uuid.UUID(transcript_id),
         runtime.extractor,
         lease_s=runtime.settings.extraction.lease_s,
+    )
+
+
+@celery_app.task(
+    bind=True,
+    name=EXTRACT_MANY_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=None,
+)
+def extract_transcripts(self: Task, transcript_ids: list[str]) -> list[str]:
+    """Several transcripts of a batch in one message (TaskQueue.send_extractions). Retried
+    whole on a database outage: those already stored are skipped."""
+    request_id.set(getattr(self.request, "callx_request_id", None))
+    runtime = worker_runtime()
+    return run_extractions(
+        runtime.store,
+        [uuid.UUID(i) for i in transcript_ids],
+        runtime.extractor,
+        lease_s=runtime.settings.extraction.lease_s,
+        calls=runtime.calls,
     )
 
 

@@ -158,11 +158,12 @@ def worker(
     else:
         pool, concurrency = pool or "prefork", concurrency or cores
     configure_logging(settings.log_level)
-    from workers.celery_app import celery_app, worker_runtime
+    from workers.celery_app import celery_app, set_pool_concurrency, worker_runtime
 
     if pool != "prefork":
         # Nothing forks: build the backend now, not under a lock on the first task while
         # every thread waits (and a configuration error stops the worker at once).
+        set_pool_concurrency(concurrency)
         worker_runtime()
     queue_list = queues or f"{settings.broker.interactive_queue},{settings.broker.batch_queue}"
     celery_app.worker_main(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 
 from app import metrics
 from app.extraction.pipeline import ExtractionOutcome
 from app.extraction.store import ExtractionStore
+from app.logs import transcript_id as logged_transcript_id
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +56,26 @@ def run_extraction(
         },
     )
     return outcome.status
+
+
+def run_extractions(
+    store: ExtractionStore,
+    transcript_ids: Sequence[uuid.UUID],
+    extractor: Extractor,
+    *,
+    lease_s: int,
+    calls: Executor | None = None,
+) -> list[str]:
+    """run_extraction() for each transcript: at once on `calls` where given (an API backend),
+    else one after the other. Each is claimed only when it starts: a lease never runs out
+    while its call waits for a turn."""
+
+    def one(transcript_id: uuid.UUID) -> str:
+        logged_transcript_id.set(str(transcript_id))
+        return run_extraction(store, transcript_id, extractor, lease_s=lease_s)
+
+    # Each call in a copy of this context: the request id goes along, into every log line.
+    if calls is None or len(transcript_ids) == 1:
+        return [contextvars.copy_context().run(one, i) for i in transcript_ids]
+    futures = [calls.submit(contextvars.copy_context().run, one, i) for i in transcript_ids]
+    return [future.result() for future in futures]

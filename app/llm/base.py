@@ -30,6 +30,9 @@ class Backend(Protocol):
 
     name: str
     model: str
+    # Whether one process may run many calls at once, from threads: an API, yes (the calls
+    # wait on the network); a model in this process, no (one call uses every core given).
+    concurrent: bool
 
     def count_tokens(self, text: str) -> int:
         """Tokens `text` takes in this backend's prompt (an upper estimate for remote models)."""

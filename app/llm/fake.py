@@ -32,6 +32,7 @@ class FakeBackend:
     """Deterministic and instant (or with `latency_s` of simulated model time)."""
 
     name = "fake"
+    concurrent = True
     model = "fake-keywords-1"
 
     def __init__(self, latency_s: float = 0.0) -> None:

@@ -30,6 +30,7 @@ from schemas.taxonomy import Taxonomy
 
 class LlamaCppBackend:
     name = "llamacpp"
+    concurrent = False
 
     def __init__(
         self,

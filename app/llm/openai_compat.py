@@ -37,6 +37,7 @@ _MODES = {
 
 class OpenAICompatBackend:
     name = "openai"
+    concurrent = True
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+import redis
 from sqlalchemy import create_engine, text
 
 from app.config import Settings
@@ -102,6 +103,37 @@ def test_a_worker_killed_mid_extraction_loses_and_doubles_nothing(
     print(f"worker kill: 30 accepted, recovered in {time.monotonic() - killed_at:.1f}s: {state}")
     assert state["extraction_rows"] == 30  # no call extracted twice
     assert state["current_dupes"] == 0
+
+
+def test_calls_sent_several_to_a_message_run_at_once_and_survive_a_killed_worker(
+    api_url: str, settings: Settings, database_url: str, start_callx: Callable[..., CallxProcess]
+) -> None:
+    """A batch of 96 goes out as 16 messages of 6 calls (message_groups); a threads worker
+    of concurrency 24 runs a message's calls at once: more calls run than it holds messages.
+    Killed mid-batch, nothing is lost or done twice."""
+    env = worker_env(settings, latency_s=2.0)
+    # No re-sending of waiting calls by the first worker (they would come as one-call messages):
+    # no grace period over, and the broker marked as not reset since the last look.
+    quiet = {**env, "CALLX_BROKER__REQUEUE_GRACE_S": "600"}
+    redis.Redis.from_url(settings.broker_url).set("callx:broker-marker", "test")
+    first = start_callx(["worker", "--pool", "threads", "--concurrency", "24"], quiet, "worker-1")
+    submit(api_url, 96, "many")
+    peak = 0
+
+    def running() -> int:
+        nonlocal peak
+        peak = max(peak, counts(database_url).get("running", 0))
+        return peak
+
+    # One call after the other, 16 messages would be 16 calls running, never more.
+    wait_for(lambda: running() >= 20, 30, "more calls running than messages", interval=0.1)
+    first.stop(signal.SIGKILL)
+    # The killed worker held every message: the queue is empty, the calls still queued in the
+    # database are re-sent by the new worker's reconciler once the grace period is over.
+    second = start_callx(["worker", "--pool", "threads", "--concurrency", "24"], env, "worker-2")
+    state = wait_all_succeeded(database_url, 96, timeout=120)
+    assert state["extraction_rows"] == 96 and state["current_dupes"] == 0, state
+    assert "reconciler round failed" not in second.log()
 
 
 def test_redis_restarted_empty_mid_batch_every_call_still_processed(
