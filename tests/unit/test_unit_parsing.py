@@ -130,6 +130,28 @@ def test_ndjson_deeply_nested_line_is_a_record_error_not_recursion_error() -> No
     assert "nested too deeply" in records[1].error
 
 
+def test_ndjson_line_with_two_values_is_an_error_of_that_line() -> None:
+    # Joined into one array, "1, 2" would pass for two records: it is one bad line.
+    body = b'{"text": "a"}\n{"text": "b"}, {"text": "c"}\n{"text": "d"}'
+    records = parse_batch_body(body, "application/x-ndjson")
+    assert [(r.line, r.data) for r in records] == [
+        (1, {"text": "a"}),
+        (2, None),
+        (3, {"text": "d"}),
+    ]
+    assert "Extra data" in (records[1].error or "")
+
+
+def test_ndjson_well_formed_body_parses_as_line_by_line() -> None:
+    from app.ingest.parsing import _parse_ndjson_at_once
+
+    lines = [json.dumps({"text": f"appel {i} é", "n": i}) for i in range(50)]
+    body = ("\ufeff" + "\n\n".join(lines) + "\r\n").encode()
+    fast = _parse_ndjson_at_once(body)
+    assert fast is not None and fast == parse_batch_body(body + b"\n[", "application/x-ndjson")[:50]
+    assert [r.line for r in fast] == list(range(1, 100, 2))
+
+
 def test_ndjson_first_line_may_start_with_a_bom() -> None:
     body = "\ufeff".encode() + b'{"text": "a"}\n{"text": "b"}'
     records = parse_batch_body(body, "application/x-ndjson")
