@@ -80,3 +80,37 @@ def test_eval_refuses_labels_outside_the_taxonomy(tmp_path: Path) -> None:
     run = run_callx("eval", "--dataset", str(dataset), "--backend", "fake", tmp_path=tmp_path)
     assert run.returncode != 0
     assert "billing_payment" in run.stderr and "--taxonomy" in run.stderr
+
+
+def test_eval_scores_the_classical_baseline_beside_the_others(tmp_path: Path) -> None:
+    """`classical:train=FILE`: TF-IDF + logistic regression fitted on the repository's own
+    train split, scored on its test split like any backend; always a code of the taxonomy."""
+    root = Path(__file__).resolve().parents[1]
+    results = tmp_path / "results.json"
+    run = run_callx(
+        "eval",
+        "--dataset",
+        str(root / "data" / "calls" / "test.jsonl"),
+        "--backend",
+        f"classical:train={root / 'data' / 'calls' / 'train.jsonl'},label=baseline",
+        "--backend",
+        "fake",
+        "--json",
+        str(results),
+        tmp_path=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    baseline, fake = json.loads(results.read_text())["results"]
+    assert (baseline["label"], baseline["backend"], baseline["n"]) == ("baseline", "classical", 85)
+    assert baseline["invalid_rate"] == 0.0 and baseline["failed"] == 0
+    # Far better than chance (1 in 7) on calls it never saw, and it names no product.
+    assert baseline["reason_accuracy"] > 0.5
+    assert all(p["product"] is None for p in baseline["predictions"])
+    assert all(0 < p["confidence"] <= 1 for p in baseline["predictions"])
+
+
+def test_eval_classical_baseline_needs_its_train_file(tmp_path: Path) -> None:
+    dataset = tmp_path / "labelled.jsonl"
+    dataset.write_text(json.dumps({"id": 1, "transcript": "Client: ma box", "reason": "breakdown"}))
+    run = run_callx("eval", "--dataset", str(dataset), "--backend", "classical", tmp_path=tmp_path)
+    assert run.returncode == 2 and "train=FILE" in run.stderr and "Traceback" not in run.stderr

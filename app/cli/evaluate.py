@@ -17,7 +17,10 @@ def evaluate(
     dataset: Annotated[Path, typer.Option(help="Labelled JSONL: id, transcript, reason, product.")],
     backend: Annotated[
         list[str] | None,
-        typer.Option(help="NAME[:key=value,...], repeatable, e.g. llamacpp:lora_path=a.gguf"),
+        typer.Option(
+            help="NAME[:key=value,...], repeatable, e.g. llamacpp:lora_path=a.gguf, or "
+            "classical:train=FILE (TF-IDF + logistic regression, the classical baseline)"
+        ),
     ] = None,
     taxonomy: Annotated[Path | None, typer.Option(help="The dataset's taxonomy file.")] = None,
     limit: Annotated[
@@ -35,10 +38,10 @@ def evaluate(
     from rich.table import Table
 
     from app.cli.progress import progress_bar
+    from app.evaluation.classical import MissingEvalExtraError
     from app.evaluation.report import summary_rows, write_json, write_report
     from app.evaluation.runner import BackendConfig, load_dataset
     from app.evaluation.runner import evaluate as run_eval
-    from app.extraction.extractor import Extractor
     from app.extraction.prompts import PROMPT_VERSION
     from schemas.taxonomy import load_taxonomy
 
@@ -46,11 +49,19 @@ def evaluate(
     base = settings_for(None, taxonomy)
     tax = load_taxonomy(base.extraction.taxonomy_path)
     records = load_dataset(dataset, tax, limit, seed)
-    configs = [BackendConfig.parse(spec) for spec in (backend or [base.extraction.backend])]
+    try:
+        configs = [BackendConfig.parse(spec) for spec in (backend or [base.extraction.backend])]
+    except ValueError as exc:
+        err.print(f"callx eval: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
     results = []
     with progress_bar() as bar:
         for config in configs:
-            extractor = Extractor.from_settings(config.settings(base))
+            try:
+                extractor = config.extractor(base, tax)
+            except (MissingEvalExtraError, ValueError, OSError) as exc:
+                err.print(f"callx eval: {config.label}: {exc}", markup=False, highlight=False)
+                raise typer.Exit(2) from None
             task = bar.add_task(config.label, total=len(records))
             results.append(run_eval(extractor, config, records, lambda t=task: bar.advance(t)))
     meta = {

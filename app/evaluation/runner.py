@@ -15,12 +15,15 @@ from app.records import read_records, record_text
 from schemas.taxonomy import Taxonomy
 
 SECTIONS = {"llamacpp": "llamacpp", "openai": "openai", "fake": "extraction"}
+# Not a service backend: the TF-IDF + logistic regression baseline, trained on `train=FILE`.
+CLASSICAL = "classical"
 
 
 @dataclass(frozen=True)
 class BackendConfig:
-    """`NAME[:key=value,...]`, e.g. `llamacpp:lora_path=adapters/callx.gguf` or
-    `openai:preset=mistral,model=mistral-small-latest,price_in=0.0002,price_out=0.0006`."""
+    """`NAME[:key=value,...]`, e.g. `llamacpp:lora_path=adapters/callx.gguf`,
+    `openai:preset=mistral,model=mistral-small-latest,price_in=0.0002,price_out=0.0006` or
+    `classical:train=train.jsonl` (the classical baseline)."""
 
     spec: str
     backend: str
@@ -29,14 +32,18 @@ class BackendConfig:
     @classmethod
     def parse(cls, spec: str) -> BackendConfig:
         name, _, rest = spec.partition(":")
-        if name not in SECTIONS:
-            raise ValueError(f"unknown backend {name!r} in {spec!r}: use llamacpp, openai or fake")
+        if name not in SECTIONS and name != CLASSICAL:
+            raise ValueError(
+                f"unknown backend {name!r} in {spec!r}: use llamacpp, openai, classical or fake"
+            )
         options: dict[str, str] = {}
         for item in filter(None, rest.split(",")):
             key, sep, value = item.partition("=")
             if not sep:
                 raise ValueError(f"expected key=value in {spec!r}, found {item!r}")
             options[key.strip()] = value.strip()
+        if name == CLASSICAL and set(options) - {"label"} != {"train"}:
+            raise ValueError(f"{spec!r}: the classical baseline takes train=FILE (and label=)")
         return cls(spec, name, options)
 
     @property
@@ -55,6 +62,15 @@ class BackendConfig:
 
     def price(self, key: str) -> float:
         return float(self.options.get(key, 0.0))
+
+    def extractor(self, base: Settings, taxonomy: Taxonomy) -> Extractor:
+        """The pipeline with this configuration's backend (the baseline: trained here)."""
+        if self.backend == CLASSICAL:
+            from app.evaluation.classical import ClassicalBaseline
+
+            baseline = ClassicalBaseline.train(Path(self.options["train"]), taxonomy)
+            return Extractor.from_settings(base, backend=baseline)
+        return Extractor.from_settings(self.settings(base))
 
 
 @dataclass
