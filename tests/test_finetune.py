@@ -200,6 +200,20 @@ def test_resume_continues_from_the_last_checkpoint(
     assert len(card["loss_per_100_steps"]) == 1 and card["final_loss_steps"] == 5
 
 
+def test_stop_after_steps_keeps_the_schedule_of_the_planned_run(
+    files: dict[str, Path], model_path: Path, tmp_path: Path
+) -> None:
+    """What --max-minutes cut short at step N is replayed by --stop-after-steps N: the same
+    steps under the same learning-rate schedule (planned for --max-steps)."""
+    output = tmp_path / "cut.gguf"
+    args = ("--max-steps", "4", "--stop-after-steps", "2", "--checkpoint-every", "50")
+    _finetune({**files, "adapter": output}, model_path, *args)
+    card = json.loads(output.with_suffix(".json").read_text("utf-8"))
+    assert (card["steps"], card["stopped_by"]) == (2, "stop_after_steps")
+    assert card["hyperparameters"]["planned_steps"] == 4
+    assert card["hyperparameters"]["stop_after_steps"] == 2
+
+
 def test_a_reason_outside_the_taxonomy_names_the_file_and_line(
     tmp_path: Path, model_path: Path
 ) -> None:

@@ -31,6 +31,13 @@ def finetune(
     max_minutes: Annotated[
         float | None, typer.Option(help="Stop cleanly and export when the time is up.")
     ] = None,
+    stop_after_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop after this step, the learning-rate schedule still planned for "
+            "--epochs/--max-steps: replays exactly a run that --max-minutes cut short."
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per batch.")] = 8,
     grad_accum: Annotated[int, typer.Option(help="Batches per optimizer step.")] = 1,
     lr: Annotated[float, typer.Option(help="Peak learning rate (warmup, cosine decay).")] = 2e-4,
@@ -86,6 +93,7 @@ def finetune(
         epochs=epochs,
         max_steps=max_steps,
         max_minutes=max_minutes,
+        stop_after_steps=stop_after_steps,
         hyper=hyper,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,

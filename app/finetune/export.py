@@ -113,6 +113,7 @@ def model_card(
             "epochs": job.epochs,
             "max_steps": job.max_steps,
             "max_minutes": job.max_minutes,
+            "stop_after_steps": job.stop_after_steps,
             "planned_steps": result.planned_steps,
         },
         "trainable_parameters": result.trainable_parameters,

@@ -54,6 +54,9 @@ class FinetuneJob:
     epochs: float | None = None  # default 1 when max_steps is not set either
     max_steps: int | None = None
     max_minutes: float | None = None
+    # Stop after this step, the schedule still planned for epochs/max_steps: replays a run
+    # that max_minutes cut short, exactly.
+    stop_after_steps: int | None = None
     checkpoint_dir: Path | None = None  # default: OUTPUT + ".ckpt"
     checkpoint_every: int = 50
     resume: bool = False
@@ -75,6 +78,7 @@ class FinetuneJob:
             "--epochs": self.epochs is None or self.epochs > 0,
             "--max-steps": self.max_steps is None or self.max_steps > 0,
             "--max-minutes": self.max_minutes is None or self.max_minutes > 0,
+            "--stop-after-steps": self.stop_after_steps is None or self.stop_after_steps > 0,
             "--checkpoint-every": self.checkpoint_every > 0,
             "--batch-size": hyper.batch_size > 0,
             "--grad-accum": hyper.grad_accum > 0,
@@ -118,7 +122,7 @@ class FinetuneResult:
     examples_seen: int
     epochs: float
     final_loss: float | None
-    stopped_by: str  # "steps" or "time"
+    stopped_by: str  # "steps", "time" or "stop_after_steps"
     seconds_per_step: float | None  # this run
     train_s: float  # training loops of all runs
     device: str

@@ -148,6 +148,9 @@ class Trainer:
         try:
             with _progress(job.progress, self.total, self.step) as advance:
                 while self.step < self.total:
+                    if job.stop_after_steps is not None and self.step >= job.stop_after_steps:
+                        stopped_by = "stop_after_steps"
+                        break
                     if deadline is not None and self._no_time_for_a_step(first_step, deadline):
                         stopped_by = "time"
                         break
