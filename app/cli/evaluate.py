@@ -19,7 +19,7 @@ def evaluate(
         list[str] | None,
         typer.Option(
             help="NAME[:key=value,...], repeatable, e.g. llamacpp:lora_path=a.gguf, or "
-            "classical:train=FILE (TF-IDF + logistic regression, the classical baseline)"
+            "classical:train=FILE[+FILE] (TF-IDF + logistic regression, the classical baseline)"
         ),
     ] = None,
     taxonomy: Annotated[Path | None, typer.Option(help="The dataset's taxonomy file.")] = None,

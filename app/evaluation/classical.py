@@ -36,8 +36,8 @@ class ClassicalBaseline:
         self.train_s = train_s
 
     @classmethod
-    def train(cls, path: Path, taxonomy: Taxonomy, *, c: float = 10.0) -> ClassicalBaseline:
-        """Fit on every record of `path` (JSONL or CSV: transcript, reason) whose reason is a
+    def train(cls, paths: list[Path], taxonomy: Taxonomy, *, c: float = 10.0) -> ClassicalBaseline:
+        """Fit on every record of `paths` (JSONL or CSV: transcript, reason) whose reason is a
         code of `taxonomy`: word 1-2-grams, sublinear TF-IDF, multinomial logistic regression."""
         try:
             from sklearn.feature_extraction.text import TfidfVectorizer
@@ -48,15 +48,17 @@ class ClassicalBaseline:
                 "the classical baseline needs scikit-learn: pip install -e '.[eval]'"
             ) from exc
         texts, reasons = [], []
-        for record in read_records(path):
-            text, reason = record_text(record), record.get("reason")
-            if text and reason in taxonomy.codes:
-                texts.append(text)
-                reasons.append(reason)
+        for path in paths:
+            for record in read_records(path):
+                text, reason = record_text(record), record.get("reason")
+                if text and reason in taxonomy.codes:
+                    texts.append(text)
+                    reasons.append(reason)
+        names = "+".join(path.name for path in paths)
         if len(set(reasons)) < 2:
             raise ValueError(
-                f"{path}: fewer than two of the taxonomy's reasons among its records "
-                "(give the file's taxonomy with --taxonomy)"
+                f"{names}: fewer than two of the taxonomy's reasons among the records "
+                "(give the files' taxonomy with --taxonomy)"
             )
         started = time.perf_counter()
         pipeline = make_pipeline(
@@ -64,7 +66,7 @@ class ClassicalBaseline:
             LogisticRegression(C=c, max_iter=2000),
         )
         pipeline.fit(texts, reasons)
-        model = f"tfidf-logreg ({path.name}, {len(texts)} records)"
+        model = f"tfidf-logreg ({names}, {len(texts)} records)"
         return cls(pipeline, model, time.perf_counter() - started)
 
     def count_tokens(self, text: str) -> int:

@@ -23,7 +23,7 @@ CLASSICAL = "classical"
 class BackendConfig:
     """`NAME[:key=value,...]`, e.g. `llamacpp:lora_path=adapters/callx.gguf`,
     `openai:preset=mistral,model=mistral-small-latest,price_in=0.0002,price_out=0.0006` or
-    `classical:train=train.jsonl` (the classical baseline)."""
+    `classical:train=train.jsonl[+more.jsonl]` (the classical baseline)."""
 
     spec: str
     backend: str
@@ -68,7 +68,8 @@ class BackendConfig:
         if self.backend == CLASSICAL:
             from app.evaluation.classical import ClassicalBaseline
 
-            baseline = ClassicalBaseline.train(Path(self.options["train"]), taxonomy)
+            files = [Path(name) for name in self.options["train"].split("+")]
+            baseline = ClassicalBaseline.train(files, taxonomy)
             return Extractor.from_settings(base, backend=baseline)
         return Extractor.from_settings(self.settings(base))
 
