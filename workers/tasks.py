@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from celery import Task
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -13,20 +14,22 @@ from app.logs import transcript_id as logged_transcript_id
 from app.queue import DISPATCH_TASK, EXTRACT_MANY_TASK, EXTRACT_TASK, TaskQueue
 from workers.celery_app import celery_app, worker_runtime
 
+# The extraction tasks: acknowledged once the result is stored; database down: back off and
+# try again instead of losing the message.
+EXTRACTION_TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": None,
+}
 
-@celery_app.task(
-    bind=True,
-    name=EXTRACT_TASK,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    # Database down: back off and try again instead of losing the message.
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=2,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=None,
-)
+
+@celery_app.task(name=EXTRACT_TASK, **EXTRACTION_TASK_OPTIONS)
 def extract_transcript(self: Task, transcript_id: str) -> str:
     request_id.set(getattr(self.request, "callx_request_id", None))
     logged_transcript_id.set(transcript_id)
@@ -39,18 +42,7 @@ def extract_transcript(self: Task, transcript_id: str) -> str:
     )
 
 
-@celery_app.task(
-    bind=True,
-    name=EXTRACT_MANY_TASK,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=2,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=None,
-)
+@celery_app.task(name=EXTRACT_MANY_TASK, **EXTRACTION_TASK_OPTIONS)
 def extract_transcripts(self: Task, transcript_ids: list[str]) -> list[str]:
     """Several transcripts of a batch in one message (TaskQueue.send_extractions). Retried
     whole on a database outage: those already stored are skipped."""

@@ -535,6 +535,16 @@ def _split_days(
     return first, end, edges
 
 
+def _whole_days(rollup: Any, first: date | None, end: date | None) -> list[Any]:
+    """Conditions on a day rollup's rows: counted, and in [first, end) (None: unbounded)."""
+    conditions: list[Any] = [rollup.calls > 0]
+    if first is not None:
+        conditions.append(rollup.day >= first)
+    if end is not None:
+        conditions.append(rollup.day < end)
+    return conditions
+
+
 def _day_bucket(dialect: str, bucket: str, day: Any) -> Any:
     """The day, week (from Monday) or month a date falls in."""
     if dialect == "postgresql":
@@ -559,11 +569,7 @@ def reason_counts(
     dialect = session.get_bind().dialect.name
     first, end, edges = _split_days(since, until)
     rollup = ReasonDayCount
-    whole_days = [rollup.calls > 0]
-    if first is not None:
-        whole_days.append(rollup.day >= first)
-    if end is not None:
-        whole_days.append(rollup.day < end)
+    whole_days = _whole_days(rollup, first, end)
     parts: list[Any] = [
         select(
             rollup.day.label("day"), rollup.reason.label("reason"), rollup.calls.label("calls")
@@ -636,13 +642,9 @@ def _per_reason_by_day(reason: str | None, since: datetime | None, until: dateti
     the extractions for the parts of a day at either end."""
     first, end, edges = _split_days(since, until)
     rollup = ProductDayCount
-    whole_days: list[Any] = [rollup.calls > 0]
+    whole_days = _whole_days(rollup, first, end)
     if reason is not None:
         whole_days.append(rollup.reason == reason)
-    if first is not None:
-        whole_days.append(rollup.day >= first)
-    if end is not None:
-        whole_days.append(rollup.day < end)
     parts: list[Any] = [
         select(
             rollup.product_key.label("product_key"),

@@ -6,7 +6,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -32,21 +32,24 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _transcripts(engine: Engine, n: int) -> list[uuid.UUID]:
+def _transcripts(
+    engine: Engine, n: int, start: datetime = datetime(2026, 3, 1, 9, tzinfo=UTC), every_s: int = 0
+) -> list[uuid.UUID]:
+    """`n` queued transcripts, the first at `start`, one every `every_s` seconds."""
     sessions = build_sessionmaker(engine)
     ids = [uuid.uuid4() for _ in range(n)]
     with sessions.begin() as session:
         session.add_all(
             Transcript(
-                id=i,
+                id=transcript_id,
                 source="test",
-                external_id=str(i),
-                text=f"Client: my router {n} is broken",
+                external_id=str(transcript_id),
+                text=f"Client: my router {i} is broken",
                 text_sha256="0" * 64,
-                occurred_at=datetime(2026, 3, 1, 9, tzinfo=UTC),
+                occurred_at=start + timedelta(seconds=every_s * i),
                 queue="batch",
             )
-            for i in ids
+            for i, transcript_id in enumerate(ids)
         )
     return ids
 

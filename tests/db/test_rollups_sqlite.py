@@ -3,7 +3,6 @@ and the ends of the range from the extractions: the same answers as counting eve
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,10 +11,9 @@ from sqlalchemy import create_engine
 
 from app.db import repositories as repo
 from app.db.migrate import upgrade
-from app.db.models import Transcript
 from app.db.session import build_sessionmaker
 from app.extraction.store import ExtractionStore
-from tests.db.test_extraction_store import _outcome
+from tests.db.test_extraction_store import _outcome, _transcripts
 
 START = datetime(2026, 9, 28, 21, 30, tzinfo=UTC)
 PRODUCTS = ["Livebox 6", "LIVEBOX 6", "Fibre 500", "Dyson V15", None]
@@ -27,20 +25,7 @@ def test_product_counts_between_dates_equal_counting_every_call(tmp_path: Path) 
     upgrade(url)
     engine = create_engine(url)
     sessions = build_sessionmaker(engine)
-    ids = [uuid.uuid4() for _ in range(150)]
-    with sessions.begin() as session:
-        session.add_all(
-            Transcript(
-                id=transcript_id,
-                source="test",
-                external_id=str(transcript_id),
-                text="Client: bonjour",
-                text_sha256="0" * 64,
-                occurred_at=START + timedelta(minutes=307 * i),
-                queue="batch",
-            )
-            for i, transcript_id in enumerate(ids)
-        )
+    ids = _transcripts(engine, 150, start=START, every_s=307 * 60)
     store = ExtractionStore(sessions)
     for i, transcript_id in enumerate(ids):
         claim = store.claim(transcript_id, lease_s=60)
