@@ -98,8 +98,8 @@ class OpenAISettings(BaseModel):
         default=None,
         ge=1,
         le=256,
-        description="Processes the worker's threads are spread over. Default: one per 100 "
-        "threads, at most one per core (one process's GIL handles about 100 calls/s).",
+        description="Processes the worker's threads are spread over. Default: one per 50 "
+        "threads, at most two per core (calls queue for a busy process's GIL).",
     )
 
 

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.cli.service import default_worker_processes
 from bench.common import BenchRow, render, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -541,8 +542,8 @@ def run(
     with Services() as services, StubProcess(latency_s) as stub:
         max_connections = services.max_connections()
         floor = plain_client_floor(stub, concurrency, rounds=4 if quick else 8)
-        # As `callx worker` decides by default: one process per 100 threads, one per core.
-        processes = processes or min(os.cpu_count() or 1, -(-concurrency // 100))
+        # As `callx worker` decides by default.
+        processes = processes or default_worker_processes(concurrency, os.cpu_count() or 1)
         worker = start_worker(
             ["--concurrency", str(concurrency), "--processes", str(processes)],
             worker_env(services, log_dir / "data", stub.base_url),

@@ -202,7 +202,8 @@ def run(
             callx=round(sustained, 3),
             ratio=sustained / rate,
             target=">= 0.9x",
-            met=0.9 <= sustained / rate <= 1.0 + 1e-9,
+            # Holding the limit is the row above (any window); this one is about using it.
+            met=sustained / rate >= 0.9,
             better="higher",
             notes=f"{len(steady)} requests in {steady_s:g} s; floor: the limit",
             extra={"per_second": per_second, "statuses_at_end": state, "sent": len(times)},
