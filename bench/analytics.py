@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from app.api.extractions import encode_cursor
 from app.db import repositories as repo
-from bench.common import BenchRow, machine, render, write_json
+from bench.common import BenchRow, machine, report
 from bench.data_gen import ANCHOR, generate, psycopg_url, stack
 
 TARGET_MS = 50.0
@@ -277,10 +277,8 @@ def run(quick: bool) -> list[BenchRow]:
 
 def main(argv: list[str]) -> None:
     rows = run(quick="--quick" in argv)
-    print(render(rows))
-    path = Path("reports/bench-analytics.json")
-    write_json(path, rows)
-    print(f"\nwritten: {path}, {PLANS}")
+    report(rows, Path("reports/bench-analytics.json"))
+    print(f"query plans: {PLANS}")
 
 
 if __name__ == "__main__":

@@ -67,3 +67,13 @@ def write_json(path: Path, rows: list[BenchRow]) -> None:
     path.write_text(
         json.dumps({"machine": machine(), "rows": [asdict(r) for r in rows]}, indent=2), "utf-8"
     )
+
+
+def report(rows: list[BenchRow], path: Path) -> None:
+    """What a benchmark module run alone ends with: the table, each row's notes, the JSON."""
+    print(render(rows))
+    for row in rows:
+        if row.notes:
+            print(f"- {row.name}: {row.notes}")
+    write_json(path, rows)
+    print(f"\nwritten: {path}")

@@ -38,7 +38,7 @@ import redis
 
 from app.config import Settings
 from app.queue import TaskQueue, build_celery
-from bench.common import BenchRow, render, write_json
+from bench.common import BenchRow, report
 from bench.data_gen import Stack, new_external_ids, stack
 from tests.calls import CALLS
 
@@ -275,10 +275,7 @@ def run(quick: bool) -> list[BenchRow]:
 
 def main(argv: list[str]) -> None:
     rows = run(quick="--quick" in argv)
-    print(render(rows))
-    path = Path("reports/bench-ingest.json")
-    write_json(path, rows)
-    print(f"\nwritten: {path}")
+    report(rows, Path("reports/bench-ingest.json"))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from app.evaluation.metrics import product_matches
 from app.extraction.pipeline import extract
 from app.extraction.prompts import user_message
 from app.llm.llamacpp import LlamaCppBackend
-from bench.common import BenchRow, render, write_json
+from bench.common import BenchRow, report
 from bench.local_support import N_CTX, N_THREADS, REPORTS, Call, Floor, load_calls, mean, model_path
 from schemas.extraction import CallExtractionBase, answer_model
 from schemas.taxonomy import Taxonomy, load_taxonomy
@@ -369,9 +369,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=REPORTS / "bench-local.json")
     args = parser.parse_args()
     rows = run(args.quick)
-    print(render(rows))
-    write_json(args.output, rows)
-    print(f"written: {args.output}")
+    report(rows, args.output)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -34,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from app.cli.service import default_worker_processes
-from bench.common import BenchRow, render, write_json
+from bench.common import BenchRow, report
+from tests.openai_stub import tool_call_completion
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "reports" / "bench-openai.json"
@@ -42,39 +42,6 @@ GOOD_ANSWER = {"product": "Livebox 6", "reason": "breakdown"}
 
 
 # ---- the stub ------------------------------------------------------------------------------
-
-
-def _completion_body(arguments: dict[str, Any]) -> bytes:
-    """A chat.completions answer with one tool call, as instructor's TOOLS mode expects."""
-    return json.dumps(
-        {
-            "id": "chatcmpl-bench",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": "stub-model",
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": "tool_calls",
-                    "message": {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "id": "call_1",
-                                "type": "function",
-                                "function": {
-                                    "name": "CallExtraction",
-                                    "arguments": json.dumps(arguments),
-                                },
-                            }
-                        ],
-                    },
-                }
-            ],
-            "usage": {"prompt_tokens": 120, "completion_tokens": 12, "total_tokens": 132},
-        }
-    ).encode()
 
 
 class AsyncOpenAIStub:
@@ -85,7 +52,7 @@ class AsyncOpenAIStub:
 
     def __init__(self, delay_s: float, answer: dict[str, Any] | None = None) -> None:
         self.delay_s = delay_s
-        self.body = _completion_body(answer or GOOD_ANSWER)
+        self.body = json.dumps(tool_call_completion(answer or GOOD_ANSWER)).encode()
         self.events: list[tuple[float, float]] = []
         self.arrivals: list[float] = []
         self.in_flight = 0
@@ -691,11 +658,7 @@ def main() -> None:
     rows = run(
         args.quick, args.concurrency, args.processes, args.latency_s, batch_size=args.batch_size
     )
-    print(render(rows))
-    for row in rows:
-        print(f"- {row.name}: {row.notes}", file=sys.stderr)
-    write_json(REPORT, rows)
-    print(f"\n{REPORT}", file=sys.stderr)
+    report(rows, REPORT)
 
 
 if __name__ == "__main__":

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
-from bench.common import BenchRow, render, write_json
+from bench.common import BenchRow, report
 from bench.openai_inflight import (
     Services,
     StubProcess,
@@ -219,12 +218,8 @@ def main() -> None:
     parser.add_argument("--duration-s", type=float, default=None)
     args = parser.parse_args()
     rows = run(args.quick, args.requests_per_minute, args.window_s, args.duration_s)
-    print(render(rows))
-    for row in rows:
-        print(f"- {row.name}: {row.notes}", file=sys.stderr)
-    print(f"per second: {rows[-1].extra['per_second']}", file=sys.stderr)
-    write_json(REPORT, rows)
-    print(f"\n{REPORT}", file=sys.stderr)
+    report(rows, REPORT)
+    print(f"per second: {rows[-1].extra['per_second']}")
 
 
 if __name__ == "__main__":

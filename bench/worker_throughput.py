@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import BenchRow, render, write_json
+from bench.common import BenchRow, report
 from bench.local_support import N_CTX, REPORTS, Call, load_calls, mean, memory_figures, model_path
 
 HOST_CORES = 2
@@ -244,9 +244,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=REPORTS / "bench-worker-throughput.json")
     args = parser.parse_args()
     rows = run(args.quick)
-    print(render(rows))
-    write_json(args.output, rows)
-    print(f"written: {args.output}")
+    report(rows, args.output)
 
 
 if __name__ == "__main__":

@@ -69,9 +69,11 @@ def write_adapter_gguf(
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(alpha))
     if name:
         writer.add_name(name)
+    # float16, as llama.cpp's own LoRA converter writes them: half the size of float32, and
+    # the adapter's answers unchanged (measured on callx's test calls).
     for layer in layers:
         for part in ("lora_a", "lora_b"):
-            array = lora[f"{layer}.{part}"].detach().float().cpu().numpy()
+            array = lora[f"{layer}.{part}"].detach().to(torch.float16).cpu().numpy()
             writer.add_tensor(f"{names[layer]}.{part}", np.ascontiguousarray(array))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

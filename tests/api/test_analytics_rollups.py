@@ -24,23 +24,11 @@ from app.extraction.service import run_extraction
 from app.extraction.store import ExtractionStore
 from app.llm.fake import FakeBackend
 from app.main import create_app
+from tests.fakes import FakeTaskQueue
 
 START = datetime(2026, 9, 28, 21, 30, tzinfo=UTC)  # a Monday evening: days, weeks, months
 PRODUCTS = ["Livebox 6", "LIVEBOX 6", "Fibre 500", "Dyson V15", "Galaxy S24"]
 WORDS = ["en panne", "la facture", "comment configurer", "la livraison", "résilier", "bonjour"]
-
-
-class RecordingQueue:
-    interactive, batch = "interactive", "batch"
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def send_extractions(self, ids: list[uuid.UUID], queue: str) -> None:
-        self.sent += [str(i) for i in ids]
-
-    def ping(self) -> None:
-        return None
 
 
 @pytest.fixture
@@ -188,7 +176,7 @@ def _assert_exact(client: TestClient, engine: Engine) -> None:
 def test_rollup_answers_equal_direct_counts(
     app_settings: Settings, engine: Engine, clean_db: None
 ) -> None:
-    queue = RecordingQueue()
+    queue = FakeTaskQueue()
     with TestClient(create_app(app_settings, queue=queue)) as client:  # type: ignore[arg-type]
         created = client.post("/v1/batches", json=_calls(240))
         assert created.status_code == 202 and created.json()["accepted"] == 240
@@ -200,7 +188,7 @@ def test_rollup_answers_equal_direct_counts(
             outcomes = list(
                 pool.map(
                     lambda i: run_extraction(store, uuid.UUID(i), extractor, lease_s=60),
-                    queue.sent,
+                    [i for i, _ in queue.sent],
                 )
             )
         assert outcomes == ["succeeded"] * 240

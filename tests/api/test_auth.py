@@ -23,24 +23,10 @@ from app.config import AuthSettings, Settings
 from app.db.session import build_engine, build_sessionmaker, session_scope
 from app.main import create_app
 from tests.conftest import process_env
+from tests.fakes import FakeTaskQueue
 from tests.services import CallxProcess, free_port
 
 KEY_FORMAT = re.compile(r"^cx_[0-9a-f]{8}_[A-Za-z0-9_-]{43,}$")
-
-
-class RecordingQueue:
-    """Records what would be sent to the broker."""
-
-    interactive, batch = "interactive", "batch"
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def send_extractions(self, ids: list[uuid.UUID], queue: str) -> None:
-        self.sent += [(str(i), queue) for i in ids]
-
-    def ping(self) -> None:
-        return None
 
 
 @pytest.fixture
@@ -50,7 +36,7 @@ def auth_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 def client(auth_settings: Settings, clean_db: None) -> Iterator[TestClient]:
-    app = create_app(auth_settings, queue=RecordingQueue())  # type: ignore[arg-type]
+    app = create_app(auth_settings, queue=FakeTaskQueue())  # type: ignore[arg-type]
     with TestClient(app) as test_client:
         yield test_client
 

@@ -4,7 +4,6 @@ as one INSERT per call would."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,28 +13,16 @@ from sqlalchemy import create_engine, text
 
 from app.config import Settings
 from app.main import create_app
-
-
-class RecordingQueue:
-    interactive, batch = "interactive", "batch"
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-
-    def send_extractions(self, ids: list[uuid.UUID], queue: str) -> None:
-        self.sent += [(str(i), queue) for i in ids]
-
-    def ping(self) -> None:
-        return None
+from tests.fakes import FakeTaskQueue
 
 
 @pytest.fixture
-def queue() -> RecordingQueue:
-    return RecordingQueue()
+def queue() -> FakeTaskQueue:
+    return FakeTaskQueue()
 
 
 @pytest.fixture
-def client(settings: Settings, queue: RecordingQueue, clean_db: None) -> Iterator[TestClient]:
+def client(settings: Settings, queue: FakeTaskQueue, clean_db: None) -> Iterator[TestClient]:
     app_settings = settings.model_copy(
         update={"auth": settings.auth.model_copy(update={"required": False})}
     )
@@ -67,7 +54,7 @@ AWKWARD = {
 
 
 def test_copy_stores_what_insert_stores(
-    client: TestClient, queue: RecordingQueue, database_url: str
+    client: TestClient, queue: FakeTaskQueue, database_url: str
 ) -> None:
     # The same call, alone (INSERT) and in a batch (COPY), with characters that need care.
     single = client.post("/v1/transcripts", json={**AWKWARD, "external_id": "one"})
@@ -92,7 +79,7 @@ def test_copy_stores_what_insert_stores(
 
 
 def test_keys_already_stored_fall_back_to_insert(
-    client: TestClient, queue: RecordingQueue, database_url: str
+    client: TestClient, queue: FakeTaskQueue, database_url: str
 ) -> None:
     first = client.post(
         "/v1/batches", json=[{"text": f"call {i}", "external_id": f"k{i}"} for i in range(5)]
