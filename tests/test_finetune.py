@@ -260,3 +260,41 @@ def test_limit_per_file_keeps_each_reasons_share() -> None:
     assert [r["reason"] for r in sample].count("b") == 3
     assert [r["reason"] for r in sample].count("c") == 1
     assert stratified_sample(records, 500, random.Random(0)) == records
+
+
+def test_init_adapter_starts_from_a_trained_adapter(
+    files: dict[str, Path], model_path: Path, trained: Any, tmp_path: Path
+) -> None:
+    """--init-adapter: a new run (new data, new schedule) from a trained adapter's weights,
+    recorded in its card. One step at a negligible learning rate writes the weights back
+    unchanged."""
+    import gguf
+
+    from app.finetune.data import file_sha256
+
+    init = files["adapter"]
+    output = tmp_path / "continued.gguf"
+    args = ("--max-steps", "1", "--lr", "1e-12", "--init-adapter", str(init))
+    _finetune({**files, "adapter": output}, model_path, *args, "--checkpoint-every", "50")
+    card = json.loads(output.with_suffix(".json").read_text("utf-8"))
+    assert card["init_adapter"]["sha256"] == file_sha256(init)
+    assert card["init_adapter"]["card"]["steps"] >= 4  # the trained adapter's own card
+    assert trained["card"]["init_adapter"] is None
+
+    def tensors(path: Path) -> dict[str, np.ndarray]:
+        return {t.name: np.array(t.data) for t in gguf.GGUFReader(str(path)).tensors}
+
+    before, after = tensors(init), tensors(output)
+    assert before.keys() == after.keys() and len(before) == 2 * len(LORA_LAYERS) * 18
+    assert all(np.array_equal(before[name], after[name]) for name in before)
+    assert any(np.abs(t).max() > 0 for n, t in after.items() if n.endswith("lora_b"))
+
+    # Another rank or alpha than the adapter's: a clear error, nothing trained.
+    for option, value, message in (("--rank", "8", "has rank 4"), ("--alpha", "16", "alpha 8")):
+        args = ["finetune", "--train", str(files["calls"]), "--output", str(tmp_path / "x.gguf"),
+                "--base-model", str(model_path), "--rank", str(RANK), "--alpha", "8",
+                "--max-steps", "1", "--init-adapter", str(init), option, value]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        said = " ".join(result.output.split())  # rich wraps long lines
+        assert result.exit_code == 2 and message in said, result.output
+        assert not (tmp_path / "x.gguf").exists()

@@ -64,7 +64,7 @@ def worker_runtime() -> WorkerRuntime:
             _runtime = WorkerRuntime(
                 pid=os.getpid(),
                 settings=settings,
-                # Group-committed writes: two connections, however many threads.
+                # Group-committed writes: one connection, however many threads.
                 store=ExtractionStore(build_sessionmaker(build_engine(settings, pool_size=2))),
                 extractor=extractor,
                 calls=ThreadPoolExecutor(threads, "callx-call") if threads > 1 else None,

@@ -51,6 +51,13 @@ def finetune(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the data order and the LoRA init.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+    init_adapter: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from this adapter's weights (same --rank and --alpha): continues a "
+            "trained adapter on new data, with a new schedule."
+        ),
+    ] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 50,
     checkpoint_dir: Annotated[
         Path | None, typer.Option(help="Checkpoints (default: OUTPUT.ckpt/).")
@@ -95,6 +102,7 @@ def finetune(
         max_minutes=max_minutes,
         stop_after_steps=stop_after_steps,
         hyper=hyper,
+        init_adapter=init_adapter,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
         resume=resume,

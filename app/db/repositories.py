@@ -439,27 +439,51 @@ def _update_rollups(
                 products[key, spelling, code] = products.get((key, spelling, code), 0) + sign
                 day_key = (day, key, spelling, code)
                 product_days[day_key] = product_days.get(day_key, 0) + sign
-    _add_calls(session, ReasonDayCount, ("day", "reason"), days)
-    _add_calls(session, ProductReasonCount, ("product_key", "product", "reason"), products)
-    _add_calls(session, ProductDayCount, ("day", "product_key", "product", "reason"), product_days)
+    _add_calls(
+        session,
+        [
+            (ProductReasonCount, ("product_key", "product", "reason"), products),
+            (ProductDayCount, ("day", "product_key", "product", "reason"), product_days),
+            (ReasonDayCount, ("day", "reason"), days),
+        ],
+    )
 
 
-def _add_calls(session: Session, model: Any, keys: tuple[str, ...], deltas: dict[Any, int]) -> None:
-    """Upsert calls = calls + delta, one statement, rows in key order: concurrent writers
-    lock the rows they share in the same order (no deadlock)."""
-    items = sorted((key, delta) for key, delta in deltas.items() if delta)
-    if not items:
-        return
-    table = model.__table__
+def _add_calls(
+    session: Session, changes: Sequence[tuple[Any, tuple[str, ...], dict[Any, int]]]
+) -> None:
+    """Upsert calls = calls + delta into each (rollup, key columns, deltas), rows in key order:
+    concurrent writers lock the rows they share in the same order (no deadlock).
+
+    The rollups' rows are hot (every call of the day counts in one of a few rows), and a row
+    stays locked until the transaction commits: on PostgreSQL all the upserts go as one
+    statement (data-modifying CTEs), the last before COMMIT, so that the locks are held for
+    one round trip instead of one per table."""
     dialect = session.get_bind().dialect.name
     upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = upsert(table).values(
-        [{**dict(zip(keys, key, strict=True)), "calls": delta} for key, delta in items]
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=list(keys), set_={"calls": table.c.calls + statement.excluded.calls}
-    )
-    session.connection().execute(statement)
+    statements = []
+    for model, keys, deltas in changes:
+        items = sorted((key, delta) for key, delta in deltas.items() if delta)
+        if not items:
+            continue
+        table = model.__table__
+        statement = upsert(table).values(
+            [{**dict(zip(keys, key, strict=True)), "calls": delta} for key, delta in items]
+        )
+        statements.append(
+            statement.on_conflict_do_update(
+                index_elements=list(keys), set_={"calls": table.c.calls + statement.excluded.calls}
+            )
+        )
+    if not statements:
+        return
+    connection = session.connection()
+    if dialect != "postgresql":
+        for statement in statements:
+            connection.execute(statement)
+        return
+    *first, last = statements
+    connection.execute(last.add_cte(*(s.cte(f"rollup_{i}") for i, s in enumerate(first))))
 
 
 def _utc_day_sql(dialect: str, column: Any) -> Any:

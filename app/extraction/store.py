@@ -4,7 +4,7 @@ Every extraction writes twice, in two short transactions around the model call: 
 (status running, a lease and a token) and its result (only if the claim still holds). Many
 calls run at once in a worker of an API backend; their writes share transactions here
 (app/db/group_commit.py), which saves most of the CPU a transaction costs, and PostgreSQL
-connections: two per worker process, whatever its concurrency.
+connections: one writer per worker process, whatever its concurrency.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -46,37 +46,45 @@ class _Result:
 
 
 class ExtractionStore:
-    """Claims and results of one process; safe to use from many threads."""
+    """Claims and results of one process; safe to use from many threads.
+
+    Claims and results share one group committer: while a transaction is being written, both
+    kinds queue up, and the next transaction takes them all (claims first, results last: the
+    results' rollup rows are the hot ones, locked until the commit)."""
 
     def __init__(self, sessions: sessionmaker[Session], *, max_batch: int = 200) -> None:
-        self._claims: GroupCommitter[_ClaimRequest, Claim | None] = GroupCommitter(
-            sessions,
-            _claim_group,
-            key=lambda request: request.transcript_id,
-            name="callx-claims",
-            max_batch=max_batch,
-        )
-        self._results: GroupCommitter[_Result, bool] = GroupCommitter(
-            sessions,
-            _store_group,
-            key=lambda result: result.claim.transcript_id,
-            name="callx-results",
-            max_batch=max_batch,
+        self._writes: GroupCommitter[_ClaimRequest | _Result, Claim | None | bool] = GroupCommitter(
+            sessions, _write_group, key=_transcript_of, name="callx-writes", max_batch=max_batch
         )
 
     def claim(self, transcript_id: uuid.UUID, lease_s: int) -> Claim | None:
         """Claim a queued transcript (or one whose lease ran out). None: finished, or held by
         another worker."""
-        return self._claims.submit(_ClaimRequest(transcript_id, lease_s))
+        return cast("Claim | None", self._writes.submit(_ClaimRequest(transcript_id, lease_s)))
 
     def store(self, claim: Claim, outcome: ExtractionOutcome) -> bool:
         """Store the outcome as the transcript's current extraction and close the claim.
         False (and nothing stored): the lease was lost to another worker meanwhile."""
-        return self._results.submit(_Result(claim, outcome))
+        return self._writes.submit(_Result(claim, outcome)) is True
 
     def close(self) -> None:
-        self._claims.close()
-        self._results.close()
+        self._writes.close()
+
+
+def _transcript_of(request: _ClaimRequest | _Result) -> uuid.UUID:
+    return (
+        request.transcript_id if isinstance(request, _ClaimRequest) else request.claim.transcript_id
+    )
+
+
+def _write_group(
+    session: Session, requests: Sequence[_ClaimRequest | _Result]
+) -> list[Claim | None | bool]:
+    claims = [r for r in requests if isinstance(r, _ClaimRequest)]
+    results = [r for r in requests if isinstance(r, _Result)]
+    claimed = iter(_claim_group(session, claims) if claims else [])
+    stored = iter(_store_group(session, results) if results else [])
+    return [next(claimed) if isinstance(r, _ClaimRequest) else next(stored) for r in requests]
 
 
 def _claim_group(session: Session, requests: Sequence[_ClaimRequest]) -> list[Claim | None]:

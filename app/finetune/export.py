@@ -82,6 +82,44 @@ def write_adapter_gguf(
     os.replace(partial, path)
 
 
+def read_adapter_gguf(
+    path: Path, layers: list[str], *, architecture: str, n_blocks: int
+) -> tuple[dict[str, torch.Tensor], float]:
+    """An adapter GGUF back as `lora_state()` tensors (float32) for `layers`, and its alpha.
+
+    The inverse of `write_adapter_gguf`; raises FinetuneError on an adapter of another base
+    architecture or other layers.
+    """
+    import gguf
+
+    from app.finetune import FinetuneError
+
+    reader = gguf.GGUFReader(str(path))
+
+    def field(key: str) -> Any:
+        found = reader.fields.get(key)
+        return None if found is None else found.contents()
+
+    if field(gguf.Keys.General.TYPE) != "adapter" or field(gguf.Keys.Adapter.TYPE) != "lora":
+        raise FinetuneError(f"{path} is not a LoRA adapter GGUF")
+    if field(gguf.Keys.General.ARCHITECTURE) != architecture:
+        raise FinetuneError(f"{path} is an adapter for another architecture, not {architecture}")
+    tensors = {t.name: t for t in reader.tensors}
+    names = gguf_tensor_names(layers, architecture, n_blocks)
+    wanted = {
+        f"{names[layer]}.{part}": f"{layer}.{part}"
+        for layer in layers
+        for part in ("lora_a", "lora_b")
+    }
+    if set(tensors) != set(wanted):
+        raise FinetuneError(f"{path} does not adapt the same layers as this run (--rank, targets)")
+    state = {
+        key: torch.from_numpy(np.array(tensors[name].data, dtype=np.float32))
+        for name, key in wanted.items()
+    }
+    return state, float(field(gguf.Keys.Adapter.LORA_ALPHA))
+
+
 def model_card_path(adapter: Path) -> Path:
     """ADAPTER.gguf -> ADAPTER.json."""
     return adapter.with_suffix(".json")
@@ -109,6 +147,7 @@ def model_card(
             "sha256": base.sha256,
             "architecture": base.architecture,
         },
+        "init_adapter": _init_adapter(job.init_adapter),
         "training_files": [asdict(summary) for summary in summaries],
         "hyperparameters": {
             **hyper,
@@ -130,6 +169,20 @@ def model_card(
         "device": result.device,
         "precision": result.precision,
         **loss_summary(losses),
+    }
+
+
+def _init_adapter(adapter: Path | None) -> dict[str, Any] | None:
+    """The adapter a run started from: its file, hash, and its own card's provenance."""
+    if adapter is None:
+        return None
+    from app.finetune.data import file_sha256
+
+    card = model_card_path(adapter)
+    return {
+        "file": adapter.name,
+        "sha256": file_sha256(adapter),
+        "card": json.loads(card.read_text(encoding="utf-8")) if card.is_file() else None,
     }
 
 

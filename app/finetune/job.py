@@ -9,7 +9,7 @@ from pathlib import Path
 
 from app.finetune import FinetuneError
 from app.finetune.base_model import BaseModelInfo
-from app.finetune.data import DEFAULT_MAX_TOKENS, SourceSummary, TrainSource
+from app.finetune.data import DEFAULT_MAX_TOKENS, SourceSummary, TrainSource, file_sha256
 from app.finetune.lora import DEFAULT_TARGETS
 from app.finetune.model import PRECISIONS
 
@@ -57,6 +57,9 @@ class FinetuneJob:
     # Stop after this step, the schedule still planned for epochs/max_steps: replays a run
     # that max_minutes cut short, exactly.
     stop_after_steps: int | None = None
+    # Start the LoRA from this adapter's weights instead of PEFT's init (same rank, alpha and
+    # layers): continues a trained adapter on new data, with a new schedule.
+    init_adapter: Path | None = None
     checkpoint_dir: Path | None = None  # default: OUTPUT + ".ckpt"
     checkpoint_every: int = 50
     resume: bool = False
@@ -97,6 +100,10 @@ class FinetuneJob:
             raise FinetuneError(f"--output must name a .gguf file, not {self.output}")
         if not self.sources:
             raise FinetuneError("give at least one --train file")
+        if self.init_adapter is not None and not self.init_adapter.is_file():
+            raise FinetuneError(f"--init-adapter: no such file: {self.init_adapter}")
+        if self.init_adapter is not None and self.init_adapter.resolve() == self.output.resolve():
+            raise FinetuneError("--init-adapter must not be the --output file")
 
     def fingerprint(self, base: BaseModelInfo, summaries: list[SourceSummary]) -> str:
         """Identity of what a checkpoint may be resumed with: base, data, shaping options."""
@@ -104,6 +111,7 @@ class FinetuneJob:
             "base": base.sha256,
             "chat_format": self.chat_format,
             "files": [(s.sha256, s.taxonomy_version) for s in summaries],
+            "init_adapter": file_sha256(self.init_adapter) if self.init_adapter else None,
             "hyper": {name: getattr(self.hyper, name) for name in self.hyper.fingerprint_fields},
         }
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()

@@ -7,10 +7,12 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
-from app.finetune.base_model import open_base_model
+from app.finetune import FinetuneError
+from app.finetune.base_model import BaseModelInfo, open_base_model
 from app.finetune.batches import StepOrder, micro_batches
 from app.finetune.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from app.finetune.data import Example, build_examples
@@ -18,6 +20,7 @@ from app.finetune.export import (
     loss_summary,
     model_card,
     model_card_path,
+    read_adapter_gguf,
     write_adapter_gguf,
     write_model_card,
 )
@@ -62,6 +65,9 @@ def run_finetune(job: FinetuneJob, say: Say = lambda _: None) -> FinetuneResult:
         say(f"no checkpoint in {job.checkpoints}: starting from the beginning")
 
     trainer = Trainer(job, examples, base.n_vocab, fingerprint, say)
+    if job.init_adapter is not None and checkpoint is None:
+        trainer.start_from_adapter(job.init_adapter, base)
+        say(f"starting from the adapter {job.init_adapter}")
     if checkpoint is not None:
         trainer.restore(checkpoint)
         say(f"resuming from step {trainer.step} ({job.checkpoints})")
@@ -116,6 +122,25 @@ class Trainer:
     @property
     def precision_name(self) -> str:
         return "bf16 autocast" if self.dtype == torch.bfloat16 else "fp32"
+
+    def start_from_adapter(self, adapter: Path, base: BaseModelInfo) -> None:
+        """Load a trained adapter's weights into the fresh LoRA layers (alpha must match)."""
+        state, alpha = read_adapter_gguf(
+            adapter, sorted(self.layers), architecture=base.architecture, n_blocks=base.n_blocks
+        )
+        rank = next(iter(state.values())).shape[0] if state else self.hyper.rank
+        if any(
+            t.shape != p.shape
+            for t, p in zip(state.values(), self._lora_tensors(state), strict=True)
+        ):
+            raise FinetuneError(f"{adapter} has rank {rank}: give --rank {rank}")
+        if alpha != self.hyper.alpha:
+            raise FinetuneError(f"{adapter} has alpha {alpha:g}: give --alpha {alpha:g}")
+        load_lora_state(self.layers, state)
+
+    def _lora_tensors(self, state: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The LoRA parameters named as in `state` (`{layer}.lora_a` / `.lora_b`)."""
+        return [getattr(self.layers[key.rsplit(".", 1)[0]], key.rsplit(".", 1)[1]) for key in state]
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Continue from a checkpoint (already checked to match this job)."""

@@ -144,3 +144,28 @@ def test_a_new_extraction_replaces_the_current_one_and_keeps_the_old(engine: Eng
             text("SELECT product, is_current FROM extractions ORDER BY created_at")
         ).all()
     assert [(p, bool(c)) for p, c in rows] == [("Router", False), ("Phone", True)]
+
+
+def test_claims_and_results_share_a_transaction_each_caller_gets_its_answer(
+    engine: Engine,
+) -> None:
+    from app.extraction import store as store_module
+
+    ids = _transcripts(engine, 6)
+    first = ExtractionStore(build_sessionmaker(engine))
+    claims = [first.claim(i, lease_s=60) for i in ids[:3]]
+    first.close()
+    assert all(claims)
+    # One group: three results, then claims of three new transcripts and of one just stored.
+    requests = [
+        *(store_module._Result(c, _outcome()) for c in claims if c is not None),
+        *(store_module._ClaimRequest(i, 60) for i in ids[3:]),
+        store_module._ClaimRequest(ids[0], 60),
+    ]
+    sessions = build_sessionmaker(engine)
+    with sessions.begin() as session:
+        answers = store_module._write_group(session, requests)
+    assert answers[:3] == [True, True, True]
+    assert [a.transcript_id for a in answers[3:6]] == ids[3:]  # type: ignore[union-attr]
+    assert answers[6] is None  # claims run first: the transcript was still running then
+    assert _statuses(engine) == {"succeeded": 3, "running": 3}
