@@ -179,6 +179,22 @@ class ProductDayCount(Base):
     GET /v1/analytics/products between dates. Only calls with a product."""
 
     __tablename__ = "product_day_counts"
+    __table_args__ = (
+        # Top products between dates, in two passes (repositories._product_counts_between):
+        # totals per product over the days, then the top products' rows.
+        Index(
+            "ix_product_day_counts_day_product_key",
+            "day",
+            "product_key",
+            postgresql_include=["reason", "calls"],
+        ),
+        Index(
+            "ix_product_day_counts_product_key_day",
+            "product_key",
+            "day",
+            postgresql_include=["product", "reason", "calls"],
+        ),
+    )
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     product_key: Mapped[str] = mapped_column(String(200), primary_key=True)

@@ -638,7 +638,7 @@ def product_counts(
         return _top_products(session, _per_reason_from_extractions(reason, since, until), limit)
     if since is None and until is None:
         return _product_counts_all_time(session, reason, limit)
-    return _top_products(session, _per_reason_by_day(reason, since, until), limit)
+    return _product_counts_between(session, reason, since, until, limit)
 
 
 def _per_reason_from_extractions(
@@ -661,43 +661,82 @@ def _per_reason_from_extractions(
     )
 
 
-def _per_reason_by_day(reason: str | None, since: datetime | None, until: datetime | None) -> Any:
-    """The same, from the product_day_counts rollup for the whole days in the range and from
-    the extractions for the parts of a day at either end."""
+def _product_counts_between(
+    session: Session, reason: str | None, since: datetime | None, until: datetime | None, limit: int
+) -> list[tuple[str, int, dict[str, int]]]:
+    """Top products in [since, until), in two passes over the same counts: whole days from the
+    product_day_counts rollup, the parts of a day at either end from the extractions.
+
+    1. `top`: each product's total, grouped by product_key alone (a month is some 40,000
+       rollup rows, read from an index that holds day, product_key, reason and calls: no
+       table visits, no text keys but one to group by).
+    2. `rows`: for those products only (by product_key: an index probe each), their calls per
+       reason and spelling; the first spelling names the product."""
     first, end, edges = _split_days(since, until)
     rollup = ProductDayCount
     whole_days = _whole_days(rollup, first, end)
     if reason is not None:
         whole_days.append(rollup.reason == reason)
+
+    def in_edge(start: datetime, stop: datetime) -> list[Any]:
+        conditions = _current(ExtractionFilter(reason=reason, since=start, until=stop))
+        return [*conditions, Extraction.status == "succeeded", Extraction.product_key.is_not(None)]
+
+    totals: list[Any] = [
+        select(rollup.product_key.label("product_key"), rollup.calls.label("calls")).where(
+            *whole_days
+        )
+    ]
+    for _, start, stop in edges:
+        totals.append(
+            select(Extraction.product_key, func.count())
+            .where(*in_edge(start, stop))
+            .group_by(Extraction.product_key)
+        )
+    counted = (totals[0] if len(totals) == 1 else union_all(*totals)).subquery("counted")
+    total = func.sum(counted.c.calls)
+    top = (
+        select(counted.c.product_key, total.label("total"))
+        .group_by(counted.c.product_key)
+        .order_by(total.desc(), counted.c.product_key)
+        .limit(limit)
+        .cte("top")
+    )
+    top_keys = select(top.c.product_key)
     parts: list[Any] = [
         select(
             rollup.product_key.label("product_key"),
             rollup.product.label("product"),
             rollup.reason.label("reason"),
             rollup.calls.label("calls"),
-        ).where(*whole_days)
+        ).where(*whole_days, rollup.product_key.in_(top_keys))
     ]
     for _, start, stop in edges:
-        conditions = _current(ExtractionFilter(reason=reason, since=start, until=stop))
-        conditions += [Extraction.status == "succeeded", Extraction.product_key.is_not(None)]
         product = func.coalesce(Extraction.product, "")
         code = func.coalesce(Extraction.reason, NO_REASON)
         parts.append(
             select(Extraction.product_key, product, code, func.count())
-            .where(*conditions)
+            .where(*in_edge(start, stop), Extraction.product_key.in_(top_keys))
             .group_by(Extraction.product_key, product, code)
         )
-    counted = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("counted")
-    return (
-        select(
-            counted.c.product_key.label("product_key"),
-            func.nullif(counted.c.reason, NO_REASON).label("reason"),
-            func.min(func.nullif(counted.c.product, "")).label("product"),
-            func.sum(counted.c.calls).label("calls"),
-        )
-        .group_by(counted.c.product_key, counted.c.reason)
-        .cte("per_reason")
+    rows = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("rows")
+    # The first spelling over all the product's rows: per group, then across its groups.
+    spelling = func.min(func.min(func.nullif(rows.c.product, ""))).over(
+        partition_by=top.c.product_key
     )
+    result = session.connection().execute(
+        select(
+            top.c.product_key,
+            spelling,
+            top.c.total,
+            func.nullif(rows.c.reason, NO_REASON),
+            func.sum(rows.c.calls),
+        )
+        .join_from(top, rows, rows.c.product_key == top.c.product_key)
+        .group_by(top.c.product_key, top.c.total, rows.c.reason)
+        .order_by(top.c.total.desc(), top.c.product_key)
+    )
+    return _by_product(result)
 
 
 def _top_products(
