@@ -22,6 +22,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     tuple_,
     union_all,
     update,
@@ -439,51 +440,80 @@ def _update_rollups(
                 products[key, spelling, code] = products.get((key, spelling, code), 0) + sign
                 day_key = (day, key, spelling, code)
                 product_days[day_key] = product_days.get(day_key, 0) + sign
-    _add_calls(
-        session,
-        [
-            (ProductReasonCount, ("product_key", "product", "reason"), products),
-            (ProductDayCount, ("day", "product_key", "product", "reason"), product_days),
-            (ReasonDayCount, ("day", "reason"), days),
-        ],
+    if session.get_bind().dialect.name == "postgresql":
+        _add_calls_postgresql(session, days, products, product_days)
+        return
+    _add_calls(session, ProductReasonCount, ("product_key", "product", "reason"), products)
+    _add_calls(session, ProductDayCount, ("day", "product_key", "product", "reason"), product_days)
+    _add_calls(session, ReasonDayCount, ("day", "reason"), days)
+
+
+def _add_calls(session: Session, model: Any, keys: tuple[str, ...], deltas: dict[Any, int]) -> None:
+    """Upsert calls = calls + delta, one statement, rows in key order: concurrent writers
+    lock the rows they share in the same order (no deadlock)."""
+    items = sorted((key, delta) for key, delta in deltas.items() if delta)
+    if not items:
+        return
+    table = model.__table__
+    statement = sqlite.insert(table).values(
+        [{**dict(zip(keys, key, strict=True)), "calls": delta} for key, delta in items]
     )
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys), set_={"calls": table.c.calls + statement.excluded.calls}
+    )
+    session.connection().execute(statement)
 
 
-def _add_calls(
-    session: Session, changes: Sequence[tuple[Any, tuple[str, ...], dict[Any, int]]]
+# The three rollups in one statement on PostgreSQL. Their rows are hot (every call of the day
+# counts in one of a few rows) and stay locked until the transaction commits: one statement,
+# the last before COMMIT, holds them for one round trip instead of one per table. The rows go
+# as arrays (unnest), so the statement's text never changes: SQLAlchemy compiles it once and
+# psycopg prepares it once per connection. Rows in key order: concurrent writers lock the rows
+# they share in the same order (no deadlock).
+_UPSERT_ROLLUPS = text(
+    """
+    WITH products AS (
+        INSERT INTO product_reason_counts AS t (product_key, product, reason, calls)
+        SELECT * FROM unnest(
+            CAST(:p_key AS varchar[]), CAST(:p_product AS varchar[]),
+            CAST(:p_reason AS varchar[]), CAST(:p_calls AS integer[]))
+        ON CONFLICT (product_key, product, reason) DO UPDATE SET calls = t.calls + excluded.calls
+    ), product_days AS (
+        INSERT INTO product_day_counts AS t (day, product_key, product, reason, calls)
+        SELECT * FROM unnest(
+            CAST(:d_day AS date[]), CAST(:d_key AS varchar[]), CAST(:d_product AS varchar[]),
+            CAST(:d_reason AS varchar[]), CAST(:d_calls AS integer[]))
+        ON CONFLICT (day, product_key, product, reason)
+        DO UPDATE SET calls = t.calls + excluded.calls
+    )
+    INSERT INTO reason_day_counts AS t (day, reason, calls)
+    SELECT * FROM unnest(
+        CAST(:r_day AS date[]), CAST(:r_reason AS varchar[]), CAST(:r_calls AS integer[]))
+    ON CONFLICT (day, reason) DO UPDATE SET calls = t.calls + excluded.calls
+    """
+)
+
+
+def _add_calls_postgresql(
+    session: Session,
+    days: dict[tuple[date, str], int],
+    products: dict[tuple[str, str, str], int],
+    product_days: dict[tuple[date, str, str, str], int],
 ) -> None:
-    """Upsert calls = calls + delta into each (rollup, key columns, deltas), rows in key order:
-    concurrent writers lock the rows they share in the same order (no deadlock).
+    """Upsert calls = calls + delta into the three rollups at once (see _UPSERT_ROLLUPS)."""
 
-    The rollups' rows are hot (every call of the day counts in one of a few rows), and a row
-    stays locked until the transaction commits: on PostgreSQL all the upserts go as one
-    statement (data-modifying CTEs), the last before COMMIT, so that the locks are held for
-    one round trip instead of one per table."""
-    dialect = session.get_bind().dialect.name
-    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statements = []
-    for model, keys, deltas in changes:
+    def columns(deltas: dict[Any, int], names: str) -> dict[str, list[Any]]:
         items = sorted((key, delta) for key, delta in deltas.items() if delta)
-        if not items:
-            continue
-        table = model.__table__
-        statement = upsert(table).values(
-            [{**dict(zip(keys, key, strict=True)), "calls": delta} for key, delta in items]
-        )
-        statements.append(
-            statement.on_conflict_do_update(
-                index_elements=list(keys), set_={"calls": table.c.calls + statement.excluded.calls}
-            )
-        )
-    if not statements:
-        return
-    connection = session.connection()
-    if dialect != "postgresql":
-        for statement in statements:
-            connection.execute(statement)
-        return
-    *first, last = statements
-    connection.execute(last.add_cte(*(s.cte(f"rollup_{i}") for i, s in enumerate(first))))
+        values = [[*key, delta] for key, delta in items]
+        return {name: [row[i] for row in values] for i, name in enumerate(names.split())}
+
+    parameters = {
+        **columns(products, "p_key p_product p_reason p_calls"),
+        **columns(product_days, "d_day d_key d_product d_reason d_calls"),
+        **columns(days, "r_day r_reason r_calls"),
+    }
+    if any(parameters.values()):
+        session.connection().execute(_UPSERT_ROLLUPS, parameters)
 
 
 def _utc_day_sql(dialect: str, column: Any) -> Any:
