@@ -3,8 +3,9 @@
 A worker of the openai backend runs hundreds of calls at once, and each call writes twice
 (its claim, its result). One transaction per write costs more CPU (SQLAlchemy, the driver,
 a round trip, a commit) than the call itself. A GroupCommitter gives the writes one thread
-(ExtractionStore: claims and results alike): a caller hands its request over and waits; the thread takes every request waiting
-(up to `max_batch`), runs them as one transaction and hands each caller its own answer.
+(ExtractionStore: claims and results alike): a caller hands its request over and waits; the
+thread takes every request waiting (up to `max_batch`), runs them as one transaction and
+hands each caller its own answer.
 Nothing waits for a group to fill: a lone request is written at once, and requests that
 arrive meanwhile form the next group, so latency under light load stays one transaction.
 
