@@ -443,15 +443,24 @@ def _update_rollups(
     if session.get_bind().dialect.name == "postgresql":
         _add_calls_postgresql(session, days, products, product_days)
         return
-    _add_calls(session, ProductReasonCount, ("product_key", "product", "reason"), products)
-    _add_calls(session, ProductDayCount, ("day", "product_key", "product", "reason"), product_days)
-    _add_calls(session, ReasonDayCount, ("day", "reason"), days)
+    _add_calls_sqlite(session, ProductReasonCount, ("product_key", "product", "reason"), products)
+    _add_calls_sqlite(
+        session, ProductDayCount, ("day", "product_key", "product", "reason"), product_days
+    )
+    _add_calls_sqlite(session, ReasonDayCount, ("day", "reason"), days)
 
 
-def _add_calls(session: Session, model: Any, keys: tuple[str, ...], deltas: dict[Any, int]) -> None:
-    """Upsert calls = calls + delta, one statement, rows in key order: concurrent writers
-    lock the rows they share in the same order (no deadlock)."""
-    items = sorted((key, delta) for key, delta in deltas.items() if delta)
+def _changed(deltas: dict[Any, int]) -> list[tuple[Any, int]]:
+    """The non-zero (key, delta) pairs, in key order: concurrent writers lock the rows they
+    share in the same order (no deadlock)."""
+    return sorted((key, delta) for key, delta in deltas.items() if delta)
+
+
+def _add_calls_sqlite(
+    session: Session, model: Any, keys: tuple[str, ...], deltas: dict[Any, int]
+) -> None:
+    """Upsert calls = calls + delta into one rollup (SQLite has one writer at a time)."""
+    items = _changed(deltas)
     if not items:
         return
     table = model.__table__
@@ -468,8 +477,7 @@ def _add_calls(session: Session, model: Any, keys: tuple[str, ...], deltas: dict
 # counts in one of a few rows) and stay locked until the transaction commits: one statement,
 # the last before COMMIT, holds them for one round trip instead of one per table. The rows go
 # as arrays (unnest), so the statement's text never changes: SQLAlchemy compiles it once and
-# psycopg prepares it once per connection. Rows in key order: concurrent writers lock the rows
-# they share in the same order (no deadlock).
+# psycopg prepares it once per connection.
 _UPSERT_ROLLUPS = text(
     """
     WITH products AS (
@@ -503,8 +511,7 @@ def _add_calls_postgresql(
     """Upsert calls = calls + delta into the three rollups at once (see _UPSERT_ROLLUPS)."""
 
     def columns(deltas: dict[Any, int], names: str) -> dict[str, list[Any]]:
-        items = sorted((key, delta) for key, delta in deltas.items() if delta)
-        values = [[*key, delta] for key, delta in items]
+        values = [[*key, delta] for key, delta in _changed(deltas)]
         return {name: [row[i] for row in values] for i, name in enumerate(names.split())}
 
     parameters = {

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from app.extraction.prompts import PROMPT_VERSION
+from app.finetune import FinetuneError
+from app.finetune.data import file_sha256
 
 if TYPE_CHECKING:
     from app.finetune.base_model import BaseModelInfo
@@ -91,8 +93,6 @@ def read_adapter_gguf(
     architecture or other layers.
     """
     import gguf
-
-    from app.finetune import FinetuneError
 
     reader = gguf.GGUFReader(str(path))
 
@@ -176,8 +176,6 @@ def _init_adapter(adapter: Path | None) -> dict[str, Any] | None:
     """The adapter a run started from: its file, hash, and its own card's provenance."""
     if adapter is None:
         return None
-    from app.finetune.data import file_sha256
-
     card = model_card_path(adapter)
     return {
         "file": adapter.name,

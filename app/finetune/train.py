@@ -128,19 +128,12 @@ class Trainer:
         state, alpha = read_adapter_gguf(
             adapter, sorted(self.layers), architecture=base.architecture, n_blocks=base.n_blocks
         )
-        rank = next(iter(state.values())).shape[0] if state else self.hyper.rank
-        if any(
-            t.shape != p.shape
-            for t, p in zip(state.values(), self._lora_tensors(state), strict=True)
-        ):
+        rank = next(t.shape[0] for key, t in state.items() if key.endswith(".lora_a"))
+        if rank != self.hyper.rank:
             raise FinetuneError(f"{adapter} has rank {rank}: give --rank {rank}")
         if alpha != self.hyper.alpha:
             raise FinetuneError(f"{adapter} has alpha {alpha:g}: give --alpha {alpha:g}")
         load_lora_state(self.layers, state)
-
-    def _lora_tensors(self, state: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        """The LoRA parameters named as in `state` (`{layer}.lora_a` / `.lora_b`)."""
-        return [getattr(self.layers[key.rsplit(".", 1)[0]], key.rsplit(".", 1)[1]) for key in state]
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Continue from a checkpoint (already checked to match this job)."""
