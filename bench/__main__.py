@@ -13,12 +13,14 @@ from pathlib import Path
 from bench.common import BenchRow, render, write_json
 
 SUITE = ("local_model", "worker_throughput", "openai_inflight", "rate_limit", "ingest", "analytics")
+# Run with --only: needs the finetune extra and ../shared/datasets/.
+OPTIONAL = ("finetune_step",)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    parser.add_argument("--only", nargs="*", choices=SUITE, help="run these benchmarks only")
+    parser.add_argument("--only", nargs="*", choices=SUITE + OPTIONAL, help="run these only")
     parser.add_argument("--json", type=Path, default=Path("reports/bench.json"))
     args = parser.parse_args()
     rows: list[BenchRow] = []

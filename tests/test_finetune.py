@@ -298,3 +298,70 @@ def test_init_adapter_starts_from_a_trained_adapter(
         said = " ".join(result.output.split())  # rich wraps long lines
         assert result.exit_code == 2 and message in said, result.output
         assert not (tmp_path / "x.gguf").exists()
+
+
+def test_a_shared_prompt_head_runs_once_with_the_same_loss_and_gradients(
+    files: dict[str, Path], model_path: Path
+) -> None:
+    """Examples of one taxonomy share their prompt head; a micro-batch computes it once and
+    repeats its keys and values. Loss and gradients must be those of running each example
+    whole, also for a call longer than Gemma 3's 512-token sliding window."""
+    import torch
+
+    from app.finetune.batches import micro_batches
+    from app.finetune.lora import add_lora, lora_parameters
+    from app.finetune.model import answer_loss_sum, collate, load_base_model
+
+    tokens, base = open_base_model(model_path)
+    long_call = "\n".join(
+        f"Customer: line {n} of a long call about my X2 phone." for n in range(60)
+    )
+    records = [{"transcript": t, "reason": r, "product": p} for t, r, p in DEFAULT_CALLS]
+    records.append({"transcript": long_call, "reason": "usage_help", "product": "X2 phone"})
+    calls = parse_train_arg(str(_write_jsonl(files["folder"] / "head.jsonl", records)), None)
+    tiny = parse_train_arg(f"{files['tiny']}@{files['taxonomy']}", None)
+    examples, _ = build_examples([calls, tiny], tokens, max_tokens=1024)
+    heads = {e.source: e.ids[: e.head] for e in examples}
+    assert heads[0] != heads[1] and all(e.ids[: e.head] == heads[e.source] for e in examples)
+    assert all(0 < e.head < min(e.scored) for e in examples)
+    assert max(len(e.ids) for e in examples) > 512
+
+    batches = micro_batches(examples, batch_size=8, max_tokens=100_000)
+    assert sorted(e.ids for b in batches for e in b) == sorted(e.ids for e in examples)
+    assert all(len({e.source for e in b}) == 1 for b in batches)  # heads never mixed
+    calls_by_length = sorted((e for e in examples if e.source == 0), key=lambda e: len(e.ids))
+    batches.append([calls_by_length[-1], calls_by_length[0]])  # long and short together
+
+    torch.manual_seed(0)
+    model = load_base_model(model_path, base.n_vocab, torch.device("cpu"))
+    layers = add_lora(model, RANK, 8.0)
+    for layer in layers.values():  # B starts at zero: make the update count
+        torch.nn.init.normal_(layer.lora_b, std=0.02)
+    parameters = lora_parameters(layers)
+
+    def whole_loss(batch: list[Any]) -> torch.Tensor:
+        """Every example run whole, right-padded: the computation without a shared head."""
+        width = max(len(e.ids) for e in batch)
+        ids = torch.tensor([list(e.ids) + [0] * (width - len(e.ids)) for e in batch])
+        hidden = model.model(input_ids=ids, use_cache=False).last_hidden_state
+        rows = [row for row, e in enumerate(batch) for _ in e.scored]
+        positions = [i - 1 for e in batch for i in e.scored]
+        logits = model.lm_head(hidden[rows, positions])  # Gemma 3: no final softcapping
+        targets = ids[rows, [p + 1 for p in positions]]
+        return torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+
+    assert model.config.final_logit_softcapping is None
+    for batch in batches:
+        model.zero_grad()
+        expected = whole_loss(batch)
+        expected.backward()
+        expected_grads = [p.grad.clone() for p in parameters]
+        model.zero_grad()
+        shared = collate(batch, torch.device("cpu"))
+        assert shared["head"].shape[1] >= batch[0].head  # at least the taxonomy's head
+        loss = answer_loss_sum(model, shared)
+        loss.backward()
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+        for got, want in zip((p.grad for p in parameters), expected_grads, strict=True):
+            # fp32 summation order only: measured up to 1.1e-4
+            assert ((got - want).norm() / want.norm()).item() < 1e-3

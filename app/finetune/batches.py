@@ -52,24 +52,30 @@ PADDING_SLACK = 1.25  # a micro-batch holds at most this many padded tokens per 
 def micro_batches(
     examples: Sequence[Example], batch_size: int, max_tokens: int
 ) -> list[list[Example]]:
-    """Split a step's examples into micro-batches of similar lengths.
+    """Split a step's examples into micro-batches that share a prompt head, of similar lengths.
 
-    Each has at most `batch_size` examples, `max_tokens` padded tokens (an example longer than
-    that goes alone) and PADDING_SLACK padded tokens per real token: on a CPU a long call
-    padded into a batch of short ones costs as much as the padding, batching itself gains little.
+    Examples of one taxonomy go together, so that their shared head (instructions and taxonomy)
+    is computed once per micro-batch. Counting only the tokens after the head, each micro-batch
+    has at most `batch_size` examples, `max_tokens` padded tokens (an example longer than that
+    goes alone) and PADDING_SLACK padded tokens per real token: on a CPU a long call padded
+    into a batch of short ones costs as much as the padding, batching itself gains little.
     """
+    groups: dict[tuple[int, ...], list[Example]] = {}
+    for example in examples:
+        groups.setdefault(example.ids[: example.head], []).append(example)
     batches: list[list[Example]] = []
-    current: list[Example] = []
-    real = 0
-    for example in sorted(examples, key=lambda e: len(e.ids)):
-        width = len(example.ids)  # the longest so far: sorted ascending
-        padded = (len(current) + 1) * width
-        full = len(current) >= batch_size or padded > max_tokens
-        if current and (full or padded > PADDING_SLACK * (real + width)):
+    for group in groups.values():
+        current: list[Example] = []
+        real = 0
+        for example in sorted(group, key=lambda e: len(e.ids)):
+            width = len(example.ids) - example.head  # the longest so far: sorted ascending
+            padded = (len(current) + 1) * width
+            full = len(current) >= batch_size or padded > max_tokens
+            if current and (full or padded > PADDING_SLACK * (real + width)):
+                batches.append(current)
+                current, real = [], 0
+            current.append(example)
+            real += width
+        if current:
             batches.append(current)
-            current, real = [], 0
-        current.append(example)
-        real += width
-    if current:
-        batches.append(current)
     return batches

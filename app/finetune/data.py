@@ -38,11 +38,17 @@ class TrainSource:
 
 @dataclass(frozen=True)
 class Example:
-    """Token ids of prompt + answer; `scored` are the indices of the tokens the loss predicts."""
+    """Token ids of prompt + answer; `scored` are the indices of the tokens the loss predicts.
+
+    `head` counts the leading ids that are the same for every example of its taxonomy (the
+    instructions and the taxonomy before the transcript): training computes them once for a
+    micro-batch that shares them.
+    """
 
     ids: tuple[int, ...]
     scored: tuple[int, ...]
     source: int  # index of the TrainSource
+    head: int = 0
 
 
 @dataclass
@@ -155,7 +161,8 @@ def make_example(
     product = normalise_product(record.get("product") or None)
     reason = record["reason"]
     answer = tokens.answer(product, reason)
-    budget = max_tokens - len(tokens.prompt(taxonomy, "")) - len(answer)
+    empty = tokens.prompt(taxonomy, "")
+    budget = max_tokens - len(empty) - len(answer)
     try:
         fitted = fit_transcript(record_text(record) or "", budget, lambda t: len(tokens.text(t)))
     except ValueError as exc:
@@ -167,7 +174,18 @@ def make_example(
     ids = prompt + answer
     forced = _forced_span(tokens, product)
     scored = tuple(len(prompt) + i for i in range(len(answer)) if not forced[0] <= i < forced[1])
-    return Example(tuple(ids), scored, source), fitted.truncated
+    head = common_prefix_length((empty, prompt))
+    return Example(tuple(ids), scored, source, head), fitted.truncated
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """How many leading items all the sequences share."""
+    first, *rest = sequences
+    length = min(len(s) for s in sequences)
+    for index in range(length):
+        if any(s[index] != first[index] for s in rest):
+            return index
+    return length
 
 
 def _forced_span(tokens: PromptTokens, product: str | None) -> tuple[int, int]:

@@ -1,8 +1,10 @@
 """The base model in torch (transformers reads the GGUF and de-quantizes it) and the loss.
 
 The loss computes the output layer (262k-token vocabulary for Gemma 3) only where an answer
-token is predicted: the body's hidden states are gathered at those positions first. That is
-most of the speed of a training step on CPU.
+token is predicted: the body's hidden states are gathered at those positions first. And the
+prompt head a micro-batch shares (instructions and taxonomy, most of a short record's tokens)
+runs once for the micro-batch, not once per example. Those two are most of the speed of a
+training step on CPU.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from torch import nn
 
 from app.finetune import FinetuneError
-from app.finetune.data import Example
+from app.finetune.data import Example, common_prefix_length
 
 PAD_ID = 0
 
@@ -86,23 +88,32 @@ def load_base_model(model_path: Path, n_vocab: int, device: torch.device) -> nn.
     return copy.deepcopy(base, memo=shared)
 
 
-def collate(examples: Sequence[Example], device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-padded ids and, for each scored token, its row, the position predicting it, and it.
+def collate(
+    examples: Sequence[Example], device: torch.device, share_head: bool = True
+) -> dict[str, torch.Tensor]:
+    """The micro-batch as tensors: its shared head once, then each example's right-padded rest.
 
-    No attention mask is needed: with right padding and causal attention no real token ever
-    attends to a pad.
+    The head is the prompt prefix every example shares (see Example.head), up to the first
+    position that predicts a scored token. Also, for each scored token: its row, the position
+    (in the rest) predicting it, and the token. No attention mask is needed: with right padding
+    and causal attention no real token ever attends to a pad. `share_head=False` runs every
+    example whole (what bench.finetune_step measures against).
     """
-    width = max(len(e.ids) for e in examples)
+    first_prediction = min(index - 1 for e in examples for index in e.scored)
+    head = min(common_prefix_length([e.ids for e in examples]), first_prediction)
+    head = head if share_head else 0
+    width = max(len(e.ids) for e in examples) - head
     ids = torch.full((len(examples), width), PAD_ID, dtype=torch.long)
     rows: list[int] = []
     positions: list[int] = []
     for row, example in enumerate(examples):
-        ids[row, : len(example.ids)] = torch.tensor(example.ids)
+        ids[row, : len(example.ids) - head] = torch.tensor(example.ids[head:])
         rows.extend([row] * len(example.scored))
-        positions.extend(index - 1 for index in example.scored)
+        positions.extend(index - 1 - head for index in example.scored)
     rows_t = torch.tensor(rows)
     positions_t = torch.tensor(positions)
     return {
+        "head": torch.tensor([examples[0].ids[:head]], dtype=torch.long).to(device),
         "ids": ids.to(device),
         "rows": rows_t.to(device),
         "positions": positions_t.to(device),
@@ -111,8 +122,28 @@ def collate(examples: Sequence[Example], device: torch.device) -> dict[str, torc
 
 
 def answer_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Scores of the next token at the positions that predict scored tokens: (n, vocab)."""
-    hidden = model.model(input_ids=batch["ids"], use_cache=False).last_hidden_state
+    """Scores of the next token at the positions that predict scored tokens: (n, vocab).
+
+    The shared head runs once, batch size 1; its keys and values are repeated for every row,
+    and the rows run on after it. Gradients flow back through the repeat into the head, so the
+    loss and its gradient are those of running every example whole.
+    """
+    from transformers import DynamicCache
+
+    head, ids = batch["head"], batch["ids"]
+    cache = None
+    if head.shape[1]:
+        cache = DynamicCache(config=model.config)
+        model.model(input_ids=head, cache=cache, use_cache=True)
+        cache.batch_repeat_interleave(ids.shape[0])
+    start = head.shape[1]
+    positions = torch.arange(start, start + ids.shape[1], device=ids.device)
+    hidden = model.model(
+        input_ids=ids,
+        position_ids=positions.expand(ids.shape[0], -1),
+        cache=cache,
+        use_cache=cache is not None,
+    ).last_hidden_state
     logits = model.lm_head(hidden[batch["rows"], batch["positions"]]).float()
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
