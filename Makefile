@@ -24,7 +24,7 @@ serve: install
 	$(BIN)/callx serve
 
 lint: install-test
-	$(BIN)/ruff check app workers schemas migrations tests
+	$(BIN)/ruff check app workers schemas migrations tests bench data
 
 test: system-deps install-test lint
 	$(BIN)/python -m pytest
