@@ -52,7 +52,8 @@ def test_every_call_is_well_formed_and_labelled_in_the_default_taxonomy(
             assert set(r) == FIELDS, where
             assert r["language"] in CUSTOMER and r["domain"] in DOMAINS, where
             assert r["style"] in {"clean", "asr"} and r["reason"] in codes, where
-            assert r["product"] is None or (isinstance(r["product"], str) and r["product"].strip())
+            product = r["product"]
+            assert product is None or (isinstance(product, str) and product.strip()), where
             turns = r["transcript"].split("\n")
             assert 4 <= len(turns) <= 60, where
             assert turns[0].startswith("Agent: "), where
@@ -76,8 +77,8 @@ def test_ids_are_unique_across_splits_and_later_calls_never_reach_test(
 
 
 def test_the_benchmark_is_what_issue_3_asks_for(splits: dict[str, list[dict]]) -> None:
-    """At least 200 calls, at least half French, every domain and reason, both styles,
-    several-turn calls, calls without a product."""
+    """At least 200 calls, at least half French, every domain and reason, both styles, calls
+    without a product, and both languages in every split."""
     records = [r for records in splits.values() for r in records]
     assert len(records) >= 200
     assert sum(r["language"] == "fr" for r in records) * 2 >= len(records)
