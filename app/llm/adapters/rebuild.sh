@@ -3,7 +3,8 @@
 # and the external sets in ../shared/datasets: three stages of `callx finetune`, about 4 hours
 # on 2 CPU cores. Run it from the repository root, with the finetune extra installed
 # (pip install -e '.[finetune]'):  bash app/llm/adapters/rebuild.sh [OUTPUT_DIR]
-# DATASETS=DIR points at another copy of the external sets.
+# DATASETS=DIR points at another copy of the external sets. Every stage checkpoints and
+# resumes: run the script again after an interruption and it goes on where it stopped.
 set -euo pipefail
 out=${1:-build/default-adapter}
 datasets=${DATASETS:-../shared/datasets}
@@ -20,7 +21,7 @@ stage1=(
   --train "$b77@intents8" "${calls[@]}" --train "$natcs@intents8" --train "$natcs@intents8"
   --limit-per-file 9000 --rank 8 --alpha 16 --lr 4e-4 --output "$out/stage1.gguf"
 )
-callx finetune "${stage1[@]}" --epochs 2 --stop-after-steps 950
+callx finetune "${stage1[@]}" --epochs 2 --stop-after-steps 950 --resume
 callx finetune "${stage1[@]}" --max-steps 1500 --resume
 
 # Stage 2: 100 steps from stage 1 on callx's own intents8 requests x2, its calls and 300 NatCS
@@ -29,5 +30,5 @@ callx finetune --init-adapter "$out/stage1.gguf" \
   --train data/intents8/train.jsonl@intents8 --train data/intents8/train.jsonl@intents8 \
   --train data/calls/train.jsonl --train "$natcs@intents8" \
   --limit-per-file 300 --rank 8 --alpha 16 --lr 1e-4 --max-steps 100 \
-  --output "$out/callx-default.gguf"
+  --output "$out/callx-default.gguf" --resume
 echo "rebuilt: $out/callx-default.gguf (card: $out/callx-default.json)"
