@@ -4,12 +4,12 @@ request shared between train and dev."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from app.records import read_records
 from schemas.taxonomy import load_taxonomy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,8 +18,8 @@ FIELDS = {"id", "domain", "transcript", "reason", "product"}
 
 
 def _read(name: str) -> list[dict]:
-    text = (DATA / f"{name}.jsonl").read_text("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    """Read as `callx eval` and `callx finetune` read it."""
+    return read_records(DATA / f"{name}.jsonl")
 
 
 @pytest.mark.parametrize("name", ["train", "dev"])
