@@ -22,7 +22,10 @@ from app.extraction.prompts import PROMPT_VERSION  # noqa: E402
 from app.finetune import FinetuneError  # noqa: E402
 from app.finetune.base_model import open_base_model  # noqa: E402
 from app.finetune.data import (  # noqa: E402
+    DEFAULT_MAX_TOKENS,
     build_examples,
+    file_sample,
+    make_example,
     parse_train_arg,
     stratified_sample,
 )
@@ -251,6 +254,25 @@ def test_examples_hold_the_inference_tokens_and_score_only_the_answer(
         # The forced `, "reason": "` tokens are not scored; the reason code's are.
         assert max(example.scored) == len(example.ids) - 1
         assert len(example.scored) < len(example.ids) - first_scored
+
+
+def test_a_run_trains_on_the_file_sample_a_later_run_can_replay(
+    files: dict[str, Path], model_path: Path, tmp_path: Path
+) -> None:
+    """`file_sample` names the records `--limit-per-file` kept, so a replay holds no others."""
+    tokens, _ = open_base_model(model_path)
+    records = [
+        {"text": f"Customer: card number {n} is lost.", "reason": "lost_card"} for n in range(20)
+    ]
+    many = _write_jsonl(tmp_path / "many.jsonl", records)
+    calls = parse_train_arg(str(files["calls"]), None)
+    tiny = parse_train_arg(f"{many}@{files['taxonomy']}", None)
+    examples, _ = build_examples([calls, tiny], tokens, limit_per_file=5, seed=5)
+    kept = sorted(e.ids for e in examples if e.source == 1)
+    sample = file_sample(records, 5, seed=5, index=1)
+    assert len(sample) == 5
+    expected = [make_example(tokens, tiny.taxonomy, r, DEFAULT_MAX_TOKENS, 1)[0] for r in sample]
+    assert kept == sorted(e.ids for e in expected)
 
 
 def test_limit_per_file_keeps_each_reasons_share() -> None:

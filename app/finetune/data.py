@@ -136,7 +136,7 @@ def build_examples(
             records=len(records),
         )
         if limit_per_file is not None:
-            records = stratified_sample(records, limit_per_file, random.Random(f"{seed}/{index}"))
+            records = file_sample(records, limit_per_file, seed=seed, index=index)
         for record in records:
             example, truncated = make_example(tokens, source.taxonomy, record, max_tokens, index)
             examples.append(example)
@@ -199,6 +199,15 @@ def _forced_span(tokens: PromptTokens, product: str | None) -> tuple[int, int]:
         return start, start + len(tokens.reason_key)
     start = len(tokens.string_option) + len(tokens.text(product)) + 1
     return start, start + len(tokens.reason_key_after_string) - 1
+
+
+def file_sample(
+    records: list[dict[str, Any]], limit: int, *, seed: int, index: int
+) -> list[dict[str, Any]]:
+    """The records that `--limit-per-file` keeps of the `index`-th training file of a run with
+    this seed: the same sample on every run, so a later run can replay records an earlier one
+    trained on (and no others)."""
+    return stratified_sample(records, limit, random.Random(f"{seed}/{index}"))
 
 
 def stratified_sample(

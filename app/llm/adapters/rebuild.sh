@@ -34,13 +34,15 @@ callx finetune --init-adapter "$out/stage1.gguf" \
 
 # Stage 3: 150 steps from stage 2 on the border turns (data/intents8/contrast.jsonl) x2, the
 # intents8 requests, callx's calls, 300 NatCS dev records and 300 BANKING77 records replayed from
-# stage 1's own sample (so the BANKING77 train records outside that sample stay unseen).
+# stage 1's own sample (its first file, seed 0), so the BANKING77 dev set stays unseen: checked.
 python - "$b77" "$out/b77-replay.jsonl" <<'PY'
 import json, random, sys
-from app.finetune.data import stratified_sample
+from app.finetune.data import file_sample, stratified_sample
 from app.records import read_records
-stage1 = stratified_sample(read_records(sys.argv[1]), 9000, random.Random("0/0"))  # seed 0, file 0
+stage1 = file_sample(read_records(sys.argv[1]), 9000, seed=0, index=0)
 replay = stratified_sample(stage1, 300, random.Random("replay"))
+dev = set(open("data/banking77-dev.ids", encoding="utf-8").read().split())
+assert dev.isdisjoint(r["id"] for r in stage1), "stage 1's sample holds BANKING77 dev records"
 with open(sys.argv[2], "w", encoding="utf-8") as out:
     out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in replay)
 PY
