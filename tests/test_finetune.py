@@ -27,6 +27,7 @@ from app.finetune.data import (  # noqa: E402
     file_sample,
     make_example,
     parse_train_arg,
+    per_group_sample,
     stratified_sample,
 )
 from app.llm.base import ExtractionRequest  # noqa: E402
@@ -282,6 +283,18 @@ def test_limit_per_file_keeps_each_reasons_share() -> None:
     assert [r["reason"] for r in sample].count("b") == 3
     assert [r["reason"] for r in sample].count("c") == 1
     assert stratified_sample(records, 500, random.Random(0)) == records
+
+
+def test_an_even_replay_takes_at_most_n_of_each_group_in_file_order() -> None:
+    records = [{"id": n, "intent": "rare" if n % 10 == 0 else "common"} for n in range(100)]
+    sample = per_group_sample(records, 5, random.Random("replay"), key=lambda r: r["intent"])
+    assert [r["intent"] for r in sample].count("rare") == 5
+    assert [r["intent"] for r in sample].count("common") == 5
+    assert [r["id"] for r in sample] == sorted(r["id"] for r in sample)
+    again = per_group_sample(records, 5, random.Random("replay"), key=lambda r: r["intent"])
+    assert again == sample
+    everything = per_group_sample(records, 200, random.Random(0), key=lambda r: r["intent"])
+    assert everything == records
 
 
 def test_init_adapter_starts_from_a_trained_adapter(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -230,6 +230,23 @@ def stratified_sample(
     chosen: list[int] = []
     for reason in sorted(by_reason):
         chosen.extend(rng.sample(by_reason[reason], quotas[reason]))
+    return [records[position] for position in sorted(chosen)]
+
+
+def per_group_sample(
+    records: list[dict[str, Any]],
+    per_group: int,
+    rng: random.Random,
+    key: Callable[[dict[str, Any]], str],
+) -> list[dict[str, Any]]:
+    """At most `per_group` records of each group (`key(record)`), groups drawn in sorted order:
+    an even replay of a set whose groups are uneven. The sample keeps the file's order."""
+    by_group: dict[str, list[int]] = defaultdict(list)
+    for position, record in enumerate(records):
+        by_group[key(record)].append(position)
+    chosen: list[int] = []
+    for group in sorted(by_group):
+        chosen.extend(rng.sample(by_group[group], min(per_group, len(by_group[group]))))
     return [records[position] for position in sorted(chosen)]
 
 
