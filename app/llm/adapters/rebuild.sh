@@ -35,17 +35,7 @@ callx finetune --init-adapter "$out/stage1.gguf" \
 # Stage 3: 150 steps from stage 2 on the border turns (data/intents8/contrast.jsonl) x2, the
 # intents8 requests, callx's calls, 300 NatCS dev records and 300 BANKING77 records replayed from
 # stage 1's own sample (its first file, seed 0), so the BANKING77 dev set stays unseen: checked.
-python - "$b77" "$out/b77-replay.jsonl" <<'PY'
-import json, random, sys
-from app.finetune.data import file_sample, stratified_sample
-from app.records import read_records
-stage1 = file_sample(read_records(sys.argv[1]), 9000, seed=0, index=0)
-replay = stratified_sample(stage1, 300, random.Random("replay"))
-dev = set(open("data/banking77-dev.ids", encoding="utf-8").read().split())
-assert dev.isdisjoint(r["id"] for r in stage1), "stage 1's sample holds BANKING77 dev records"
-with open(sys.argv[2], "w", encoding="utf-8") as out:
-    out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in replay)
-PY
+python -m app.finetune.default_recipe "$b77" "$natcs" "$out"  # stage 3 and 4 files
 callx finetune --init-adapter "$out/stage2.gguf" \
   --train data/intents8/contrast.jsonl@intents8 --train data/intents8/contrast.jsonl@intents8 \
   --train data/intents8/train.jsonl@intents8 --train data/calls/train.jsonl \
@@ -56,27 +46,8 @@ callx finetune --init-adapter "$out/stage2.gguf" \
 # Stage 4: 270 steps (one pass) from stage 3 on BANKING77: the 448 train records outside stage 1's
 # sample and outside the dev set, and 12 records of each intent replayed from stage 1's sample
 # (BANKING77 test has 40 of each; stage 1 kept each reason's share, so small intents were rare);
-# with the border turns, the intents8 requests, callx's calls and stage 3's 300 NatCS records.
-python - "$b77" "$natcs" "$out" <<'PY'
-import json, random, sys
-from app.finetune.data import file_sample, per_group_sample
-from app.records import read_records
-b77, natcs, out = read_records(sys.argv[1]), read_records(sys.argv[2]), sys.argv[3]
-stage1 = file_sample(b77, 9000, seed=0, index=0)
-dev = set(open("data/banking77-dev.ids", encoding="utf-8").read().split())
-seen = {r["id"] for r in stage1}
-fresh = {r["id"] for r in b77 if r["id"] not in seen and r["id"] not in dev}
-replay = per_group_sample(stage1, 12, random.Random("stage4"), lambda r: r["source_labels"]["category"])
-chosen = fresh | {r["id"] for r in replay}
-assert len(fresh) == 448 and dev.isdisjoint(chosen), "the BANKING77 dev records must stay unseen"
-files = {
-    "b77-stage4.jsonl": [r for r in b77 if r["id"] in chosen],
-    "natcs-300.jsonl": file_sample(natcs, 300, seed=0, index=4),  # stage 3's NatCS records
-}
-for name, records in files.items():
-    with open(f"{out}/{name}", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-PY
+# with the border turns, the intents8 requests, callx's calls and stage 3's 300 NatCS records
+# (app/finetune/default_recipe.py derived them above).
 callx finetune --init-adapter "$out/stage3.gguf" \
   --train "$out/b77-stage4.jsonl@intents8" --train data/intents8/contrast.jsonl@intents8 \
   --train data/intents8/train.jsonl@intents8 --train data/calls/train.jsonl \
