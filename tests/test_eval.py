@@ -67,8 +67,26 @@ def test_eval_reports_both_configurations(tmp_path: Path, model_path: Path) -> N
     )
     assert sum(map(sum, local["confusion"])) == 6
     assert "lenient" in data["meta"]["product_rule"]
+    for result in (fake, local):
+        low, high = result["reason_accuracy_ci95"]
+        assert 0.0 <= low <= result["reason_accuracy"] <= high <= 1.0 and high - low > 0.2
+    # The paired comparison agrees with the two configurations' answers, record by record.
+    (paired,) = data["comparisons"]
+    assert (paired["reference"], paired["other"], paired["n"]) == ("fake", "local", 6)
+    pairs = [
+        (a["reason"] == a["expected_reason"], b["reason"] == b["expected_reason"])
+        for a, b in zip(fake["predictions"], local["predictions"], strict=True)
+    ]
+    assert [
+        paired["both_right"],
+        paired["only_reference_right"],
+        paired["only_other_right"],
+        paired["both_wrong"],
+    ] == [pairs.count(k) for k in ((True, True), (True, False), (False, True), (False, False))]
+    assert 0.0 < paired["p_value"] <= 1.0 and paired["significant"] == (paired["p_value"] < 0.05)
     markdown = (report / "report.md").read_text()
     assert "| local |" in markdown and "confusion-1.svg" in markdown
+    assert "## Paired comparison (reason)" in markdown and "| fake | local | 6 |" in markdown
     assert (report / "confusion-1.svg").read_text().startswith("<svg")
 
 

@@ -39,7 +39,8 @@ def evaluate(
 
     from app.cli.progress import progress_bar
     from app.evaluation.classical import MissingEvalExtraError
-    from app.evaluation.report import summary_rows, write_json, write_report
+    from app.evaluation.paired import compare_all
+    from app.evaluation.report import comparison_rows, summary_rows, write_json, write_report
     from app.evaluation.runner import BackendConfig, load_dataset
     from app.evaluation.runner import evaluate as run_eval
     from app.extraction.prompts import PROMPT_VERSION
@@ -73,11 +74,13 @@ def evaluate(
         "prompt_version": PROMPT_VERSION,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    rows = summary_rows(results)
-    table = Table(*rows[0])
-    for row in rows[1:]:
-        table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    for rows in (summary_rows(results), comparison_rows(compare_all(results))):
+        if len(rows) > 1:
+            table = Table(*rows[0])
+            for row in rows[1:]:
+                table.add_row(*row)
+            console.print(table)
     if json_path is not None:
         write_json(json_path, results, meta)
     if report is not None:

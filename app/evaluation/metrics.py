@@ -1,7 +1,9 @@
-"""Scores: reason accuracy, macro-F1, per-class precision/recall, confusion, product match."""
+"""Scores: reason accuracy, macro-F1, per-class precision/recall, confusion, product match;
+how far an accuracy can be trusted (Wilson interval) and whether two differ (exact McNemar)."""
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections import Counter
@@ -88,3 +90,28 @@ def percentile(values: Sequence[float], q: float) -> float:
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% (z = 1.96) Wilson score interval of a proportion: sound near 0 and 1 and on small n,
+    where the normal approximation is not."""
+    if n == 0:
+        return 0.0, 1.0
+    p = correct / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar_exact_p(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar test: the chance of a split at least this uneven of the records
+    that exactly one of two classifiers got right, if both were equally good (binomial, 1/2).
+
+    Exact integer arithmetic: 2**-n would underflow a float beyond ~1,000 discordant records.
+    """
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1))
+    return min(1.0, 2 * tail / 2**n)

@@ -9,11 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from app.evaluation.metrics import PRODUCT_RULE
+from app.evaluation.paired import SIGNIFICANCE, PairedComparison, compare_all
 from app.evaluation.runner import BackendResult
+
+PAIRED_RULE = (
+    "reason answers compared record by record; p is the exact two-sided McNemar test on the "
+    "records only one configuration got right: the chance of a split this uneven between two "
+    "equally good configurations"
+)
 
 
 def to_json(results: list[BackendResult], meta: dict[str, Any]) -> dict[str, Any]:
-    return {"meta": {**meta, "product_rule": PRODUCT_RULE}, "results": [asdict(r) for r in results]}
+    return {
+        "meta": {**meta, "product_rule": PRODUCT_RULE, "paired_rule": PAIRED_RULE},
+        "results": [asdict(r) for r in results],
+        "comparisons": [{**asdict(c), "significant": c.significant} for c in compare_all(results)],
+    }
 
 
 def write_json(path: Path, results: list[BackendResult], meta: dict[str, Any]) -> None:
@@ -28,6 +39,7 @@ def summary_rows(results: list[BackendResult]) -> list[list[str]]:
             "model",
             "n",
             "reason acc.",
+            "95% CI",
             "macro-F1",
             "product",
             "invalid",
@@ -45,6 +57,7 @@ def summary_rows(results: list[BackendResult]) -> list[list[str]]:
                 r.model,
                 str(r.n),
                 f"{r.reason_accuracy:.1%}",
+                f"{r.reason_accuracy_ci95[0]:.1%}-{r.reason_accuracy_ci95[1]:.1%}",
                 f"{r.reason_macro_f1:.3f}",
                 f"{r.product_match_rate:.1%}",
                 f"{r.invalid_rate:.1%}",
@@ -53,6 +66,40 @@ def summary_rows(results: list[BackendResult]) -> list[list[str]]:
                 f"{r.latency_p95_ms:.0f}",
                 f"{r.prompt_tokens}/{r.completion_tokens}",
                 f"{r.cost:.4f}",
+            ]
+        )
+    return rows
+
+
+def comparison_rows(comparisons: list[PairedComparison]) -> list[list[str]]:
+    rows = [
+        [
+            "reference",
+            "other",
+            "n",
+            "both right",
+            "only reference",
+            "only other",
+            "both wrong",
+            "p (McNemar)",
+            "verdict",
+        ]
+    ]
+    for c in comparisons:
+        better = c.reference if c.only_reference_right > c.only_other_right else c.other
+        rows.append(
+            [
+                c.reference,
+                c.other,
+                str(c.n),
+                str(c.both_right),
+                str(c.only_reference_right),
+                str(c.only_other_right),
+                str(c.both_wrong),
+                f"{c.p_value:.3g}",
+                f"{better} better (p < {SIGNIFICANCE})"
+                if c.significant
+                else "not separable on these records",
             ]
         )
     return rows
@@ -108,9 +155,19 @@ def write_report(
         "",
         _table(summary_rows(results)),
         "",
-        f"Product match rule: {PRODUCT_RULE}.",
+        f"95% CI: Wilson interval of the reason accuracy. Product match rule: {PRODUCT_RULE}.",
         "",
     ]
+    comparisons = compare_all(results)
+    if comparisons:
+        sections += [
+            "## Paired comparison (reason)",
+            "",
+            _table(comparison_rows(comparisons)),
+            "",
+            f"Rule: {PAIRED_RULE}.",
+            "",
+        ]
     for number, result in enumerate(results):
         image = f"confusion-{number}.svg"
         (directory / image).write_text(confusion_svg(result, labels), "utf-8")

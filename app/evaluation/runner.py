@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
-from app.evaluation.metrics import PRODUCT_RULE, percentile, product_matches, reason_scores
+from app.evaluation.metrics import (
+    PRODUCT_RULE,
+    percentile,
+    product_matches,
+    reason_scores,
+    wilson_interval,
+)
 from app.extraction.extractor import Extractor
 from app.records import read_records, record_text
 from schemas.taxonomy import Taxonomy
@@ -97,6 +103,7 @@ class BackendResult:
     model: str
     n: int
     reason_accuracy: float
+    reason_accuracy_ci95: tuple[float, float]
     reason_macro_f1: float
     product_match_rate: float
     invalid_rate: float
@@ -166,12 +173,14 @@ def score(
     completion = sum(p.completion_tokens or 0 for p in predictions)
     kinds = Counter(p.status for p in predictions)
     n = len(predictions)
+    correct = sum(p.reason == p.expected_reason for p in predictions)
     return BackendResult(
         label=config.label,
         backend=extractor.backend.name,
         model=extractor.backend.model,
         n=n,
         reason_accuracy=accuracy,
+        reason_accuracy_ci95=wilson_interval(correct, n),
         reason_macro_f1=macro_f1,
         product_match_rate=sum(product_matches(p.product, p.expected_product) for p in predictions)
         / n

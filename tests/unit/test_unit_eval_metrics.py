@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.evaluation.metrics import percentile, product_matches, reason_scores
+from app.evaluation.metrics import (
+    mcnemar_exact_p,
+    percentile,
+    product_matches,
+    reason_scores,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize(
@@ -44,3 +50,30 @@ def test_percentile_interpolates() -> None:
     assert percentile([10, 20, 30, 40], 0.5) == 25
     assert percentile([5], 0.95) == 5
     assert percentile([], 0.5) == 0.0
+
+
+def test_wilson_interval() -> None:
+    # 0 of 10: [0, z^2/n / (1 + z^2/n)]; never outside [0, 1], symmetric at the other end.
+    assert wilson_interval(0, 10) == (0.0, pytest.approx(0.27754, abs=1e-5))
+    assert wilson_interval(10, 10) == (pytest.approx(0.72246, abs=1e-5), 1.0)
+    # The whole BANKING77 test set at 94.1% (scipy's binomtest(...).proportion_ci("wilson")
+    # gives 0.932020-0.948700): the 95% target lies outside it.
+    low, high = wilson_interval(2898, 3080)
+    assert low == pytest.approx(0.932020, abs=1e-5) and high == pytest.approx(0.948700, abs=1e-5)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("only_a", "only_b", "p"),
+    [
+        (0, 0, 1.0),
+        (1, 1, 1.0),
+        (0, 6, 0.03125),  # 2 * (1/2)^6
+        (3, 7, 0.34375),  # 2 * (1 + 10 + 45 + 120) / 1024
+        (7, 3, 0.34375),
+        (40, 49, 0.396570158),  # scipy.stats.binomtest(40, 89).pvalue
+        (1000, 1100, 0.030720708),  # 2**-2100 would underflow a float
+    ],
+)
+def test_mcnemar_exact_p(only_a: int, only_b: int, p: float) -> None:
+    assert mcnemar_exact_p(only_a, only_b) == pytest.approx(p, rel=1e-7)

@@ -1,0 +1,88 @@
+"""Paired comparison of two configurations scored on the same records."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.evaluation.paired import compare, compare_all
+from app.evaluation.report import comparison_rows
+from app.evaluation.runner import BackendResult, Prediction
+
+
+def result(label: str, answers: list[str | None], expected: list[str]) -> BackendResult:
+    predictions = [
+        Prediction(
+            id=f"r{i}",
+            reason=answer,
+            product=None,
+            expected_reason=gold,
+            expected_product=None,
+            status="succeeded" if answer else "failed",
+            confidence=None,
+            latency_ms=1,
+            prompt_tokens=None,
+            completion_tokens=None,
+            error=None,
+            error_kind=None,
+        )
+        for i, (answer, gold) in enumerate(zip(answers, expected, strict=True))
+    ]
+    right = sum(a == g for a, g in zip(answers, expected, strict=True))
+    return BackendResult(
+        label=label,
+        backend="fake",
+        model="m",
+        n=len(answers),
+        reason_accuracy=right / len(answers),
+        reason_accuracy_ci95=(0.0, 1.0),
+        reason_macro_f1=0.0,
+        product_match_rate=0.0,
+        invalid_rate=0.0,
+        failed=0,
+        latency_p50_ms=1,
+        latency_p95_ms=1,
+        prompt_tokens=0,
+        completion_tokens=0,
+        cost=0.0,
+        per_class={},
+        confusion=[],
+        predictions=predictions,
+    )
+
+
+GOLD = ["a"] * 10
+
+
+def test_compare_counts_the_records_record_by_record() -> None:
+    local = result("local", ["a"] * 8 + ["b", None], GOLD)
+    api = result("api", ["a"] * 2 + ["b"] * 6 + ["a", "a"], GOLD)
+    c = compare(local, api)
+    assert (c.reference, c.other, c.n) == ("local", "api", 10)
+    # both right: r0-r1; only local: r2-r7; only api: r8-r9; both wrong: none.
+    assert (c.both_right, c.only_reference_right, c.only_other_right, c.both_wrong) == (2, 6, 2, 0)
+    assert c.p_value == pytest.approx(0.2890625)  # 2 * (1 + 8 + 28) / 256
+    assert not c.significant
+    assert comparison_rows([c])[1][-1] == "not separable on these records"
+
+
+def test_a_clear_difference_is_significant_and_named() -> None:
+    gold = ["a"] * 40
+    good = result("fine-tuned", ["a"] * 38 + ["b"] * 2, gold)
+    weak = result("base", ["a"] * 20 + ["b"] * 20, gold)
+    (c,) = compare_all([weak, good])
+    assert (c.only_reference_right, c.only_other_right) == (0, 18)
+    assert c.significant and c.p_value < 1e-4
+    assert comparison_rows([c])[1][-1] == "fine-tuned better (p < 0.05)"
+
+
+def test_every_pair_in_order_and_only_on_the_same_records() -> None:
+    a, b, c = (result(x, ["a"] * 10, GOLD) for x in "abc")
+    assert [(p.reference, p.other) for p in compare_all([a, b, c])] == [
+        ("a", "b"),
+        ("a", "c"),
+        ("b", "c"),
+    ]
+    assert compare_all([a]) == []
+    shorter = result("short", ["a"] * 9, ["a"] * 9)
+    with pytest.raises(ValueError, match="same records"):
+        compare(a, shorter)
