@@ -132,3 +132,37 @@ def test_eval_classical_baseline_needs_its_train_file(tmp_path: Path) -> None:
     dataset.write_text(json.dumps({"id": 1, "transcript": "Client: ma box", "reason": "breakdown"}))
     run = run_callx("eval", "--dataset", str(dataset), "--backend", "classical", tmp_path=tmp_path)
     assert run.returncode == 2 and "train=FILE" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_compare_reads_separate_runs_and_refuses_other_records(tmp_path: Path) -> None:
+    """`callx compare`: configurations evaluated in separate runs (an adapter measured today
+    against the results saved for the default last month), record by record."""
+    root = Path(__file__).resolve().parents[1]
+    dataset = str(root / "data" / "calls" / "dev.jsonl")
+    files = {name: tmp_path / f"{name}.json" for name in ("a", "b", "sample")}
+    for name, extra in (("a", []), ("b", []), ("sample", ["--limit", "10"])):
+        run = run_callx(
+            "eval",
+            "--dataset",
+            dataset,
+            "--backend",
+            "fake",
+            *extra,
+            "--json",
+            str(files[name]),
+            tmp_path=tmp_path,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+
+    run = run_callx("compare", str(files["a"]), str(files["b"]), tmp_path=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    # Same label in both files: each is named by its file. The same backend answers the same.
+    assert "a/fake" in run.stdout and "b/fake" in run.stdout
+    assert "not separable" in run.stdout.replace("\n", " ")
+
+    run = run_callx("compare", str(files["a"]), str(files["sample"]), tmp_path=tmp_path)
+    assert run.returncode == 2 and "not run on the same records" in " ".join(run.stderr.split())
+    run = run_callx("compare", str(files["a"]), dataset, tmp_path=tmp_path)
+    message = " ".join(run.stderr.split())  # the error console wraps at 80 columns
+    assert run.returncode == 2 and "dev.jsonl: not a `callx eval --json` results file" in message
+    assert "Traceback" not in run.stderr

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from app.cli.app import cli, err, settings_for
 from app.logs import configure_logging
+
+if TYPE_CHECKING:
+    from app.evaluation.runner import BackendResult
 
 
 @cli.command("eval")
@@ -35,12 +38,9 @@ def evaluate(
     """Score backend configurations side by side on a labelled dataset (same pipeline)."""
     from datetime import UTC, datetime
 
-    from rich.table import Table
-
     from app.cli.progress import progress_bar
     from app.evaluation.classical import MissingEvalExtraError
-    from app.evaluation.paired import compare_all
-    from app.evaluation.report import comparison_rows, summary_rows, write_json, write_report
+    from app.evaluation.report import write_json, write_report
     from app.evaluation.runner import BackendConfig, load_dataset
     from app.evaluation.runner import evaluate as run_eval
     from app.extraction.prompts import PROMPT_VERSION
@@ -74,17 +74,59 @@ def evaluate(
         "prompt_version": PROMPT_VERSION,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    _print_tables(results)
+    if json_path is not None:
+        write_json(json_path, results, meta)
+    if report is not None:
+        err.print(f"report: {write_report(report, results, list(tax.codes), meta)}")
+
+
+@cli.command("compare")
+def compare(
+    results_files: Annotated[
+        list[Path], typer.Argument(help="Two or more `callx eval --json` files, same records.")
+    ],
+) -> None:
+    """Compare configurations evaluated in separate runs, record by record (exact McNemar)."""
+    from app.evaluation.report import load_results
+
+    results = []
+    try:
+        for path in results_files:
+            loaded, _ = load_results(path)
+            results += [(path, result) for result in loaded]
+    except ValueError as exc:
+        err.print(f"callx compare: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    labels = [result.label for _, result in results]
+    if len(set(labels)) < len(labels):
+        for path, result in results:
+            result.label = f"{path.stem}/{result.label}"
+    try:
+        _print_tables([result for _, result in results])
+    except ValueError as exc:
+        err.print(f"callx compare: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _print_tables(results: list[BackendResult]) -> None:
+    """The summary, then the paired comparison of every two configurations."""
+    from rich.table import Table
+
+    from app.evaluation.paired import compare_all
+    from app.evaluation.report import comparison_rows, summary_rows
+
+    tables = [summary_rows(results), comparison_rows(compare_all(results))]
     console = Console()
-    for rows in (summary_rows(results), comparison_rows(compare_all(results))):
+    if not console.is_terminal:
+        # Piped or logged: whole cells rather than an 80-column table cut into "re…".
+        console = Console(width=240)
+    for rows in tables:
         if len(rows) > 1:
             table = Table(*rows[0])
             for row in rows[1:]:
                 table.add_row(*row)
             console.print(table)
-    if json_path is not None:
-        write_json(json_path, results, meta)
-    if report is not None:
-        err.print(f"report: {write_report(report, results, list(tax.codes), meta)}")
 
 
 # ---- API keys ------------------------------------------------------------------------------

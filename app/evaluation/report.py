@@ -8,9 +8,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from app.evaluation.metrics import PRODUCT_RULE
+from app.evaluation.metrics import PRODUCT_RULE, wilson_interval
 from app.evaluation.paired import SIGNIFICANCE, PairedComparison, compare_all
-from app.evaluation.runner import BackendResult
+from app.evaluation.runner import BackendResult, Prediction
 
 PAIRED_RULE = (
     "reason answers compared record by record; p is the exact two-sided McNemar test on the "
@@ -30,6 +30,27 @@ def to_json(results: list[BackendResult], meta: dict[str, Any]) -> dict[str, Any
 def write_json(path: Path, results: list[BackendResult], meta: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(to_json(results, meta), indent=2, ensure_ascii=False), "utf-8")
+
+
+def load_results(path: Path) -> tuple[list[BackendResult], dict[str, Any]]:
+    """Results written by `write_json` (`callx eval --json`), and their meta.
+
+    Raises ValueError, naming the file, on anything else. Files written before the interval
+    was reported get it computed from their predictions.
+    """
+    try:
+        data = json.loads(path.read_text("utf-8"))
+        results = []
+        for raw in data["results"]:
+            predictions = [Prediction(**p) for p in raw.pop("predictions")]
+            right = sum(p.reason == p.expected_reason for p in predictions)
+            interval = raw.pop("reason_accuracy_ci95", None) or wilson_interval(right, raw["n"])
+            results.append(
+                BackendResult(**raw, reason_accuracy_ci95=tuple(interval), predictions=predictions)
+            )
+        return results, data["meta"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a `callx eval --json` results file ({exc})") from None
 
 
 def summary_rows(results: list[BackendResult]) -> list[list[str]]:
@@ -97,9 +118,7 @@ def comparison_rows(comparisons: list[PairedComparison]) -> list[list[str]]:
                 str(c.only_other_right),
                 str(c.both_wrong),
                 f"{c.p_value:.3g}",
-                f"{better} better (p < {SIGNIFICANCE})"
-                if c.significant
-                else "not separable on these records",
+                f"{better} better (p < {SIGNIFICANCE})" if c.significant else "not separable",
             ]
         )
     return rows

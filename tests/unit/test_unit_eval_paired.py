@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from app.evaluation.metrics import wilson_interval
 from app.evaluation.paired import compare, compare_all
-from app.evaluation.report import comparison_rows
+from app.evaluation.report import comparison_rows, load_results, write_json
 from app.evaluation.runner import BackendResult, Prediction
 
 
@@ -34,7 +38,7 @@ def result(label: str, answers: list[str | None], expected: list[str]) -> Backen
         model="m",
         n=len(answers),
         reason_accuracy=right / len(answers),
-        reason_accuracy_ci95=(0.0, 1.0),
+        reason_accuracy_ci95=wilson_interval(right, len(answers)),
         reason_macro_f1=0.0,
         product_match_rate=0.0,
         invalid_rate=0.0,
@@ -62,7 +66,7 @@ def test_compare_counts_the_records_record_by_record() -> None:
     assert (c.both_right, c.only_reference_right, c.only_other_right, c.both_wrong) == (2, 6, 2, 0)
     assert c.p_value == pytest.approx(0.2890625)  # 2 * (1 + 8 + 28) / 256
     assert not c.significant
-    assert comparison_rows([c])[1][-1] == "not separable on these records"
+    assert comparison_rows([c])[1][-1] == "not separable"
 
 
 def test_a_clear_difference_is_significant_and_named() -> None:
@@ -86,3 +90,20 @@ def test_every_pair_in_order_and_only_on_the_same_records() -> None:
     shorter = result("short", ["a"] * 9, ["a"] * 9)
     with pytest.raises(ValueError, match="same records"):
         compare(a, shorter)
+
+
+def test_results_written_as_json_read_back_the_same(tmp_path: Path) -> None:
+    local = result("local", ["a"] * 8 + ["b", None], GOLD)
+    path = tmp_path / "results.json"
+    write_json(path, [local], {"dataset": "calls.jsonl"})
+    (loaded,), meta = load_results(path)
+    assert loaded == local and meta["dataset"] == "calls.jsonl"
+    # A file written before the interval was reported gets it from its predictions.
+    data = json.loads(path.read_text())
+    del data["results"][0]["reason_accuracy_ci95"]
+    path.write_text(json.dumps(data))
+    (old,), _ = load_results(path)
+    assert old.reason_accuracy_ci95 == pytest.approx(wilson_interval(8, 10))
+    path.write_text('{"results": [{"label": "x"}]}')
+    with pytest.raises(ValueError, match="not a `callx eval --json` results file"):
+        load_results(path)
