@@ -160,6 +160,8 @@ def test_compare_reads_separate_runs_and_refuses_other_records(tmp_path: Path) -
     assert "a/fake" in run.stdout and "b/fake" in run.stdout
     assert "not separable" in run.stdout.replace("\n", " ")
 
+    run = run_callx("compare", str(files["a"]), tmp_path=tmp_path)
+    assert run.returncode == 2 and "two or more configurations" in " ".join(run.stderr.split())
     run = run_callx("compare", str(files["a"]), str(files["sample"]), tmp_path=tmp_path)
     assert run.returncode == 2 and "not run on the same records" in " ".join(run.stderr.split())
     run = run_callx("compare", str(files["a"]), dataset, tmp_path=tmp_path)

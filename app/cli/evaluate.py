@@ -99,6 +99,9 @@ def compare(
         err.print(f"callx compare: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None
     labels = [result.label for _, result in results]
+    if len(labels) < 2:
+        err.print("callx compare: needs two or more configurations (in one file or several)")
+        raise typer.Exit(2)
     if len(set(labels)) < len(labels):
         for path, result in results:
             result.label = f"{path.stem}/{result.label}"
