@@ -90,24 +90,16 @@ def compare(
     """Compare configurations evaluated in separate runs, record by record (exact McNemar)."""
     from app.evaluation.report import load_results
 
-    results = []
     try:
-        for path in results_files:
-            loaded, _ = load_results(path)
-            results += [(path, result) for result in loaded]
-    except ValueError as exc:
-        err.print(f"callx compare: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
-    labels = [result.label for _, result in results]
-    if len(labels) < 2:
-        err.print("callx compare: needs two or more configurations (in one file or several)")
-        raise typer.Exit(2)
-    if len(set(labels)) < len(labels):
-        for path, result in results:
-            result.label = f"{path.stem}/{result.label}"
-    try:
+        results = [(path, result) for path in results_files for result in load_results(path)[0]]
+        if len(results) < 2:
+            raise ValueError("needs two or more configurations (in one file or several)")
+        labels = [result.label for _, result in results]
+        if len(set(labels)) < len(labels):
+            for path, result in results:
+                result.label = f"{path.stem}/{result.label}"
         _print_tables([result for _, result in results])
-    except ValueError as exc:
+    except ValueError as exc:  # not eval results, too few, or not the same records
         err.print(f"callx compare: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None
 
