@@ -88,6 +88,8 @@ def compare(
     ],
 ) -> None:
     """Compare configurations evaluated in separate runs, record by record (exact McNemar)."""
+    from dataclasses import replace
+
     from app.evaluation.report import load_results
 
     try:
@@ -95,9 +97,8 @@ def compare(
         if len(results) < 2:
             raise ValueError("needs two or more configurations (in one file or several)")
         labels = [result.label for _, result in results]
-        if len(set(labels)) < len(labels):
-            for path, result in results:
-                result.label = f"{path.stem}/{result.label}"
+        if len(set(labels)) < len(labels):  # the same label in two files: say which file
+            results = [(p, replace(r, label=f"{p.stem}/{r.label}")) for p, r in results]
         _print_tables([result for _, result in results])
     except ValueError as exc:  # not eval results, too few, or not the same records
         err.print(f"callx compare: {exc}", markup=False, highlight=False)

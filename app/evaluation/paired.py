@@ -35,7 +35,7 @@ def compare(reference: BackendResult, other: BackendResult) -> PairedComparison:
         raise ValueError(f"{reference.label} and {other.label} were not run on the same records")
     counts = {(True, True): 0, (True, False): 0, (False, True): 0, (False, False): 0}
     for a, b in zip(reference.predictions, other.predictions, strict=True):
-        counts[(a.reason == a.expected_reason, b.reason == b.expected_reason)] += 1
+        counts[(a.reason_right, b.reason_right)] += 1
     only_reference, only_other = counts[(True, False)], counts[(False, True)]
     return PairedComparison(
         reference=reference.label,

@@ -43,7 +43,7 @@ def load_results(path: Path) -> tuple[list[BackendResult], dict[str, Any]]:
         results = []
         for raw in data["results"]:
             predictions = [Prediction(**p) for p in raw.pop("predictions")]
-            right = sum(p.reason == p.expected_reason for p in predictions)
+            right = sum(p.reason_right for p in predictions)
             interval = raw.pop("reason_accuracy_ci95", None) or wilson_interval(right, raw["n"])
             results.append(
                 BackendResult(**raw, reason_accuracy_ci95=tuple(interval), predictions=predictions)

@@ -95,6 +95,10 @@ class Prediction:
     error: str | None
     error_kind: str | None
 
+    @property
+    def reason_right(self) -> bool:
+        return self.reason == self.expected_reason
+
 
 @dataclass
 class BackendResult:
@@ -173,7 +177,7 @@ def score(
     completion = sum(p.completion_tokens or 0 for p in predictions)
     kinds = Counter(p.status for p in predictions)
     n = len(predictions)
-    correct = sum(p.reason == p.expected_reason for p in predictions)
+    correct = sum(p.reason_right for p in predictions)
     return BackendResult(
         label=config.label,
         backend=extractor.backend.name,
