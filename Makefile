@@ -23,8 +23,11 @@ system-deps:
 serve: install
 	$(BIN)/callx serve
 
+# Style (ruff), types (mypy) and the import layers (import-linter, pyproject.toml).
 lint: install-test
-	$(BIN)/ruff check app workers schemas migrations tests bench data
+	$(BIN)/ruff check app workers schemas migrations tests bench data support
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: system-deps install-test lint
 	$(BIN)/python -m pytest

@@ -13,7 +13,7 @@ from app.api.middleware import RequestIdMiddleware
 from app.auth.policy import decide_auth
 from app.config import Settings, get_settings
 from app.db.session import build_engine, build_sessionmaker
-from app.queue import TaskQueue, build_celery
+from app.jobs.queue import TaskQueue, build_celery
 
 
 def create_app(

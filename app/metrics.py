@@ -1,14 +1,11 @@
 """Prometheus metrics. The API serves /metrics; a worker serves its own (all its processes)
-on CALLX_METRICS__WORKER_PORT, with prometheus_client's multiprocess mode."""
+on CALLX_METRICS__WORKER_PORT, with prometheus_client's multiprocess mode.
+
+Only the definitions live here (the bottom layer): the services that count import them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from prometheus_client import Counter, Histogram
-
-if TYPE_CHECKING:
-    from app.extraction.pipeline import ExtractionOutcome
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120)
 
@@ -36,14 +33,3 @@ SKIPPED = Counter(
 SUBMITTED = Counter("callx_transcripts_submitted_total", "Transcripts accepted", ["queue"])
 REJECTED = Counter("callx_batch_records_rejected_total", "Batch records rejected")
 REQUEUED = Counter("callx_reconciler_requeued_total", "Transcripts re-sent", ["why"])
-
-
-def record_outcome(outcome: ExtractionOutcome) -> None:
-    CALLS.labels(outcome.status, outcome.backend, outcome.model).inc()
-    LATENCY.labels(outcome.backend, outcome.model).observe(outcome.latency_ms / 1000)
-    if outcome.prompt_tokens:
-        TOKENS.labels(outcome.backend, outcome.model, "prompt").inc(outcome.prompt_tokens)
-    if outcome.completion_tokens:
-        TOKENS.labels(outcome.backend, outcome.model, "completion").inc(outcome.completion_tokens)
-    if outcome.error_kind:
-        FAILURES.labels(outcome.backend, outcome.error_kind).inc()

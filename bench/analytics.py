@@ -31,8 +31,9 @@ import psycopg
 from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session
 
-from app.api.extractions import encode_cursor
-from app.db import repositories as repo
+from app.db import analytics as analytics_db
+from app.db import results as results_db
+from app.results.cursor import encode_cursor
 from bench.common import BenchRow, machine, report
 from bench.data_gen import ANCHOR, generate, psycopg_url, stack
 
@@ -85,7 +86,7 @@ def _iso(value: datetime) -> str:
 
 
 def cases(deep_cursor: tuple[datetime, Any]) -> list[Case]:
-    listed = repo.ExtractionFilter(reason="billing")
+    listed = results_db.ExtractionFilter(reason="billing")
     result = []
     for bucket in ("day", "week", "month"):
         result.append(
@@ -93,7 +94,7 @@ def cases(deep_cursor: tuple[datetime, Any]) -> list[Case]:
                 f"reasons bucket={bucket}",
                 "/v1/analytics/reasons",
                 {"bucket": bucket},
-                lambda s, b=bucket: repo.reason_counts(s, b, None, None),
+                lambda s, b=bucket: analytics_db.reason_counts(s, b, None, None),
             )
         )
         result.append(
@@ -101,7 +102,7 @@ def cases(deep_cursor: tuple[datetime, Any]) -> list[Case]:
                 f"reasons bucket={bucket}, 90 days (since/until mid-day)",
                 "/v1/analytics/reasons",
                 {"bucket": bucket, "since": _iso(SINCE), "until": _iso(UNTIL)},
-                lambda s, b=bucket: repo.reason_counts(s, b, SINCE, UNTIL),
+                lambda s, b=bucket: analytics_db.reason_counts(s, b, SINCE, UNTIL),
             )
         )
     result += [
@@ -109,31 +110,31 @@ def cases(deep_cursor: tuple[datetime, Any]) -> list[Case]:
             "products limit=20",
             "/v1/analytics/products",
             {"limit": 20},
-            lambda s: repo.product_counts(s, None, None, None, 20),
+            lambda s: analytics_db.product_counts(s, None, None, None, 20),
         ),
         Case(
             "products reason=billing limit=20",
             "/v1/analytics/products",
             {"reason": "billing", "limit": 20},
-            lambda s: repo.product_counts(s, "billing", None, None, 20),
+            lambda s: analytics_db.product_counts(s, "billing", None, None, 20),
         ),
         Case(
             "products limit=20, last 30 days (since/until mid-day)",
             "/v1/analytics/products",
             {"limit": 20, "since": _iso(LAST_30[0]), "until": _iso(LAST_30[1])},
-            lambda s: repo.product_counts(s, None, *LAST_30, 20),
+            lambda s: analytics_db.product_counts(s, None, *LAST_30, 20),
         ),
         Case(
             "extractions reason=billing, first page",
             "/v1/extractions",
             {"reason": "billing"},
-            lambda s: repo.list_extractions(s, listed, 51, None),
+            lambda s: results_db.list_extractions(s, listed, 51, None),
         ),
         Case(
             "extractions reason=billing, deep cursor page",
             "/v1/extractions",
             {"reason": "billing", "cursor": encode_cursor(*deep_cursor)},
-            lambda s: repo.list_extractions(s, listed, 51, deep_cursor),
+            lambda s: results_db.list_extractions(s, listed, 51, deep_cursor),
         ),
     ]
     return result

@@ -27,9 +27,9 @@ import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from app.db import repositories as repo
+from app.db import rollups as rollups_db
 from app.db.migrate import upgrade
-from tests.services import CallxProcess, PostgresServer, RedisServer, free_port
+from support.services import CallxProcess, PostgresServer, RedisServer, free_port
 
 # The newest generated call is just before ANCHOR; the oldest 365 days earlier.
 ANCHOR = datetime(2026, 11, 29, tzinfo=UTC)
@@ -270,7 +270,7 @@ def rebuild_rollups(database_url: str) -> None:
     """The analytics rollups computed from the extractions loaded behind the app's back."""
     engine = create_engine(database_url)
     with Session(engine) as session, session.begin():
-        repo.rebuild_rollups(session)
+        rollups_db.rebuild_rollups(session)
     engine.dispose()
 
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.ingest [--quick]
 
-Everything runs here, in one run: PostgreSQL and Redis (tests/services.py), the API as a real
+Everything runs here, in one run: PostgreSQL and Redis (support/services.py), the API as a real
 process (`callx serve --no-worker --no-migrate`: uvicorn, ONE process, no worker).
 
 Floor: the same rows (same columns, fresh external_ids) written by binary COPY into `transcripts`
@@ -37,10 +37,10 @@ import psycopg
 import redis
 
 from app.config import Settings
-from app.queue import TaskQueue, build_celery
+from app.jobs.queue import TaskQueue, build_celery
 from bench.common import BenchRow, report
 from bench.data_gen import Stack, new_external_ids, stack
-from tests.calls import CALLS
+from support.calls import CALLS
 
 BATCH = 10_000
 TARGET_RATIO = 0.5

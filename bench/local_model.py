@@ -31,8 +31,8 @@ from pydantic import ValidationError
 
 from app.evaluation.metrics import product_matches
 from app.extraction.pipeline import extract
-from app.extraction.prompts import user_message
 from app.llm.llamacpp import LlamaCppBackend
+from app.llm.prompts import user_message
 from bench.common import BenchRow, report
 from bench.local_support import N_CTX, N_THREADS, REPORTS, Call, Floor, load_calls, mean, model_path
 from schemas.extraction import CallExtractionBase, answer_model

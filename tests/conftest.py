@@ -3,7 +3,6 @@ callx API and worker processes started as subprocesses."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,9 +13,8 @@ from sqlalchemy import create_engine, text
 from app.config import Settings
 from app.db.migrate import upgrade
 from app.llm.model_files import default_model_path
-from tests.services import CallxProcess, PostgresServer, RedisServer, free_port
-
-CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "callx"
+from support.env import CACHE_DIR, process_env
+from support.services import CallxProcess, PostgresServer, RedisServer, free_port
 
 
 @pytest.fixture(scope="session")
@@ -76,20 +74,6 @@ def settings(database_url: str, redis_server: RedisServer, tmp_path: Path) -> Se
         broker={"url": redis_server.url},
         extraction={"backend": "fake"},
     )
-
-
-def process_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment that configures a callx subprocess like `settings`."""
-    env = {
-        "CALLX_DATA_DIR": str(settings.data_dir),
-        "CALLX_CACHE_DIR": str(settings.cache_dir),
-        "CALLX_DATABASE__URL": settings.database_url,
-        "CALLX_BROKER__URL": settings.broker_url,
-        "CALLX_EXTRACTION__BACKEND": settings.extraction.backend,
-        "CALLX_LOG_LEVEL": "INFO",
-    }
-    env.update(extra)
-    return env
 
 
 @pytest.fixture

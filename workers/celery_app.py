@@ -15,9 +15,10 @@ from celery.signals import worker_init, worker_process_init, worker_ready, worke
 from app.config import Settings, get_settings
 from app.db.session import build_engine, build_sessionmaker
 from app.extraction.extractor import Extractor
-from app.extraction.reconcile import Reconciler, run_forever
 from app.extraction.store import ExtractionStore
-from app.queue import TaskQueue, build_celery
+from app.jobs.queue import TaskQueue, build_celery
+from app.jobs.reconcile import Reconciler, run_forever
+from workers.plan import WorkerPlan
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,46 @@ class WorkerRuntime:
 _runtime: WorkerRuntime | None = None
 _runtime_lock = threading.Lock()
 _pool_concurrency = 1  # this process's share of --concurrency (worker_init)
+# Set by run_worker() (`callx worker`) before Celery starts, inherited by prefork children:
+# the settings with the plan applied, and the port of the metrics endpoint. A worker started
+# otherwise (`celery -A workers.celery_app worker`) reads the settings from the environment.
+_settings: Settings | None = None
+_metrics_port: int | None = None
+
+
+def worker_settings() -> Settings:
+    return _settings or get_settings()
+
+
+def run_worker(
+    settings: Settings,
+    plan: WorkerPlan,
+    *,
+    queues: str | None,
+    name: str,
+    metrics_port: int | None,
+) -> None:
+    """Run one Celery worker in this process as `plan` says (plan.processes == 1)."""
+    global _settings, _metrics_port
+    _settings, _metrics_port = settings, metrics_port
+    if plan.pool != "prefork":
+        # Nothing forks: build the backend now, not under a lock on the first task while
+        # every thread waits (and a configuration error stops the worker at once).
+        set_pool_concurrency(plan.concurrency)
+        worker_runtime()
+    queue_list = queues or f"{settings.broker.interactive_queue},{settings.broker.batch_queue}"
+    celery_app.worker_main(
+        [
+            "worker",
+            f"--queues={queue_list}",
+            f"--concurrency={plan.concurrency}",
+            f"--pool={plan.pool}",
+            f"--hostname={name}",
+            f"--loglevel={settings.log_level}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
 
 
 def set_pool_concurrency(concurrency: int) -> None:
@@ -58,7 +99,7 @@ def worker_runtime() -> WorkerRuntime:
     global _runtime
     with _runtime_lock:
         if _runtime is None or _runtime.pid != os.getpid():
-            settings = get_settings()
+            settings = worker_settings()
             extractor = Extractor.from_settings(settings)
             threads = _pool_concurrency if extractor.backend.concurrent else 1
             _runtime = WorkerRuntime(
@@ -92,7 +133,7 @@ _stop_reconciler = threading.Event()
 @worker_ready.connect
 def _start_reconciler(sender: object = None, **_: object) -> None:
     """The reconciler runs in the worker's main process, which never loads a model."""
-    settings = get_settings()
+    settings = worker_settings()
     reconciler = Reconciler(
         build_sessionmaker(build_engine(settings, pool_size=1)),
         TaskQueue(celery_app, settings),
@@ -105,13 +146,12 @@ def _start_reconciler(sender: object = None, **_: object) -> None:
         daemon=True,
     )
     thread.start()
-    port = os.environ.get("CALLX_WORKER_METRICS_PORT")
-    if port:
+    if _metrics_port:
         from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        start_http_server(int(port), registry=registry)
+        start_http_server(_metrics_port, registry=registry)
 
 
 @worker_shutdown.connect

@@ -9,9 +9,9 @@ from celery import Task
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.extraction.service import run_extraction, run_extractions
+from app.jobs.queue import DISPATCH_TASK, EXTRACT_MANY_TASK, EXTRACT_TASK, TaskQueue
 from app.logs import request_id
 from app.logs import transcript_id as logged_transcript_id
-from app.queue import DISPATCH_TASK, EXTRACT_MANY_TASK, EXTRACT_TASK, TaskQueue
 from workers.celery_app import celery_app, worker_runtime
 
 # The extraction tasks: acknowledged once the result is stored; database down: back off and

@@ -9,10 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from app.api.body import read_limited_body
 from app.api.deps import AUTH_RESPONSES, IngestKey, ReadKey, SessionDep
-from app.api.errors import PayloadTooLargeError
-from app.db.session import session_scope
-from app.ingest.parsing import parse_batch_body
-from app.ingest.service import batch_progress, gc_paused, submit_batch
+from app.ingest.service import batch_progress, ingest_batch_body
 from schemas.api import BatchCreated, BatchRead, Problem
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
@@ -54,25 +51,17 @@ _BATCH_BODY = {
 async def create_batch(request: Request, response: Response) -> BatchCreated:
     """Queue many transcripts (the `batch` queue). Each record is validated on its own: the good
     ones are stored in one transaction, the bad ones listed with their position and problem."""
-    settings = request.app.state.settings
-    body = await read_limited_body(request, settings.api.max_body_bytes)
-    content_type = request.headers.get("content-type", "application/json")
-
-    # One trip to a worker thread: parse, check, then (no connection held until then) store.
-    def parse_and_store() -> BatchCreated:
-        with gc_paused():
-            records = parse_batch_body(body, content_type)
-            if len(records) > settings.api.max_batch_items:
-                raise PayloadTooLargeError(
-                    f"batch of {len(records)} records; the limit is "
-                    f"{settings.api.max_batch_items} per request: split it"
-                )
-            with session_scope(request.app.state.sessions) as session:
-                return submit_batch(
-                    session, records, request.app.state.queue, settings.api.max_text_chars
-                )
-
-    result = await run_in_threadpool(parse_and_store)
+    state = request.app.state
+    body = await read_limited_body(request, state.settings.api.max_body_bytes)
+    result = await run_in_threadpool(
+        ingest_batch_body,
+        body,
+        request.headers.get("content-type", "application/json"),
+        state.sessions,
+        state.queue,
+        max_items=state.settings.api.max_batch_items,
+        max_text_chars=state.settings.api.max_text_chars,
+    )
     if result.accepted == 0:
         response.status_code = 422 if result.rejected else status.HTTP_200_OK
     return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from app.api.errors import PayloadTooLargeError
+from app.errors import PayloadTooLargeError
 
 
 async def read_limited_body(request: Request, limit: int) -> bytes:

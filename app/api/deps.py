@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, Security
+from fastapi import Depends, HTTPException, Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,8 @@ from app.auth.keys import Scope, scope_allows
 from app.auth.service import authenticate
 from app.config import Settings
 from app.db.session import session_scope
-from app.queue import TaskQueue
+from app.errors import InvalidRequestError
+from app.jobs.queue import TaskQueue
 from schemas.api import Problem
 
 
@@ -38,6 +39,29 @@ def get_queue(request: Request) -> TaskQueue:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 QueueDep = Annotated[TaskQueue, Depends(get_queue)]
+
+
+def page_size(default: int | None = None) -> Callable[..., int]:
+    """A dependency: the `limit` query parameter, `default` (else the configured default page
+    size) when absent, refused over the configured maximum."""
+
+    def get_page_size(
+        settings: SettingsDep,
+        limit: Annotated[int | None, Query(ge=1, description="Items per page.")] = None,
+    ) -> int:
+        size = limit or default or settings.api.default_page_size
+        if size > settings.api.max_page_size:
+            raise InvalidRequestError(
+                f"limit {size} is over the maximum page size {settings.api.max_page_size}"
+            )
+        return size
+
+    return get_page_size
+
+
+PageSizeDep = Annotated[int, Depends(page_size())]
+# The top-products list: 20 unless asked.
+TopSizeDep = Annotated[int, Depends(page_size(default=20))]
 
 
 # ---- API keys ------------------------------------------------------------------------------

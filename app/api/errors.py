@@ -11,14 +11,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.ingest.errors import ConflictError, NotFoundError
+from app.errors import ConflictError, InvalidRequestError, NotFoundError, PayloadTooLargeError
 from app.ingest.parsing import BodyError
 
 log = logging.getLogger(__name__)
-
-
-class PayloadTooLargeError(Exception):
-    pass
 
 
 def problem(status: int, detail: str, errors: list[dict] | None = None) -> JSONResponse:
@@ -61,6 +57,10 @@ def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConflictError)
     async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
         return problem(409, str(exc))
+
+    @app.exception_handler(InvalidRequestError)
+    async def _invalid_value(_: Request, exc: InvalidRequestError) -> JSONResponse:
+        return problem(422, str(exc))
 
     @app.exception_handler(BodyError)
     async def _body(_: Request, exc: BodyError) -> JSONResponse:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
+from app.db.session import ping
 from schemas.api import Health
 
 router = APIRouter(tags=["health"])
@@ -19,8 +19,7 @@ def healthz() -> Health:
 
 def _check_database(request: Request) -> str:
     try:
-        with request.app.state.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        ping(request.app.state.engine)
     except Exception as exc:  # any failure means not ready; say which kind
         return f"unavailable: {type(exc).__name__}"
     return "ok"

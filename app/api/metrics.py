@@ -10,10 +10,9 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
-from app.db.models import Transcript
-from app.queue import TaskQueue
+from app.db import transcripts as transcripts_db
+from app.jobs.queue import TaskQueue
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
@@ -31,10 +30,8 @@ class StateCollector(Collector):
         calls = GaugeMetricFamily("callx_transcripts", "Transcripts by status", labels=["status"])
         try:
             with state.sessions() as session:
-                rows = session.execute(
-                    select(Transcript.status, func.count()).group_by(Transcript.status)
-                ).all()
-            for status, count in rows:
+                rows = transcripts_db.count_by_status(session)
+            for status, count in rows.items():
                 calls.add_metric([status], count)
         except Exception as exc:
             log.warning("metrics: database unavailable", extra={"error": type(exc).__name__})

@@ -7,11 +7,8 @@ import uuid
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import AUTH_RESPONSES, IngestKey, QueueDep, ReadKey, SessionDep, SettingsDep
-from app.api.errors import PayloadTooLargeError
-from app.api.views import transcript_read
-from app.db import repositories as repo
-from app.ingest.errors import NotFoundError
-from app.ingest.service import limit_errors, submit_transcript
+from app.ingest.service import submit_transcript
+from app.results import service as results
 from schemas.api import NO_CONTROL_CHARS, Problem, TranscriptCreate, TranscriptRead
 
 router = APIRouter(prefix="/v1/transcripts", tags=["transcripts"])
@@ -39,13 +36,10 @@ def create_transcript(
     settings: SettingsDep,
 ) -> TranscriptRead:
     """Queue one transcript for extraction (the `interactive` queue)."""
-    problems = limit_errors(data, settings.api.max_text_chars)
-    if problems:
-        raise PayloadTooLargeError("; ".join(problems))
-    transcript, created = submit_transcript(session, data, queue)
+    transcript, created = submit_transcript(session, data, queue, settings.api.max_text_chars)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return transcript_read(session, transcript)
+    return results.transcript_view(session, transcript)
 
 
 @router.get(
@@ -60,10 +54,7 @@ def find_transcript(
     source: str = Query(default="default", min_length=1, max_length=100, pattern=NO_CONTROL_CHARS),
 ) -> TranscriptRead:
     """The transcript a call-centre system knows by (source, external_id)."""
-    transcript = repo.find_transcript(session, source, external_id)
-    if transcript is None:
-        raise NotFoundError(f"no transcript with source {source!r} and external_id {external_id!r}")
-    return transcript_read(session, transcript)
+    return results.find_transcript(session, source, external_id)
 
 
 @router.get(
@@ -73,7 +64,4 @@ def find_transcript(
     responses={**AUTH_RESPONSES, 404: {"model": Problem}, 422: {"model": Problem}},
 )
 def get_transcript(transcript_id: uuid.UUID, session: SessionDep) -> TranscriptRead:
-    transcript = repo.get_transcript(session, transcript_id)
-    if transcript is None:
-        raise NotFoundError(f"no transcript {transcript_id}")
-    return transcript_read(session, transcript)
+    return results.get_transcript(session, transcript_id)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from app.auth.keys import NewKey, Scope, generate_key, hash_secret, parse_key, secret_matches
-from app.db import repositories as repo
+from app.db import keys as keys_db
 from app.db.models import ApiKey
 
 # last_used_at is a hint for spotting unused keys: one write a minute per key is plenty.
@@ -17,21 +17,21 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 def create_api_key(session: Session, scope: Scope, name: str | None = None) -> tuple[ApiKey, str]:
     """Store a new key; returns its row and the plaintext key, which is not kept anywhere."""
     new: NewKey = generate_key()
-    while repo.get_api_key(session, new.id) is not None:  # 32-bit ids: rare, but possible
+    while keys_db.get_api_key(session, new.id) is not None:  # 32-bit ids: rare, but possible
         new = generate_key()
     key = ApiKey(id=new.id, name=name, scope=scope, secret_sha256=hash_secret(new.secret))
-    repo.add_api_key(session, key)
+    keys_db.add_api_key(session, key)
     return key, new.plaintext
 
 
 def list_api_keys(session: Session) -> list[ApiKey]:
-    return repo.list_api_keys(session)
+    return keys_db.list_api_keys(session)
 
 
 def find_api_key(session: Session, reference: str) -> ApiKey | None:
     """A key by its id, or by the whole key (e.g. one found in a leaked config)."""
     parsed = parse_key(reference)
-    return repo.get_api_key(session, parsed[0] if parsed else reference.strip())
+    return keys_db.get_api_key(session, parsed[0] if parsed else reference.strip())
 
 
 def revoke_api_key(session: Session, key: ApiKey, now: datetime) -> None:
@@ -47,7 +47,7 @@ def authenticate(session: Session, plaintext: str, now: datetime) -> ApiKey | No
     if parsed is None:
         return None
     key_id, secret = parsed
-    key = repo.get_api_key(session, key_id)
+    key = keys_db.get_api_key(session, key_id)
     if key is None or key.revoked_at is not None or not secret_matches(secret, key.secret_sha256):
         return None
     if key.last_used_at is None or _aware(key.last_used_at) < now - LAST_USED_RESOLUTION:

@@ -38,12 +38,12 @@ def evaluate(
     """Score backend configurations side by side on a labelled dataset (same pipeline)."""
     from datetime import UTC, datetime
 
-    from app.cli.progress import progress_bar
     from app.evaluation.classical import MissingEvalExtraError
     from app.evaluation.report import write_json, write_report
     from app.evaluation.runner import BackendConfig, load_dataset
     from app.evaluation.runner import evaluate as run_eval
-    from app.extraction.prompts import PROMPT_VERSION
+    from app.llm.prompts import PROMPT_VERSION
+    from app.progress import progress_bar
     from schemas.taxonomy import load_taxonomy
 
     configure_logging("WARNING")

@@ -28,8 +28,8 @@ def extract(
     ] = None,
 ) -> None:
     """Extract product and reason from a file of calls with the workers' pipeline, no server."""
-    from app.cli.progress import progress_bar
     from app.extraction.extractor import Extractor
+    from app.progress import progress_bar
     from app.records import read_records
 
     settings = settings_for(backend, taxonomy)

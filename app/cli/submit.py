@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from app.cli.progress import progress_bar
+from app.progress import progress_bar
 from app.records import read_records, record_text
 
 _FIELDS = ("external_id", "source", "language", "occurred_at", "metadata")

@@ -1,6 +1,8 @@
 """Declarative base with a naming convention, so migrations name constraints predictably."""
 
-from sqlalchemy import MetaData
+from typing import Any
+
+from sqlalchemy import MetaData, Table
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -14,3 +16,11 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def cast_table(model: Any) -> Table:
+    """A mapped class's table, for Core statements."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+

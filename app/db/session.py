@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -44,6 +44,12 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def ping(engine: Engine) -> None:
+    """One round trip to the database; raises whatever the driver raises when it is down."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
 
 
 def build_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -7,11 +7,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.extraction.prompts import PROMPT_VERSION
 from app.extraction.retry import RetryPolicy
 from app.extraction.truncation import fit_transcript
 from app.llm.base import Backend, ExtractionRequest
 from app.llm.errors import BackendError, InvalidAnswerError, TransientBackendError
+from app.llm.prompts import PROMPT_VERSION
 from app.metrics import RETRIES
 from schemas.taxonomy import Taxonomy
 

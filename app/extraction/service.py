@@ -45,7 +45,7 @@ def run_extraction(
         )
         metrics.SKIPPED.labels("lease_lost").inc()
         return "lease_lost"
-    metrics.record_outcome(outcome)
+    _count(outcome)
     log.info(
         "extraction stored",
         extra={
@@ -79,3 +79,16 @@ def run_extractions(
         return [contextvars.copy_context().run(one, i) for i in transcript_ids]
     futures = [calls.submit(contextvars.copy_context().run, one, i) for i in transcript_ids]
     return [future.result() for future in futures]
+
+
+def _count(outcome: ExtractionOutcome) -> None:
+    """The stored outcome in the Prometheus counters."""
+    backend, model = outcome.backend, outcome.model
+    metrics.CALLS.labels(outcome.status, backend, model).inc()
+    metrics.LATENCY.labels(backend, model).observe(outcome.latency_ms / 1000)
+    if outcome.prompt_tokens:
+        metrics.TOKENS.labels(backend, model, "prompt").inc(outcome.prompt_tokens)
+    if outcome.completion_tokens:
+        metrics.TOKENS.labels(backend, model, "completion").inc(outcome.completion_tokens)
+    if outcome.error_kind:
+        metrics.FAILURES.labels(outcome.backend, outcome.error_kind).inc()

@@ -17,7 +17,8 @@ from typing import Any, cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import repositories as repo
+from app.db import leases as leases_db
+from app.db import results as results_db
 from app.db.group_commit import GroupCommitter
 from app.extraction.pipeline import ExtractionOutcome
 from schemas.extraction import product_key
@@ -90,10 +91,10 @@ def _write_group(
 def _claim_group(session: Session, requests: Sequence[_ClaimRequest]) -> list[Claim | None]:
     now = datetime.now(UTC)
     token = uuid.uuid4()  # one per group: ids are unique within a group
-    claimed: dict[uuid.UUID, repo.ClaimedTranscript] = {}
+    claimed: dict[uuid.UUID, leases_db.ClaimedTranscript] = {}
     for lease_s in sorted({request.lease_s for request in requests}):
         claimed.update(
-            repo.claim_transcripts(
+            leases_db.claim_transcripts(
                 session,
                 [r.transcript_id for r in requests if r.lease_s == lease_s],
                 token,
@@ -109,12 +110,12 @@ def _claim_group(session: Session, requests: Sequence[_ClaimRequest]) -> list[Cl
 
 
 def _store_group(session: Session, results: Sequence[_Result]) -> list[bool]:
-    closed = repo.finish_transcripts(
+    closed = leases_db.finish_transcripts(
         session,
         [(r.claim.transcript_id, r.claim.token, r.outcome.status) for r in results],
         datetime.now(UTC),
     )
-    repo.add_current_extractions(
+    results_db.add_current_extractions(
         session, [_extraction_row(r) for r in results if r.claim.transcript_id in closed]
     )
     return [r.claim.transcript_id in closed for r in results]

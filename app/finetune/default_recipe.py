@@ -45,7 +45,7 @@ def derived_files(b77: Records, natcs: Records, dev_ids: set[str]) -> dict[str, 
 
 def main(b77_path: str, natcs_path: str, out: str) -> None:
     dev_ids = set(DEV_IDS.read_text(encoding="utf-8").split())
-    files = derived_files(read_records(b77_path), read_records(natcs_path), dev_ids)
+    files = derived_files(read_records(Path(b77_path)), read_records(Path(natcs_path)), dev_ids)
     for name, records in files.items():
         with open(Path(out) / name, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)

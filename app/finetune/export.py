@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from app.extraction.prompts import PROMPT_VERSION
 from app.finetune import FinetuneError
 from app.finetune.data import file_sha256
+from app.llm.prompts import PROMPT_VERSION
 
 if TYPE_CHECKING:
     from app.finetune.base_model import BaseModelInfo

@@ -13,6 +13,7 @@ import copy
 import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,7 +64,9 @@ def _load(path: str, device: str) -> nn.Module:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     file = Path(path)
-    model = AutoModelForCausalLM.from_pretrained(
+    # Any: transformers' models are nn.Modules whose attributes (config, model, lm_head) its
+    # type hints do not declare.
+    model: Any = AutoModelForCausalLM.from_pretrained(
         str(file.parent), gguf_file=file.name, dtype=torch.float32
     )
     for parameter in model.parameters():
@@ -77,7 +80,7 @@ def load_base_model(model_path: Path, n_vocab: int, device: torch.device) -> nn.
     Each call returns a new module tree sharing the (frozen) weights, so LoRA layers added to
     one copy do not leak into the next.
     """
-    base = _load(str(Path(model_path).resolve()), str(device))
+    base: Any = _load(str(Path(model_path).resolve()), str(device))
     vocab = base.config.vocab_size
     if vocab != n_vocab:
         raise FinetuneError(
@@ -130,22 +133,23 @@ def answer_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Ten
     """
     from transformers import DynamicCache
 
+    net = _untyped(model)
     head, ids = batch["head"], batch["ids"]
     cache = None
     if head.shape[1]:
-        cache = DynamicCache(config=model.config)
-        model.model(input_ids=head, cache=cache, use_cache=True)
+        cache = DynamicCache(config=net.config)
+        net.model(input_ids=head, cache=cache, use_cache=True)
         cache.batch_repeat_interleave(ids.shape[0])
     start = head.shape[1]
     positions = torch.arange(start, start + ids.shape[1], device=ids.device)
-    hidden = model.model(
+    hidden = net.model(
         input_ids=ids,
         position_ids=positions.expand(ids.shape[0], -1),
         cache=cache,
         use_cache=cache is not None,
     ).last_hidden_state
-    logits = model.lm_head(hidden[batch["rows"], batch["positions"]]).float()
-    cap = getattr(model.config, "final_logit_softcapping", None)
+    logits = net.lm_head(hidden[batch["rows"], batch["positions"]]).float()
+    cap = getattr(net.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
     return logits
@@ -159,3 +163,9 @@ def answer_loss_sum(
     with torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
         logits = answer_logits(model, batch)
     return nn.functional.cross_entropy(logits, batch["targets"], reduction="sum")
+
+
+def _untyped(model: nn.Module) -> Any:
+    """A transformers model, whose attributes (config, model, lm_head) nn.Module does not
+    declare."""
+    return model

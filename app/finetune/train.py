@@ -109,7 +109,8 @@ class Trainer:
         self.order = StepOrder(len(examples), hyper.examples_per_step, hyper.seed)
         self.total = job.max_steps or self.order.steps_for_epochs(job.epochs or 1.0)
         self.warmup = max(1, round(hyper.warmup_ratio * self.total))
-        self.step, self.losses, self.previous_train_s = 0, [], 0.0
+        self.step, self.previous_train_s = 0, 0.0
+        self.losses: list[float] = []
         self.say = say
         self._loop_started = time.monotonic()
 
@@ -243,7 +244,7 @@ def _progress(
     if not enabled:
         yield lambda losses, deadline: None
         return
-    from app.cli.progress import progress_bar
+    from app.progress import progress_bar
 
     with progress_bar() as bar:
         task = bar.add_task("training", total=total, completed=done)

@@ -1,4 +1,6 @@
-"""submit_transcript() and submit_batch(): validate, store, queue after commit. Never commits."""
+"""Accepting calls: submit_transcript() and submit_batch() validate, store and queue after commit
+in the caller's session (they never commit); ingest_batch_body() is the whole of a batch
+request (parse, limits, its own session scope), the same for the API and any other caller."""
 
 from __future__ import annotations
 
@@ -14,15 +16,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import metrics
-from app.db import repositories as repo
+from app.db import batches as batches_db
+from app.db import transcripts as transcripts_db
 from app.db.models import Batch, Transcript
-from app.db.session import after_commit
-from app.ingest.errors import ConflictError, NotFoundError
-from app.ingest.parsing import RawRecord
-from app.queue import TaskQueue
+from app.db.session import after_commit, session_scope
+from app.errors import ConflictError, NotFoundError, PayloadTooLargeError
+from app.ingest.parsing import RawRecord, parse_batch_body
+from app.jobs.queue import TaskQueue
 from schemas.api import BatchCreated, BatchItemError, BatchRead, TranscriptCreate
 
 log = logging.getLogger(__name__)
@@ -39,21 +42,24 @@ def limit_errors(data: TranscriptCreate, max_text_chars: int) -> list[str]:
 
 
 def submit_transcript(
-    session: Session, data: TranscriptCreate, queue: TaskQueue
+    session: Session, data: TranscriptCreate, queue: TaskQueue, max_text_chars: int
 ) -> tuple[Transcript, bool]:
     """Store and queue one transcript. Returns (transcript, created).
 
     The same (source, external_id) with the same text returns the existing record;
-    with a different text it is a ConflictError.
+    with a different text it is a ConflictError; a text over the limit, PayloadTooLargeError.
     """
+    problems = limit_errors(data, max_text_chars)
+    if problems:
+        raise PayloadTooLargeError("; ".join(problems))
     row = _row(data, batch_id=None, queue=queue.interactive)
     # Insert first: a new call (the usual case) costs one statement; only a key that is
     # already there (or being inserted by a concurrent request: ON CONFLICT waits for it)
     # is looked up.
-    inserted = repo.insert_transcripts_skipping_duplicates(session, [row])
+    inserted = transcripts_db.insert_transcripts_skipping_duplicates(session, [row])
     if not inserted:
         assert data.external_id is not None
-        existing = repo.find_transcript(session, data.source, data.external_id)
+        existing = transcripts_db.find_transcript(session, data.source, data.external_id)
         assert existing is not None
         return _same_or_conflict(existing, row["text_sha256"]), False
     _enqueue_after_commit(session, queue, [row["id"]], queue.interactive)
@@ -87,6 +93,28 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def ingest_batch_body(
+    body: bytes,
+    content_type: str,
+    sessions: sessionmaker[Session],
+    queue: TaskQueue,
+    *,
+    max_items: int,
+    max_text_chars: int,
+) -> BatchCreated:
+    """A batch request's body (JSON array, NDJSON or CSV) parsed, checked against the limits,
+    then stored in a transaction of its own: no connection is held while it is parsed.
+    Blocking: call it from a worker thread."""
+    with gc_paused():
+        records = parse_batch_body(body, content_type)
+        if len(records) > max_items:
+            raise PayloadTooLargeError(
+                f"batch of {len(records)} records; the limit is {max_items} per request: split it"
+            )
+        with session_scope(sessions) as session:
+            return submit_batch(session, records, queue, max_text_chars)
 
 
 def submit_batch(
@@ -135,14 +163,14 @@ def submit_batch(
     first = next(pending, None)
     if first is not None:
         batch = Batch(id=batch_id, received=len(records), accepted=0, duplicates=0, rejected=0)
-        repo.add_batch(session, batch)
+        batches_db.add_batch(session, batch)
         stream = itertools.chain([first], pending)
-        if repo.copy_new_transcripts(session, stream):
+        if transcripts_db.copy_new_transcripts(session, stream):
             accepted_ids = [r["id"] for r in rows]
         else:
             for _ in stream:  # validate what the COPY did not take
                 pass
-            inserted = repo.insert_transcripts_skipping_duplicates(session, rows)
+            inserted = transcripts_db.insert_transcripts_skipping_duplicates(session, rows)
             accepted_ids = [r["id"] for r in rows if r["id"] in inserted]
             clashes = [
                 (r, rec)
@@ -150,7 +178,7 @@ def submit_batch(
                 if r["id"] not in inserted
             ]
             if clashes:
-                known = repo.find_transcript_hashes(
+                known = transcripts_db.find_transcript_hashes(
                     session, {(r["source"], r["external_id"]) for r, _ in clashes}
                 )
                 for row, record in clashes:
@@ -167,7 +195,7 @@ def submit_batch(
             )
             _enqueue_after_commit(session, queue, accepted_ids, queue.batch)
         else:
-            repo.delete_batch(session, batch)
+            batches_db.delete_batch(session, batch)
     errors.sort(key=lambda e: e.index)
     metrics.REJECTED.inc(len(errors))
     return BatchCreated(
@@ -181,11 +209,11 @@ def submit_batch(
 
 
 def batch_progress(session: Session, batch_id: uuid.UUID) -> BatchRead:
-    batch = repo.get_batch(session, batch_id)
+    batch = batches_db.get_batch(session, batch_id)
     if batch is None:
         raise NotFoundError(f"no batch {batch_id}")
     counts = {status: 0 for status in ("queued", "running", "succeeded", "failed")}
-    counts.update(repo.batch_status_counts(session, batch_id))
+    counts.update(batches_db.batch_status_counts(session, batch_id))
     return BatchRead(
         id=batch.id,
         created_at=batch.created_at,

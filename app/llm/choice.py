@@ -7,7 +7,7 @@ model gives them, normalised over the allowed tokens, are the answer's confidenc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +22,7 @@ class _Node:
 class TokenTrie:
     """The token sequences of a few labels; no sequence is a prefix of another."""
 
-    def __init__(self, sequences: dict[str, Sequence[int]]) -> None:
+    def __init__(self, sequences: Mapping[str, Sequence[int]]) -> None:
         self.root = _Node()
         for label, tokens in sequences.items():
             if not tokens:

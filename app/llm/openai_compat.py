@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from typing import Any
+from typing import Any, cast
 
 import instructor
 import openai
@@ -18,13 +18,13 @@ from instructor.core.exceptions import InstructorRetryException
 from pydantic import BaseModel
 
 from app.config import Settings
-from app.extraction.prompts import user_message
-from app.extraction.redaction import is_remote_url, redact
 from app.llm.base import BackendAnswer, ExtractionRequest
 from app.llm.errors import BackendError, InvalidAnswerError, TransientBackendError
 from app.llm.presets import PRESETS
+from app.llm.prompts import user_message
 from app.llm.rate_limit import RateLimiter
-from schemas.extraction import answer_model
+from app.llm.redaction import is_remote_url, redact
+from schemas.extraction import CallExtractionBase, answer_model
 from schemas.taxonomy import Taxonomy
 
 _MODES = {
@@ -197,7 +197,7 @@ class OpenAICompatBackend:
             raise _map_api_error(exc, transcript) from None
         usage = getattr(completion, "usage", None)
         return BackendAnswer(
-            answer=answer,
+            answer=cast(CallExtractionBase, answer),  # an instance of answer_model(taxonomy)
             raw_answer=_raw_text(completion) or answer.model_dump_json(),
             prompt_tokens=getattr(usage, "prompt_tokens", None),
             completion_tokens=getattr(usage, "completion_tokens", None),

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from app.extraction.prompts import TRANSCRIPT_END, instructions
 from app.llm.chat_templates import TEMPLATES
+from app.llm.prompts import TRANSCRIPT_END, instructions
 from schemas.taxonomy import Taxonomy
 
 # tokenize(text, special, bos) -> token ids

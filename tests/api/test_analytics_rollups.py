@@ -17,14 +17,15 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import repositories as repo
+from app.db import results as results_db
+from app.db import rollups as rollups_db
 from app.db.session import build_engine, build_sessionmaker
 from app.extraction.extractor import Extractor
 from app.extraction.service import run_extraction
 from app.extraction.store import ExtractionStore
 from app.llm.fake import FakeBackend
 from app.main import create_app
-from tests.fakes import FakeTaskQueue
+from support.fakes import FakeTaskQueue
 
 START = datetime(2026, 9, 28, 21, 30, tzinfo=UTC)  # a Monday evening: days, weeks, months
 PRODUCTS = ["Livebox 6", "LIVEBOX 6", "Fibre 500", "Dyson V15", "Galaxy S24"]
@@ -169,7 +170,7 @@ def _assert_exact(client: TestClient, engine: Engine) -> None:
     # The rollups hold exactly what rebuilding them from the extractions gives.
     kept = _rollup_rows(engine)
     with Session(engine) as session, session.begin():
-        repo.rebuild_rollups(session)
+        rollups_db.rebuild_rollups(session)
     assert _rollup_rows(engine) == kept
 
 
@@ -207,7 +208,7 @@ def test_rollup_answers_equal_direct_counts(
                 for attempt in range(1 + n % 3):
                     failed = (n + attempt) % 4 == 1
                     product = None if failed else PRODUCTS[(n + attempt + 2) % len(PRODUCTS)]
-                    repo.add_current_extractions(
+                    results_db.add_current_extractions(
                         session,
                         [
                             dict(

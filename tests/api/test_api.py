@@ -21,8 +21,8 @@ from app.extraction.service import run_extraction
 from app.extraction.store import ExtractionStore
 from app.llm.fake import FakeBackend
 from app.main import create_app
-from tests.calls import CALLS
-from tests.fakes import FakeTaskQueue
+from support.calls import CALLS
+from support.fakes import FakeTaskQueue
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ from app.auth.service import create_api_key, find_api_key, revoke_api_key
 from app.config import AuthSettings, Settings
 from app.db.session import build_engine, build_sessionmaker, session_scope
 from app.main import create_app
-from tests.conftest import process_env
-from tests.fakes import FakeTaskQueue
-from tests.services import CallxProcess, free_port
+from support.env import process_env
+from support.fakes import FakeTaskQueue
+from support.services import CallxProcess, free_port
 
 KEY_FORMAT = re.compile(r"^cx_[0-9a-f]{8}_[A-Za-z0-9_-]{43,}$")
 

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 
 from app.config import Settings
 from app.main import create_app
-from tests.fakes import FakeTaskQueue
+from support.fakes import FakeTaskQueue
 
 
 @pytest.fixture

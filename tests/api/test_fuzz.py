@@ -35,8 +35,8 @@ from app.extraction.service import run_extraction
 from app.extraction.store import ExtractionStore
 from app.llm.fake import FakeBackend
 from app.main import create_app
-from tests.calls import CALLS
-from tests.fakes import FakeTaskQueue
+from support.calls import CALLS
+from support.fakes import FakeTaskQueue
 
 # Per operation, for the fuzzing phase (the examples and coverage phases come on top). Raise it
 # for a longer hunt: FUZZ_MAX_EXAMPLES=500 pytest tests/api/test_fuzz.py

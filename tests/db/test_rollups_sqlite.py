@@ -9,11 +9,11 @@ from pathlib import Path
 
 from sqlalchemy import create_engine
 
-from app.db import repositories as repo
+from app.db import analytics as analytics_db
 from app.db.migrate import upgrade
 from app.db.session import build_sessionmaker
 from app.extraction.store import ExtractionStore
-from tests.db.test_extraction_store import _outcome, _transcripts
+from support.factories import add_transcripts, succeeded_outcome
 
 START = datetime(2026, 9, 28, 21, 30, tzinfo=UTC)
 PRODUCTS = ["Livebox 6", "LIVEBOX 6", "Fibre 500", "Dyson V15", None]
@@ -25,12 +25,12 @@ def test_product_counts_between_dates_equal_counting_every_call(tmp_path: Path) 
     upgrade(url)
     engine = create_engine(url)
     sessions = build_sessionmaker(engine)
-    ids = _transcripts(engine, 150, start=START, every_s=307 * 60)
+    ids = add_transcripts(engine, 150, start=START, every_s=307 * 60)
     store = ExtractionStore(sessions)
     for i, transcript_id in enumerate(ids):
         claim = store.claim(transcript_id, lease_s=60)
         assert claim is not None
-        outcome = replace(_outcome(), product=PRODUCTS[i % 5], reason=REASONS[i % 3])
+        outcome = replace(succeeded_outcome(), product=PRODUCTS[i % 5], reason=REASONS[i % 3])
         assert store.store(claim, outcome)
     store.close()
 
@@ -46,10 +46,10 @@ def test_product_counts_between_dates_equal_counting_every_call(tmp_path: Path) 
     with sessions() as session:
         for reason in (None, "billing"):
             for since, until in ranges:
-                counted = repo._top_products(
-                    session, repo._per_reason_from_extractions(reason, since, until), 20
+                counted = analytics_db._top_products(
+                    session, analytics_db._per_reason_from_extractions(reason, since, until), 20
                 )
-                answer = repo.product_counts(session, reason, since, until, 20)
+                answer = analytics_db.product_counts(session, reason, since, until, 20)
                 assert answer == counted, (reason, since, until)
                 answered += bool(answer)
     engine.dispose()

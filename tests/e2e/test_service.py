@@ -13,9 +13,9 @@ from sqlalchemy import create_engine, text
 
 from app.config import Settings
 from schemas.taxonomy import load_taxonomy
-from tests.calls import CALLS
-from tests.conftest import process_env
-from tests.services import CallxProcess, RedisServer, wait_for
+from support.calls import CALLS
+from support.env import process_env
+from support.services import CallxProcess, RedisServer, wait_for
 
 CODES = set(load_taxonomy().codes)
 

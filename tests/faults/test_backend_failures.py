@@ -11,8 +11,8 @@ from app.extraction.pipeline import extract
 from app.extraction.retry import RetryPolicy
 from app.llm.openai_compat import OpenAICompatBackend
 from schemas.taxonomy import load_taxonomy
-from tests.openai_stub import OpenAIStub, Reply, tool_call_reply
-from tests.services import free_port
+from support.openai_stub import OpenAIStub, Reply, tool_call_reply
+from support.services import free_port
 
 TAXONOMY = load_taxonomy()
 FAST = RetryPolicy(attempts=4, base_s=0.05, max_s=0.2)

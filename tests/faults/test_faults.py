@@ -9,58 +9,11 @@ from collections.abc import Callable
 
 import httpx
 import redis
-from sqlalchemy import create_engine, text
 
 from app.config import Settings
-from tests.conftest import process_env
-from tests.services import CallxProcess, PostgresServer, RedisServer, wait_for
-
-FAST_RECOVERY = {
-    "CALLX_EXTRACTION__LEASE_S": "10",
-    "CALLX_BROKER__VISIBILITY_TIMEOUT_S": "20",
-    "CALLX_BROKER__RECONCILE_INTERVAL_S": "1",
-    "CALLX_BROKER__REQUEUE_GRACE_S": "3",
-}
-
-
-def worker_env(settings: Settings, latency_s: float) -> dict[str, str]:
-    return process_env(
-        settings,
-        CALLX_EXTRACTION__BACKEND="fake",
-        CALLX_EXTRACTION__FAKE_LATENCY_S=str(latency_s),
-        **FAST_RECOVERY,
-    )
-
-
-def counts(database_url: str) -> dict[str, int]:
-    """Transcripts per status, extraction rows, and transcripts with more than one current."""
-    engine = create_engine(database_url)
-    with engine.connect() as connection:
-        by_status = dict(
-            connection.execute(
-                text("SELECT status, count(*) FROM transcripts GROUP BY status")
-            ).all()
-        )
-        rows = connection.execute(text("SELECT count(*) FROM extractions")).scalar_one()
-        current_dupes = connection.execute(
-            text(
-                "SELECT count(*) FROM (SELECT transcript_id FROM extractions WHERE is_current "
-                "GROUP BY transcript_id HAVING count(*) > 1) d"
-            )
-        ).scalar_one()
-        per_transcript_dupes = connection.execute(
-            text(
-                "SELECT count(*) FROM (SELECT transcript_id FROM extractions "
-                "GROUP BY transcript_id HAVING count(*) > 1) d"
-            )
-        ).scalar_one()
-    engine.dispose()
-    return {
-        **by_status,
-        "extraction_rows": rows,
-        "current_dupes": current_dupes,
-        "multi_attempts": per_transcript_dupes,
-    }
+from support.env import fake_worker_env
+from support.factories import stored_counts
+from support.services import CallxProcess, PostgresServer, RedisServer, wait_for
 
 
 def submit(api_url: str, n: int, prefix: str) -> str:
@@ -78,7 +31,7 @@ def wait_all_succeeded(database_url: str, n: int, timeout: float) -> dict[str, i
 
     def done() -> bool:
         state.clear()
-        state.update(counts(database_url))
+        state.update(stored_counts(database_url))
         return state.get("succeeded", 0) == n
 
     try:
@@ -91,11 +44,11 @@ def wait_all_succeeded(database_url: str, n: int, timeout: float) -> dict[str, i
 def test_a_worker_killed_mid_extraction_loses_and_doubles_nothing(
     api_url: str, settings: Settings, database_url: str, start_callx: Callable[..., CallxProcess]
 ) -> None:
-    env = worker_env(settings, latency_s=0.5)
+    env = fake_worker_env(settings, latency_s=0.5)
     first = start_callx(["worker", "--concurrency", "2"], env, "worker-1")
     submit(api_url, 30, "kill")
-    wait_for(lambda: counts(database_url).get("succeeded", 0) >= 4, 60, "some progress")
-    wait_for(lambda: counts(database_url).get("running", 0) >= 1, 30, "a call in progress")
+    wait_for(lambda: stored_counts(database_url).get("succeeded", 0) >= 4, 60, "some progress")
+    wait_for(lambda: stored_counts(database_url).get("running", 0) >= 1, 30, "a call in progress")
     first.stop(signal.SIGKILL)
     killed_at = time.monotonic()
     start_callx(["worker", "--concurrency", "2"], env, "worker-2")
@@ -111,7 +64,7 @@ def test_calls_sent_several_to_a_message_run_at_once_and_survive_a_killed_worker
     """A batch of 96 goes out as 16 messages of 6 calls (message_groups); a threads worker
     of concurrency 24 runs a message's calls at once: more calls run than it holds messages.
     Killed mid-batch, nothing is lost or done twice."""
-    env = worker_env(settings, latency_s=2.0)
+    env = fake_worker_env(settings, latency_s=2.0)
     # No re-sending of waiting calls by the first worker (they would come as one-call messages):
     # no grace period over, and the broker marked as not reset since the last look.
     quiet = {**env, "CALLX_BROKER__REQUEUE_GRACE_S": "600"}
@@ -122,7 +75,7 @@ def test_calls_sent_several_to_a_message_run_at_once_and_survive_a_killed_worker
 
     def running() -> int:
         nonlocal peak
-        peak = max(peak, counts(database_url).get("running", 0))
+        peak = max(peak, stored_counts(database_url).get("running", 0))
         return peak
 
     # One call after the other, 16 messages would be 16 calls running, never more.
@@ -143,9 +96,9 @@ def test_redis_restarted_empty_mid_batch_every_call_still_processed(
     redis_server: RedisServer,
     start_callx: Callable[..., CallxProcess],
 ) -> None:
-    start_callx(["worker", "--concurrency", "1"], worker_env(settings, latency_s=0.2), "worker")
+    start_callx(["worker", "--concurrency", "1"], fake_worker_env(settings, latency_s=0.2), "worker")
     submit(api_url, 40, "redis")
-    wait_for(lambda: counts(database_url).get("succeeded", 0) >= 3, 60, "some progress")
+    wait_for(lambda: stored_counts(database_url).get("succeeded", 0) >= 3, 60, "some progress")
     redis_server.stop()  # no persistence: every queued message is gone
     redis_server.start()
     restarted_at = time.monotonic()
@@ -165,7 +118,7 @@ def test_postgres_stopped_gives_503_and_everything_recovers(
     start_callx: Callable[..., CallxProcess],
 ) -> None:
     worker = start_callx(
-        ["worker", "--concurrency", "1"], worker_env(settings, latency_s=0.2), "worker"
+        ["worker", "--concurrency", "1"], fake_worker_env(settings, latency_s=0.2), "worker"
     )
     submit(api_url, 10, "before")
     postgres.stop()

@@ -11,8 +11,9 @@ from collections.abc import Callable
 import httpx
 
 from app.config import Settings
-from tests.faults.test_faults import counts, worker_env
-from tests.services import CallxProcess, wait_for
+from support.env import fake_worker_env
+from support.factories import stored_counts
+from support.services import CallxProcess, wait_for
 
 N = 10_000
 
@@ -20,7 +21,7 @@ N = 10_000
 def test_ten_thousand_calls_with_a_worker_killed_midway(
     api_url: str, settings: Settings, database_url: str, start_callx: Callable[..., CallxProcess]
 ) -> None:
-    env = worker_env(settings, latency_s=0.002)
+    env = fake_worker_env(settings, latency_s=0.002)
     start_callx(["worker", "--concurrency", "2"], env, "worker-a")
     victim = start_callx(["worker", "--concurrency", "2"], env, "worker-b")
     records = [
@@ -33,7 +34,7 @@ def test_ten_thousand_calls_with_a_worker_killed_midway(
     accepted_s = time.monotonic() - started
 
     wait_for(
-        lambda: counts(database_url).get("succeeded", 0) >= N // 3, 600, "a third done", interval=1
+        lambda: stored_counts(database_url).get("succeeded", 0) >= N // 3, 600, "a third done", interval=1
     )
     victim.stop(signal.SIGKILL)
     killed_at = time.monotonic()
@@ -43,7 +44,7 @@ def test_ten_thousand_calls_with_a_worker_killed_midway(
 
     def finished() -> bool:
         state.clear()
-        state.update(counts(database_url))
+        state.update(stored_counts(database_url))
         return state.get("succeeded", 0) >= N
 
     wait_for(finished, 900, f"{N} succeeded", interval=2)

@@ -11,7 +11,7 @@ from app.llm.base import ExtractionRequest
 from app.llm.llamacpp import LlamaCppBackend
 from schemas.extraction import answer_model
 from schemas.taxonomy import Taxonomy, load_taxonomy
-from tests.calls import CALLS
+from support.calls import CALLS
 
 pytestmark = pytest.mark.model
 

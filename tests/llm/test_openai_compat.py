@@ -14,8 +14,8 @@ import pytest
 from app.extraction.pipeline import extract
 from app.llm.openai_compat import OpenAICompatBackend
 from schemas.taxonomy import load_taxonomy
-from tests.calls import CALLS
-from tests.services import free_port, wait_for
+from support.calls import CALLS
+from support.services import free_port, wait_for
 
 pytestmark = pytest.mark.model
 

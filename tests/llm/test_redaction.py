@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from app.config import OpenAISettings, Settings
-from app.extraction import redaction
-from app.extraction.redaction import iban_valid, is_remote_url, luhn_valid, redact
+from app.llm import redaction
 from app.llm.base import ExtractionRequest
 from app.llm.openai_compat import OpenAICompatBackend
+from app.llm.redaction import iban_valid, is_remote_url, luhn_valid, redact
 from schemas.taxonomy import load_taxonomy
-from tests.openai_stub import tool_call_completion
+from support.openai_stub import tool_call_completion
 
 TAXONOMY = load_taxonomy()
 

@@ -18,7 +18,6 @@ import app.finetune  # noqa: E402, F401  (before torch: it sets torch's OpenMP w
 pytest.importorskip("torch", reason="needs the finetune extra: pip install -e '.[finetune]'")
 
 from app.cli.main import cli  # noqa: E402
-from app.extraction.prompts import PROMPT_VERSION  # noqa: E402
 from app.finetune import FinetuneError  # noqa: E402
 from app.finetune.base_model import open_base_model  # noqa: E402
 from app.finetune.data import (  # noqa: E402
@@ -33,6 +32,7 @@ from app.finetune.data import (  # noqa: E402
 from app.llm.base import ExtractionRequest  # noqa: E402
 from app.llm.llamacpp import LlamaCppBackend  # noqa: E402
 from app.llm.prompt_tokens import PromptTokens  # noqa: E402
+from app.llm.prompts import PROMPT_VERSION  # noqa: E402
 from schemas.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
 
 pytestmark = pytest.mark.model

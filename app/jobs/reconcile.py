@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import metrics
-from app.db import repositories as repo
+from app.db import leases as leases_db
 from app.db.session import session_scope
-from app.queue import TaskQueue
+from app.jobs.queue import TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Reconciler:
     def run_once(self, now: datetime | None = None) -> ReconcileReport:
         now = now or datetime.now(UTC)
         with session_scope(self.sessions) as session:
-            expired = repo.requeue_expired_leases(session, now, self.batch_limit)
+            expired = leases_db.requeue_expired_leases(session, now, self.batch_limit)
         for queue_name in {q for _, q in expired}:
             self.queue.send_extractions([t for t, q in expired if q == queue_name], queue_name)
 
@@ -61,7 +61,9 @@ class Reconciler:
                 continue  # messages are flowing: nothing says any is lost
             before = now - timedelta(seconds=0 if reset else self.grace_s)
             with session_scope(self.sessions) as session:
-                ids = repo.take_stale_queued(session, queue_name, before, now, self.batch_limit)
+                ids = leases_db.take_stale_queued(
+                    session, queue_name, before, now, self.batch_limit
+                )
             self.queue.send_extractions(ids, queue_name)
             requeued += len(ids)
         metrics.REQUEUED.labels("expired_lease").inc(len(expired))

@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.calls import CALLS
-from tests.conftest import CACHE_DIR
+from support.calls import CALLS
+from support.env import run_callx
 
 pytestmark = pytest.mark.model
 CODES = {"breakdown", "usage_help", "sales_inquiry", "billing", "delivery", "cancellation", "other"}
-
-
-def run_callx(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLX_")}
-    env.update({"CALLX_DATA_DIR": str(tmp_path / "data"), "CALLX_CACHE_DIR": str(CACHE_DIR)})
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_extract_jsonl_keeps_order_and_reports_every_record(

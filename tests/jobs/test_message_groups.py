@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.queue import SPREAD, message_groups
+from app.jobs.queue import SPREAD, message_groups
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from redis.retry import Retry
 
 from app.config import Settings
 from app.llm.rate_limit import RateLimiter, default_key
-from tests.services import CallxProcess, RedisServer, free_port, wait_for
+from support.services import CallxProcess, RedisServer, free_port, wait_for
 
 # The backend's imports (instructor, openai) are left to its tests: the processes that
 # _process_main runs in import this module, and start faster without them.
@@ -232,7 +232,7 @@ def test_the_backend_takes_the_limit_before_every_request_reasks_included() -> N
     from app.extraction.pipeline import extract
     from app.llm.openai_compat import OpenAICompatBackend
     from schemas.taxonomy import load_taxonomy
-    from tests.openai_stub import OpenAIStub, Reply, tool_call_reply
+    from support.openai_stub import OpenAIStub, Reply, tool_call_reply
 
     def script(_: dict, number: int) -> Reply:
         # First an answer that does not validate (instructor re-asks), then a good one.
@@ -263,7 +263,7 @@ def test_the_backend_with_a_real_limiter_spaces_its_requests(redis_server: Redis
     from app.extraction.pipeline import extract
     from app.llm.openai_compat import OpenAICompatBackend
     from schemas.taxonomy import load_taxonomy
-    from tests.openai_stub import OpenAIStub, tool_call_reply
+    from support.openai_stub import OpenAIStub, tool_call_reply
 
     shared = limiter(
         redis_server.url,
@@ -297,9 +297,9 @@ def test_workers_on_several_hosts_share_the_limit(
     from app.db.session import build_engine, build_sessionmaker, session_scope
     from app.ingest.parsing import RawRecord
     from app.ingest.service import submit_batch
-    from app.queue import TaskQueue, build_celery
-    from tests.conftest import process_env
-    from tests.openai_stub import OpenAIStub, tool_call_reply
+    from app.jobs.queue import TaskQueue, build_celery
+    from support.env import process_env
+    from support.openai_stub import OpenAIStub, tool_call_reply
 
     with OpenAIStub(
         lambda *_: tool_call_reply({"product": "Livebox", "reason": "billing"})

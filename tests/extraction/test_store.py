@@ -6,17 +6,15 @@ import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from app.db.migrate import upgrade
-from app.db.models import Transcript
 from app.db.session import build_sessionmaker
-from app.extraction.pipeline import ExtractionOutcome
 from app.extraction.store import ExtractionStore
+from support.factories import add_transcripts, succeeded_outcome
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -32,46 +30,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _transcripts(
-    engine: Engine, n: int, start: datetime = datetime(2026, 3, 1, 9, tzinfo=UTC), every_s: int = 0
-) -> list[uuid.UUID]:
-    """`n` queued transcripts, the first at `start`, one every `every_s` seconds."""
-    sessions = build_sessionmaker(engine)
-    ids = [uuid.uuid4() for _ in range(n)]
-    with sessions.begin() as session:
-        session.add_all(
-            Transcript(
-                id=transcript_id,
-                source="test",
-                external_id=str(transcript_id),
-                text=f"Client: my router {i} is broken",
-                text_sha256="0" * 64,
-                occurred_at=start + timedelta(seconds=every_s * i),
-                queue="batch",
-            )
-            for i, transcript_id in enumerate(ids)
-        )
-    return ids
-
-
-def _outcome(product: str = "Router") -> ExtractionOutcome:
-    return ExtractionOutcome(
-        status="succeeded",
-        product=product,
-        reason="breakdown",
-        confidence=None,
-        backend="test",
-        model="test",
-        prompt_version="p",
-        taxonomy_version="t",
-        latency_ms=1,
-        prompt_tokens=None,
-        completion_tokens=None,
-        attempts=1,
-        truncated=False,
-    )
-
-
 def _statuses(engine: Engine) -> dict[str, int]:
     with engine.connect() as connection:
         rows = connection.execute(text("SELECT status, count(*) FROM transcripts GROUP BY status"))
@@ -79,7 +37,7 @@ def _statuses(engine: Engine) -> dict[str, int]:
 
 
 def test_many_threads_claim_and_store_each_transcript_once(engine: Engine) -> None:
-    ids = _transcripts(engine, 60)
+    ids = add_transcripts(engine, 60)
     store = ExtractionStore(build_sessionmaker(engine), max_batch=16)
     # Every transcript asked for three times at once: redelivered messages, racing workers.
     start = threading.Barrier(30)
@@ -90,7 +48,7 @@ def test_many_threads_claim_and_store_each_transcript_once(engine: Engine) -> No
         except threading.BrokenBarrierError:
             pass
         claim = store.claim(transcript_id, lease_s=60)
-        return claim is not None and store.store(claim, _outcome())
+        return claim is not None and store.store(claim, succeeded_outcome())
 
     with ThreadPoolExecutor(30) as pool:
         stored = list(pool.map(claim, ids * 3))
@@ -109,7 +67,7 @@ def test_many_threads_claim_and_store_each_transcript_once(engine: Engine) -> No
 
 
 def test_a_lost_lease_stores_nothing_and_spares_the_rest_of_its_group(engine: Engine) -> None:
-    ids = _transcripts(engine, 3)
+    ids = add_transcripts(engine, 3)
     store = ExtractionStore(build_sessionmaker(engine))
     claims = [store.claim(i, lease_s=60) for i in ids]
     assert all(claims)
@@ -120,24 +78,24 @@ def test_a_lost_lease_stores_nothing_and_spares_the_rest_of_its_group(engine: En
             {"id": ids[1] if engine.dialect.name == "postgresql" else ids[1].hex},
         )
     with ThreadPoolExecutor(3) as pool:
-        stored = list(pool.map(lambda c: store.store(c, _outcome()), claims))
+        stored = list(pool.map(lambda c: store.store(c, succeeded_outcome()), claims))
     store.close()
     assert stored == [True, False, True]
     assert _statuses(engine) == {"succeeded": 2, "running": 1}
 
 
 def test_a_new_extraction_replaces_the_current_one_and_keeps_the_old(engine: Engine) -> None:
-    (transcript_id,) = _transcripts(engine, 1)
+    (transcript_id,) = add_transcripts(engine, 1)
     store = ExtractionStore(build_sessionmaker(engine))
     first = store.claim(transcript_id, lease_s=60)
-    assert first is not None and store.store(first, _outcome("Router"))
+    assert first is not None and store.store(first, succeeded_outcome("Router"))
     assert store.claim(transcript_id, lease_s=60) is None  # finished: not claimable
     with engine.begin() as connection:
         connection.execute(text("UPDATE transcripts SET status = 'queued'"))
     second = store.claim(transcript_id, lease_s=60)
     assert second is not None and second.token != first.token
-    assert store.store(second, _outcome("Phone"))
-    assert not store.store(second, _outcome("Phone"))  # the claim is closed
+    assert store.store(second, succeeded_outcome("Phone"))
+    assert not store.store(second, succeeded_outcome("Phone"))  # the claim is closed
     store.close()
     with engine.connect() as connection:
         rows = connection.execute(
@@ -151,14 +109,14 @@ def test_claims_and_results_share_a_transaction_each_caller_gets_its_answer(
 ) -> None:
     from app.extraction import store as store_module
 
-    ids = _transcripts(engine, 6)
+    ids = add_transcripts(engine, 6)
     first = ExtractionStore(build_sessionmaker(engine))
     claims = [first.claim(i, lease_s=60) for i in ids[:3]]
     first.close()
     assert all(claims)
     # One group: three results, then claims of three new transcripts and of one just stored.
     requests = [
-        *(store_module._Result(c, _outcome()) for c in claims if c is not None),
+        *(store_module._Result(c, succeeded_outcome()) for c in claims if c is not None),
         *(store_module._ClaimRequest(i, 60) for i in ids[3:]),
         store_module._ClaimRequest(ids[0], 60),
     ]

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.calls import CALLS
-from tests.conftest import CACHE_DIR
-from tests.services import free_port, wait_for
+from support.calls import CALLS
+from support.env import CACHE_DIR
+from support.services import free_port, wait_for
 
 pytestmark = pytest.mark.model
 

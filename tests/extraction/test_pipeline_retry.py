@@ -8,11 +8,11 @@ import pytest
 
 from app.extraction import retry as retry_module
 from app.extraction.pipeline import ExtractionOutcome, extract
-from app.extraction.prompts import PROMPT_VERSION
 from app.extraction.retry import RetryPolicy
 from app.extraction.truncation import MARKER
 from app.llm.base import BackendAnswer, ExtractionRequest
 from app.llm.errors import BackendError, InvalidAnswerError, TransientBackendError
+from app.llm.prompts import PROMPT_VERSION
 from schemas.extraction import answer_model
 from schemas.taxonomy import Taxonomy, load_taxonomy
 

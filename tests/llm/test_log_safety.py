@@ -23,7 +23,7 @@ from app.extraction.retry import RetryPolicy
 from app.llm.openai_compat import OpenAICompatBackend
 from app.logs import JsonFormatter, configure_logging
 from schemas.taxonomy import load_taxonomy
-from tests.openai_stub import tool_call_completion
+from support.openai_stub import tool_call_completion
 
 TAXONOMY = load_taxonomy()
 MARKER = "Zebulon-Quartz-7731 whispered that the purple walrus cancelled his fibre contract"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from app.config import Settings
-from app.queue import TaskQueue, build_celery
+from app.jobs.queue import TaskQueue, build_celery
 
 
 def test_size_of_an_empty_or_never_used_queue_is_zero(

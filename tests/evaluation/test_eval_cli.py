@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.calls import CALLS
-from tests.test_cli import run_callx
+from support.calls import CALLS
+from support.env import run_callx
 
 pytestmark = pytest.mark.model
 
@@ -103,7 +103,7 @@ def test_eval_refuses_labels_outside_the_taxonomy(tmp_path: Path) -> None:
 def test_eval_scores_the_classical_baseline_beside_the_others(tmp_path: Path) -> None:
     """`classical:train=FILE`: TF-IDF + logistic regression fitted on the repository's own
     train split, scored on its test split like any backend; always a code of the taxonomy."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     results = tmp_path / "results.json"
     run = run_callx(
         "eval",
@@ -137,7 +137,7 @@ def test_eval_classical_baseline_needs_its_train_file(tmp_path: Path) -> None:
 def test_compare_reads_separate_runs_and_refuses_other_records(tmp_path: Path) -> None:
     """`callx compare`: configurations evaluated in separate runs (an adapter measured today
     against the results saved for the default last month), record by record."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     dataset = str(root / "data" / "calls" / "dev.jsonl")
     files = {name: tmp_path / f"{name}.json" for name in ("a", "b", "sample")}
     for name, extra in (("a", []), ("b", []), ("sample", ["--limit", "10"])):

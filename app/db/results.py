@@ -1,0 +1,109 @@
+"""Extractions: stored as the current attempt (the rollups follow), read back, listed.
+None of these functions commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Select,
+    and_,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from app.db.base import cast_table
+from app.db.models import (
+    Extraction,
+    Transcript,
+)
+from app.db.rollups import update_rollups
+
+_EXTRACTIONS = cast_table(Extraction)
+
+
+def add_current_extractions(session: Session, extractions: Sequence[dict[str, Any]]) -> None:
+    """Store new attempts (column values, one per transcript) as the current ones; earlier
+    attempts are kept, no longer current.
+
+    The analytics rollups follow in the same transaction: the replaced extractions' counts
+    out, the new ones' in."""
+    if not extractions:
+        return
+    e = _EXTRACTIONS.c
+    connection = session.connection()
+    replaced = connection.execute(
+        update(_EXTRACTIONS)
+        .where(e.transcript_id.in_([x["transcript_id"] for x in extractions]), e.is_current)
+        .values(is_current=False)
+        .returning(e.status, e.occurred_at, e.reason, e.product_key, e.product)
+    ).all()
+    connection.execute(insert(_EXTRACTIONS), [{**x, "is_current": True} for x in extractions])
+    added = [
+        (x["status"], x["occurred_at"], x["reason"], x["product_key"], x["product"])
+        for x in extractions
+    ]
+    update_rollups(session, removed=[tuple(r) for r in replaced], added=added)
+
+
+def current_extraction(session: Session, transcript_id: uuid.UUID) -> Extraction | None:
+    return session.scalars(
+        select(Extraction).where(Extraction.transcript_id == transcript_id, Extraction.is_current)
+    ).one_or_none()
+
+
+@dataclass(frozen=True)
+class ExtractionFilter:
+    reason: str | None = None
+    product: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def current_conditions(filters: ExtractionFilter) -> list[Any]:
+    conditions: list[Any] = [Extraction.is_current]
+    if filters.reason is not None:
+        conditions.append(Extraction.reason == filters.reason)
+    if filters.product is not None:
+        conditions.append(Extraction.product_key == filters.product)
+    if filters.since is not None:
+        conditions.append(Extraction.occurred_at >= filters.since)
+    if filters.until is not None:
+        conditions.append(Extraction.occurred_at < filters.until)
+    return conditions
+
+
+def list_extractions(
+    session: Session,
+    filters: ExtractionFilter,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> list[tuple[Extraction, Transcript]]:
+    """Current extractions, newest call first, keyset-paginated on (occurred_at, id)."""
+    conditions = current_conditions(filters)
+    if after is not None:
+        occurred_at, extraction_id = after
+        conditions.append(
+            or_(
+                Extraction.occurred_at < occurred_at,
+                and_(Extraction.occurred_at == occurred_at, Extraction.id < extraction_id),
+            )
+        )
+        # Implied by the above, but usable as an index bound: the scan starts at the cursor
+        # instead of reading (and filtering out) every newer row, page after page.
+        conditions.append(Extraction.occurred_at <= occurred_at)
+    statement = (
+        select(Extraction, Transcript)
+        .join(Transcript, Transcript.id == Extraction.transcript_id)
+        .where(*conditions)
+        .order_by(Extraction.occurred_at.desc(), Extraction.id.desc())
+        .limit(limit)
+    )
+    return [(e, t) for e, t in session.execute(statement)]

@@ -1,0 +1,187 @@
+"""Rollup upkeep: the analytics counts (see app/db/models.py) kept exact in the transaction
+that stores an extraction, or rebuilt from the extractions after a bulk load."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Date,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import Session
+
+from app.db.models import (
+    NO_REASON,
+    Extraction,
+    ProductDayCount,
+    ProductReasonCount,
+    ReasonDayCount,
+)
+
+# What an extraction contributes to the rollups.
+_COUNTED = (
+    Extraction.status,
+    Extraction.occurred_at,
+    Extraction.reason,
+    Extraction.product_key,
+    Extraction.product,
+)
+
+
+def _utc_date(value: datetime) -> date:
+    """The UTC day of a time (naive: already UTC, as SQLite gives them back)."""
+    return (value.astimezone(UTC) if value.tzinfo is not None else value).date()
+
+
+def update_rollups(
+    session: Session, removed: Sequence[tuple[Any, ...]], added: Sequence[tuple[Any, ...]]
+) -> None:
+    """Add the `added` extractions' counts to the rollups and take the `removed` ones' out
+    (tuples as _COUNTED). Only succeeded extractions count, as in the analytics."""
+    days: dict[tuple[date, str], int] = {}
+    products: dict[tuple[str, str, str], int] = {}
+    product_days: dict[tuple[date, str, str, str], int] = {}
+    for sign, extractions in ((-1, removed), (1, added)):
+        for status, occurred_at, reason, key, product in extractions:
+            if status != "succeeded":
+                continue
+            code = NO_REASON if reason is None else reason
+            day = _utc_date(occurred_at)
+            days[day, code] = days.get((day, code), 0) + sign
+            if key is not None:
+                spelling = "" if product is None else product
+                products[key, spelling, code] = products.get((key, spelling, code), 0) + sign
+                day_key = (day, key, spelling, code)
+                product_days[day_key] = product_days.get(day_key, 0) + sign
+    if session.get_bind().dialect.name == "postgresql":
+        _add_calls_postgresql(session, days, products, product_days)
+        return
+    _add_calls_sqlite(session, ProductReasonCount, ("product_key", "product", "reason"), products)
+    _add_calls_sqlite(
+        session, ProductDayCount, ("day", "product_key", "product", "reason"), product_days
+    )
+    _add_calls_sqlite(session, ReasonDayCount, ("day", "reason"), days)
+
+
+def _changed(deltas: dict[Any, int]) -> list[tuple[Any, int]]:
+    """The non-zero (key, delta) pairs, in key order: concurrent writers lock the rows they
+    share in the same order (no deadlock)."""
+    return sorted((key, delta) for key, delta in deltas.items() if delta)
+
+
+def _add_calls_sqlite(
+    session: Session, model: Any, keys: tuple[str, ...], deltas: dict[Any, int]
+) -> None:
+    """Upsert calls = calls + delta into one rollup (SQLite has one writer at a time)."""
+    items = _changed(deltas)
+    if not items:
+        return
+    table = model.__table__
+    statement = sqlite.insert(table).values(
+        [{**dict(zip(keys, key, strict=True)), "calls": delta} for key, delta in items]
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys), set_={"calls": table.c.calls + statement.excluded.calls}
+    )
+    session.connection().execute(statement)
+
+
+# The three rollups in one statement on PostgreSQL. Their rows are hot (every call of the day
+# counts in one of a few rows) and stay locked until the transaction commits: one statement,
+# the last before COMMIT, holds them for one round trip instead of one per table. The rows go
+# as arrays (unnest), so the statement's text never changes: SQLAlchemy compiles it once and
+# psycopg prepares it once per connection.
+_UPSERT_ROLLUPS = text(
+    """
+    WITH products AS (
+        INSERT INTO product_reason_counts AS t (product_key, product, reason, calls)
+        SELECT * FROM unnest(
+            CAST(:p_key AS varchar[]), CAST(:p_product AS varchar[]),
+            CAST(:p_reason AS varchar[]), CAST(:p_calls AS integer[]))
+        ON CONFLICT (product_key, product, reason) DO UPDATE SET calls = t.calls + excluded.calls
+    ), product_days AS (
+        INSERT INTO product_day_counts AS t (day, product_key, product, reason, calls)
+        SELECT * FROM unnest(
+            CAST(:d_day AS date[]), CAST(:d_key AS varchar[]), CAST(:d_product AS varchar[]),
+            CAST(:d_reason AS varchar[]), CAST(:d_calls AS integer[]))
+        ON CONFLICT (day, product_key, product, reason)
+        DO UPDATE SET calls = t.calls + excluded.calls
+    )
+    INSERT INTO reason_day_counts AS t (day, reason, calls)
+    SELECT * FROM unnest(
+        CAST(:r_day AS date[]), CAST(:r_reason AS varchar[]), CAST(:r_calls AS integer[]))
+    ON CONFLICT (day, reason) DO UPDATE SET calls = t.calls + excluded.calls
+    """
+)
+
+
+def _add_calls_postgresql(
+    session: Session,
+    days: dict[tuple[date, str], int],
+    products: dict[tuple[str, str, str], int],
+    product_days: dict[tuple[date, str, str, str], int],
+) -> None:
+    """Upsert calls = calls + delta into the three rollups at once (see _UPSERT_ROLLUPS)."""
+
+    def columns(deltas: dict[Any, int], names: str) -> dict[str, list[Any]]:
+        values = [[*key, delta] for key, delta in _changed(deltas)]
+        return {name: [row[i] for row in values] for i, name in enumerate(names.split())}
+
+    parameters = {
+        **columns(products, "p_key p_product p_reason p_calls"),
+        **columns(product_days, "d_day d_key d_product d_reason d_calls"),
+        **columns(days, "r_day r_reason r_calls"),
+    }
+    if any(parameters.values()):
+        session.connection().execute(_UPSERT_ROLLUPS, parameters)
+
+
+def _utc_day_sql(dialect: str, column: Any) -> Any:
+    if dialect == "postgresql":
+        return cast(func.timezone("UTC", column), Date)
+    return func.date(column)  # SQLite keeps UTC times, without their offset
+
+
+def rebuild_rollups(session: Session) -> None:
+    """The rollups computed again from the extractions (after loading them other than through
+    add_current_extractions: bulk loads, benchmarks)."""
+    dialect = session.get_bind().dialect.name
+    session.execute(delete(ReasonDayCount))
+    session.execute(delete(ProductReasonCount))
+    session.execute(delete(ProductDayCount))
+    day = _utc_day_sql(dialect, Extraction.occurred_at)
+    reason = func.coalesce(Extraction.reason, NO_REASON)
+    succeeded = (Extraction.is_current, Extraction.status == "succeeded")
+    session.execute(
+        insert(ReasonDayCount).from_select(
+            ["day", "reason", "calls"],
+            select(day, reason, func.count()).where(*succeeded).group_by(day, reason),
+        )
+    )
+    product = func.coalesce(Extraction.product, "")
+    session.execute(
+        insert(ProductReasonCount).from_select(
+            ["product_key", "product", "reason", "calls"],
+            select(Extraction.product_key, product, reason, func.count())
+            .where(*succeeded, Extraction.product_key.is_not(None))
+            .group_by(Extraction.product_key, product, reason),
+        )
+    )
+    named = (*succeeded, Extraction.product_key.is_not(None))
+    session.execute(
+        insert(ProductDayCount).from_select(
+            ["day", "product_key", "product", "reason", "calls"],
+            select(day, Extraction.product_key, product, reason, func.count())
+            .where(*named)
+            .group_by(day, Extraction.product_key, product, reason),
+        )
+    )

@@ -1,9 +1,0 @@
-"""Domain errors of ingestion; api/errors.py maps them to HTTP answers."""
-
-
-class NotFoundError(Exception):
-    pass
-
-
-class ConflictError(Exception):
-    pass

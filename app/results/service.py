@@ -1,0 +1,139 @@
+"""Results as the API shows them. Functions take the session; none of them commits."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.db import analytics as analytics_db
+from app.db import results as results_db
+from app.db import transcripts as transcripts_db
+from app.db.models import Extraction, Transcript
+from app.errors import InvalidRequestError, NotFoundError
+from app.results.cursor import decode_cursor, encode_cursor
+from schemas.api import (
+    ExtractionListItem,
+    ExtractionPage,
+    ExtractionRead,
+    ProductCount,
+    ProductCounts,
+    TranscriptRead,
+)
+from schemas.extraction import product_key
+
+
+def transcript_view(
+    session: Session, transcript: Transcript, extraction: Extraction | None = None
+) -> TranscriptRead:
+    """A transcript with its current extraction (read here when it has one and none is given)."""
+    if extraction is None and transcript.status in ("succeeded", "failed"):
+        extraction = results_db.current_extraction(session, transcript.id)
+    return TranscriptRead(
+        id=transcript.id,
+        external_id=transcript.external_id,
+        source=transcript.source,
+        status=transcript.status,  # type: ignore[arg-type]
+        language=transcript.language,
+        occurred_at=transcript.occurred_at,
+        batch_id=transcript.batch_id,
+        extraction=_extraction_read(extraction),
+    )
+
+
+def get_transcript(session: Session, transcript_id: uuid.UUID) -> TranscriptRead:
+    transcript = transcripts_db.get_transcript(session, transcript_id)
+    if transcript is None:
+        raise NotFoundError(f"no transcript {transcript_id}")
+    return transcript_view(session, transcript)
+
+
+def find_transcript(session: Session, source: str, external_id: str) -> TranscriptRead:
+    """The transcript a call-centre system knows by (source, external_id)."""
+    transcript = transcripts_db.find_transcript(session, source, external_id)
+    if transcript is None:
+        raise NotFoundError(f"no transcript with source {source!r} and external_id {external_id!r}")
+    return transcript_view(session, transcript)
+
+
+def list_extractions(
+    session: Session,
+    *,
+    reason: str | None,
+    product: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    page_size: int,
+    cursor: str | None,
+) -> ExtractionPage:
+    """Current extractions, newest call first, one page after `cursor`."""
+    filters = results_db.ExtractionFilter(
+        reason=reason, product=product_key(product), since=since, until=until
+    )
+    after = decode_cursor(cursor) if cursor else None
+    rows = results_db.list_extractions(session, filters, page_size + 1, after)
+    items = [
+        ExtractionListItem(
+            transcript_id=t.id,
+            external_id=t.external_id,
+            source=t.source,
+            occurred_at=e.occurred_at,
+            extraction=_extraction_read(e),  # type: ignore[arg-type]
+        )
+        for e, t in rows[:page_size]
+    ]
+    next_cursor = None
+    if len(rows) > page_size:
+        last = rows[page_size - 1][0]
+        next_cursor = encode_cursor(last.occurred_at, last.id)
+    return ExtractionPage(items=items, next_cursor=next_cursor)
+
+
+def reason_counts(
+    session: Session, bucket: str, since: datetime | None, until: datetime | None
+) -> dict[str, Any]:
+    """Calls per reason per bucket, as the plain JSON of schemas.api.ReasonCounts.
+
+    A year of days is thousands of items: built once as plain JSON (the shape of ReasonCounts,
+    which documents it) rather than validated twice as models."""
+    check_range(since, until)
+    rows = analytics_db.reason_counts(session, bucket, since, until)
+    items = [{"bucket": _utc_iso(_as_datetime(b)), "reason": r, "count": c} for b, r, c in rows]
+    return {"bucket": bucket, "items": items}
+
+
+def product_counts(
+    session: Session,
+    reason: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+) -> ProductCounts:
+    """The most frequent products, with their calls per reason."""
+    check_range(since, until)
+    rows = analytics_db.product_counts(session, reason, since, until, limit)
+    return ProductCounts(items=[ProductCount(product=p, total=t, by_reason=r) for p, t, r in rows])
+
+
+def check_range(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and since >= until:
+        raise InvalidRequestError("since must be before until")
+
+
+def _extraction_read(extraction: Extraction | None) -> ExtractionRead | None:
+    return None if extraction is None else ExtractionRead.model_validate(extraction)
+
+
+def _as_datetime(value: object) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    return datetime.fromisoformat(str(value))
+
+
+def _utc_iso(value: datetime) -> str:
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
