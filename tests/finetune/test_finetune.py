@@ -1,5 +1,8 @@
 """`callx finetune` with the real model and real torch: a few steps on tiny data from two
-taxonomies, the adapter GGUF and its card, the adapter loaded by the llamacpp backend, resume."""
+taxonomies, the adapter GGUF and its card, the adapter loaded by the llamacpp backend, resume.
+
+Just over 400 lines: one training run is shared by the checks (loading torch and the model
+costs most of the time), so they stay in one module."""
 
 from __future__ import annotations
 
