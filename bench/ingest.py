@@ -37,6 +37,7 @@ import psycopg
 import redis
 
 from app.config import Settings
+from app.db.transcripts import COPY_TRANSCRIPTS, COPY_TYPES
 from app.jobs.queue import TaskQueue, build_celery
 from bench.common import BenchRow, report
 from bench.data_gen import Stack, new_external_ids, stack
@@ -46,28 +47,6 @@ BATCH = 10_000
 TARGET_RATIO = 0.5
 TARGET_RATE = 5_000.0
 CLIENTS = 50
-COPY_COLUMNS = (
-    "id, source, external_id, text, text_sha256, language, occurred_at, metadata, batch_id, "
-    "queue, status, runs, created_at, updated_at"
-)
-COPY_TYPES = [
-    "uuid",
-    "varchar",
-    "varchar",
-    "text",
-    "varchar",
-    "varchar",
-    "timestamptz",
-    "text",  # the JSON text: json's binary form
-    "uuid",
-    "varchar",
-    "varchar",
-    "int4",
-    "timestamptz",
-    "timestamptz",
-]
-
-
 def make_records(n: int) -> list[dict[str, Any]]:
     """n realistic calls (a few hundred characters each), fresh external ids."""
     start = datetime(2026, 11, 1, tzinfo=UTC)
@@ -129,7 +108,7 @@ def floor_once(
         started = time.perf_counter()
         with (
             conn.cursor() as cursor,
-            cursor.copy(f"COPY transcripts ({COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy,
+            cursor.copy(COPY_TRANSCRIPTS) as copy,
         ):
             copy.set_types(COPY_TYPES)
             for row in rows:

@@ -45,14 +45,24 @@ def fake_worker_env(settings: Settings, latency_s: float) -> dict[str, str]:
     )
 
 
-def run_callx(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """`callx ARGS` with no CALLX_ setting but a data directory under `tmp_path`."""
+def callx_command(
+    args: tuple[str, ...], settings_env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """`callx ARGS` configured by `settings_env` alone: the CALLX_ variables of this process
+    are left out."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLX_")}
-    env.update({"CALLX_DATA_DIR": str(tmp_path / "data"), "CALLX_CACHE_DIR": str(CACHE_DIR)})
+    env.update(settings_env)
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
+    )
+
+
+def run_callx(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`callx ARGS` with no setting but a data directory under `tmp_path` (embedded mode)."""
+    return callx_command(
+        args, {"CALLX_DATA_DIR": str(tmp_path / "data"), "CALLX_CACHE_DIR": str(CACHE_DIR)}
     )

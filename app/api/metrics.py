@@ -11,8 +11,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from app.db import transcripts as transcripts_db
 from app.jobs.queue import TaskQueue
+from app.results import service as results
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class StateCollector(Collector):
         calls = GaugeMetricFamily("callx_transcripts", "Transcripts by status", labels=["status"])
         try:
             with state.sessions() as session:
-                rows = transcripts_db.count_by_status(session)
+                rows = results.calls_by_status(session)
             for status, count in rows.items():
                 calls.add_metric([status], count)
         except Exception as exc:

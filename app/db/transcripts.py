@@ -69,7 +69,7 @@ def insert_transcripts_skipping_duplicates(
     return set(inserted)
 
 
-_COPY_COLUMNS = (
+COPY_COLUMNS = (
     "id",
     "source",
     "external_id",
@@ -85,9 +85,9 @@ _COPY_COLUMNS = (
     "created_at",
     "updated_at",
 )
-_COPY_TRANSCRIPTS = f"COPY transcripts ({', '.join(_COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+COPY_TRANSCRIPTS = f"COPY transcripts ({', '.join(COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 # Binary COPY needs each column's type; metadata goes as its JSON text (json's binary form).
-_COPY_TYPES = (
+COPY_TYPES = (
     "uuid",
     "varchar",
     "varchar",
@@ -124,8 +124,8 @@ def copy_new_transcripts(session: Session, rows: Iterable[dict[str, Any]]) -> bo
     try:
         with session.begin_nested():
             session.connection()  # emits the SAVEPOINT now (lazy otherwise: nothing to roll back)
-            with driver_connection.cursor() as cursor, cursor.copy(_COPY_TRANSCRIPTS) as copy:
-                copy.set_types(_COPY_TYPES)
+            with driver_connection.cursor() as cursor, cursor.copy(COPY_TRANSCRIPTS) as copy:
+                copy.set_types(COPY_TYPES)
                 write = copy.write_row
                 for r in rows:
                     write(

@@ -117,6 +117,11 @@ def product_counts(
     return ProductCounts(items=[ProductCount(product=p, total=t, by_reason=r) for p, t, r in rows])
 
 
+def calls_by_status(session: Session) -> dict[str, int]:
+    """Transcripts per status (the /metrics gauge)."""
+    return transcripts_db.count_by_status(session)
+
+
 def check_range(since: datetime | None, until: datetime | None) -> None:
     if since is not None and until is not None and since >= until:
         raise InvalidRequestError("since must be before until")

@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -22,7 +20,7 @@ from app.auth.service import create_api_key, find_api_key, revoke_api_key
 from app.config import AuthSettings, Settings
 from app.db.session import build_engine, build_sessionmaker, session_scope
 from app.main import create_app
-from support.env import process_env
+from support.env import callx_command, process_env
 from support.fakes import FakeTaskQueue
 from support.services import CallxProcess, free_port
 
@@ -292,15 +290,7 @@ def test_a_nonsensical_setting_stops_start_up(monkeypatch: pytest.MonkeyPatch) -
 
 
 def run_callx(settings: Settings, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLX_")}
-    env.update(process_env(settings, **extra_env))
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return callx_command(args, process_env(settings, **extra_env), timeout=120)
 
 
 def test_callx_keys_create_list_revoke(client: TestClient, auth_settings: Settings) -> None:
