@@ -15,6 +15,10 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class SettingsError(ValueError):
+    """A setting that cannot work, said with the variable to change (start-up stops)."""
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "callx"
@@ -48,7 +52,17 @@ class BrokerSettings(BaseModel):
         default=30.0, gt=0, description="How often each worker looks for lost or stuck calls."
     )
     requeue_grace_s: float = Field(
-        default=60.0, ge=0, description="A queued call younger than this is never re-sent."
+        default=60.0,
+        ge=0,
+        description="A queued call younger than this is never re-sent; nor is a message that "
+        "a worker took less than this ago, without starting its calls.",
+    )
+    heartbeat_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="How often each worker says it is alive; /readyz counts a worker as live "
+        "for three intervals after its last heartbeat.",
     )
     ids_per_message: int = Field(
         default=8,
@@ -185,7 +199,16 @@ class ExtractionSettings(BaseModel):
     backoff_base_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=60.0, gt=0)
     lease_s: int = Field(
-        default=900, ge=10, description="A running extraction older than this is retaken."
+        default=60,
+        ge=10,
+        description="A worker's hold on a running call, renewed every third of it while the "
+        "call runs: a dead worker's calls are retaken this long after its last renewal.",
+    )
+    stop_grace_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="On SIGTERM, how long a worker lets its running calls finish before it "
+        "gives them back to the queue for another worker.",
     )
     fake_latency_s: float = Field(
         default=0.0,
@@ -200,9 +223,17 @@ class ExtractionSettings(BaseModel):
     )
 
 
+DEFAULT_MAX_METADATA_BYTES = 16 * 1024
+
+
 class ApiSettings(BaseModel):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_text_chars: int = Field(default=200_000, ge=100)
+    max_metadata_bytes: int = Field(
+        default=DEFAULT_MAX_METADATA_BYTES,
+        ge=2,
+        description="A call's metadata at most this many bytes, as compact UTF-8 JSON.",
+    )
     max_batch_items: int = Field(default=50_000, ge=1)
     max_page_size: int = Field(default=500, ge=1)
     default_page_size: int = Field(default=50, ge=1)
@@ -238,6 +269,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     log_level: str = "INFO"
+    verbose: bool = Field(
+        default=False,
+        description="The libraries' own output on stderr: llama.cpp's messages, Celery's banner "
+        "and warnings (`callx --verbose`).",
+    )
     database: DatabaseSettings = DatabaseSettings()
     broker: BrokerSettings = BrokerSettings()
     extraction: ExtractionSettings = ExtractionSettings()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from urllib.parse import unquote, unquote_plus
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -22,6 +24,34 @@ class ContextFilter(logging.Filter):
             value = var.get()
             if value is not None and not hasattr(record, name):
                 setattr(record, name, value)
+        return True
+
+
+# callx's API keys (app/auth/keys.py): cx_<8 hex id>_<secret>. The id is public, the secret not.
+_API_KEY = re.compile(r"cx_([0-9a-f]{8})_[A-Za-z0-9_-]+")
+
+
+def loggable_target(target: str) -> str:
+    """A request's path and query as logged: the query's values left out (a key sent as
+    `?api_key=...`, a customer's external_id), and any API key in what is left shown by its
+    public id only."""
+    path, _, query = target.partition("?")
+    shown = unquote(path)
+    if query:
+        parts = [part.partition("=") for part in query.split("&") if part]
+        shown += "?" + "&".join(unquote_plus(name) + (sep and "=...") for name, sep, _ in parts)
+    return _API_KEY.sub(r"cx_\1_[redacted]", shown)
+
+
+class AccessLogFilter(logging.Filter):
+    """uvicorn's access log line (`client - "GET /path?query HTTP/1.1" 200`) with its target
+    made loggable: an API key sent in a URL is never written out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
+            client, method, target, version, status = args
+            record.args = (client, method, loggable_target(str(target)), version, status)
         return True
 
 
@@ -43,6 +73,7 @@ def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(ContextFilter())
+    handler.addFilter(AccessLogFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

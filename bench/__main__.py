@@ -12,7 +12,15 @@ from pathlib import Path
 
 from bench.common import BenchRow, render, write_json
 
-SUITE = ("local_model", "worker_throughput", "openai_inflight", "rate_limit", "ingest", "analytics")
+SUITE = (
+    "local_model",
+    "worker_throughput",
+    "openai_inflight",
+    "rate_limit",
+    "ingest",
+    "analytics",
+    "worker_stop",
+)
 # Run with --only: needs the finetune extra and ../shared/datasets/.
 OPTIONAL = ("finetune_step",)
 

@@ -210,9 +210,12 @@ def generate(
             )
             timings["transcripts_s"] = time.perf_counter() - started
             product = f"({_brand_array()})[1 + rank % {len(BRANDS)}] || ' ' || rank"
+            # Inlined as the statements below take no parameters (their `%` are operators).
+            assert source.isidentifier(), source
+            source_literal = f"'{source}'"
             extraction_columns = """
-                (id, transcript_id, is_current, status, occurred_at, product, product_key,
-                 reason, confidence, backend, model, prompt_version, taxonomy_version,
+                (id, transcript_id, is_current, status, occurred_at, source, product,
+                 product_key, reason, confidence, backend, model, prompt_version, taxonomy_version,
                  latency_ms, prompt_tokens, completion_tokens, attempts, truncated, raw_answer,
                  error, error_kind, created_at)
             """
@@ -222,6 +225,7 @@ def generate(
                 INSERT INTO extractions {extraction_columns}
                 SELECT eid, tid, true,
                        CASE WHEN {ok} THEN 'succeeded' ELSE 'failed' END, occurred,
+                       {source_literal},
                        CASE WHEN {named} THEN
                             CASE WHEN r_case < 0.1 THEN upper({product}) ELSE {product} END
                        END,
@@ -242,7 +246,8 @@ def generate(
             conn.execute(
                 f"""
                 INSERT INTO extractions {extraction_columns}
-                SELECT gen_random_uuid(), tid, false, 'failed', occurred, NULL, NULL, NULL, NULL,
+                SELECT gen_random_uuid(), tid, false, 'failed', occurred, {source_literal},
+                       NULL, NULL, NULL, NULL,
                        'llamacpp', 'qwen2.5-1.5b-instruct-q4_k_m', 'v3', 'default@1a2b3c4d',
                        60000, NULL, NULL, 3, false, NULL, 'timed out after 60 s', 'timeout',
                        occurred + interval '5 minutes 30 seconds'

@@ -37,7 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "reports" / "bench-openai.json"
 
 
-
 class ConnectionSampler:
     """Samples PostgreSQL's connections to `database` (pg_stat_activity), but our own."""
 
@@ -185,6 +184,7 @@ def submit_calls(services: Services, n: int, prefix: str, batch_size: int | None
     from app.ingest.parsing import RawRecord
     from app.ingest.service import submit_batch
     from app.jobs.queue import TaskQueue, build_celery
+    from schemas.taxonomy import load_taxonomy
 
     settings = Settings(database={"url": services.database_url}, broker={"url": services.redis.url})
     engine = create_engine(services.database_url, connect_args={"application_name": "callx-bench"})
@@ -207,7 +207,9 @@ def submit_calls(services: Services, n: int, prefix: str, batch_size: int | None
             for i in range(start, min(n, start + size))
         ]
         with session_scope(sessions) as session:
-            created = submit_batch(session, records, queue, 200_000)
+            created = submit_batch(
+                session, records, queue, 200_000, taxonomy_version=load_taxonomy().version
+            )
         assert created.accepted == len(records), created
     engine.dispose()
     celery.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 CODE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 
@@ -96,8 +96,21 @@ def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
     try:
         data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
         return Taxonomy.model_validate(data)
+    except ValidationError as exc:
+        raise TaxonomyError(f"invalid taxonomy in {source}: {_problems(exc)}") from exc
     except (ValueError, yaml.YAMLError) as exc:
         raise TaxonomyError(f"invalid taxonomy in {source}: {exc}") from exc
+
+
+def _problems(exc: ValidationError) -> str:
+    """Each problem as `where: what (found ...)`, without pydantic's types and links."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "taxonomy"
+        found = error.get("input")
+        shown = f" (found {found!r})" if isinstance(found, str | int | float | bool) else ""
+        problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}{shown}")
+    return "; ".join(problems)
 
 
 def builtin_taxonomy_path(name: str) -> Path:

@@ -53,7 +53,9 @@ def clean_db(database_url: str) -> Iterator[None]:
     """Tests that go through real processes commit: start each from empty tables."""
     engine = create_engine(database_url)
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE extractions, transcripts, batches, api_keys CASCADE"))
+        connection.execute(
+            text("TRUNCATE extractions, transcripts, batches, api_keys, worker_heartbeats CASCADE")
+        )
     engine.dispose()
     yield
 

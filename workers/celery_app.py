@@ -4,20 +4,32 @@ the fork, never at import and never in the parent: llama.cpp state does not surv
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import signal
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from celery.exceptions import SecurityWarning
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from app.config import Settings, get_settings
 from app.db.session import build_engine, build_sessionmaker
-from app.extraction.extractor import Extractor
+from app.extraction.extractor import Extractor, check_extraction_settings
 from app.extraction.store import ExtractionStore
 from app.jobs.queue import TaskQueue, build_celery
 from app.jobs.reconcile import Reconciler, run_forever
+from app.jobs.stopping import hand_back_calls
+from app.jobs.workers import Heartbeat, WorkerIdentity
 from workers.plan import WorkerPlan
 
 log = logging.getLogger(__name__)
@@ -44,6 +56,22 @@ _pool_concurrency = 1  # this process's share of --concurrency (worker_init)
 # otherwise (`celery -A workers.celery_app worker`) reads the settings from the environment.
 _settings: Settings | None = None
 _metrics_port: int | None = None
+_queues: list[str] | None = None
+
+# A stop (SIGTERM, Ctrl-C), in every process of the worker: no call starts once it is set, and
+# the calls in hand get ExtractionSettings.stop_grace_s to end before they are given back. The
+# main process learns it from Celery, in a signal handler (a threading.Event: is_set() takes
+# no lock the handler could wait for); it passes it on to its prefork children, which ignore
+# SIGTERM (a signal to the process group would kill their calls), through _stop_broadcast,
+# made before they fork.
+_stopping = threading.Event()
+_stop_broadcast = multiprocessing.Event()
+_in_pool_child = False
+
+
+def stopping_now() -> bool:
+    """Has this worker been asked to stop?"""
+    return _stopping.is_set()
 
 
 def worker_settings() -> Settings:
@@ -59,7 +87,7 @@ def run_worker(
     metrics_port: int | None,
 ) -> None:
     """Run one Celery worker in this process as `plan` says (plan.processes == 1)."""
-    global _settings, _metrics_port
+    global _settings, _metrics_port, _queues
     _settings, _metrics_port = settings, metrics_port
     if plan.pool != "prefork":
         # Nothing forks: build the backend now, not under a lock on the first task while
@@ -67,8 +95,13 @@ def run_worker(
         set_pool_concurrency(plan.concurrency)
         worker_runtime()
     queue_list = queues or f"{settings.broker.interactive_queue},{settings.broker.batch_queue}"
+    _queues = [q.strip() for q in queue_list.split(",") if q.strip()]
+    if not settings.verbose:
+        # Its banner, and the warning about running as root: `callx --verbose worker` shows them.
+        warnings.filterwarnings("ignore", category=SecurityWarning)
     celery_app.worker_main(
         [
+            *([] if settings.verbose else ["--quiet"]),
             "worker",
             f"--queues={queue_list}",
             f"--concurrency={plan.concurrency}",
@@ -118,24 +151,81 @@ def worker_runtime() -> WorkerRuntime:
                     "calls_at_once": threads,
                 },
             )
+            threading.Thread(
+                target=_hand_back_on_stop,
+                args=(_runtime,),
+                name="callx-stop-watch",
+                daemon=True,
+            ).start()
         return _runtime
+
+
+def _hand_back_on_stop(runtime: WorkerRuntime) -> None:
+    """Once the worker stops: the calls in hand finish within the grace, or go back."""
+    (_stop_broadcast if _in_pool_child else _stopping).wait()
+    _stopping.set()
+    try:
+        hand_back_calls(
+            runtime.store,
+            TaskQueue(celery_app, runtime.settings),
+            runtime.settings.extraction.stop_grace_s,
+        )
+    except Exception:  # database or broker down: the leases run out instead
+        log.exception("could not give back the calls in hand")
+
+
+@worker_init.connect
+def _pass_stop_on(**_: object) -> None:
+    """In the main process, before the pool forks: a stop reaches the children too."""
+
+    def relay() -> None:
+        _stopping.wait()
+        _stop_broadcast.set()
+
+    threading.Thread(target=relay, name="callx-stop-relay", daemon=True).start()
+
+
+@worker_shutting_down.connect
+def _begin_stopping(**_: object) -> None:
+    _stopping.set()
 
 
 @worker_process_init.connect
 def _build_runtime_after_fork(**_: object) -> None:
+    global _stopping, _in_pool_child
+    # The parent stops its children (_stop_broadcast); billiard keeps an ignored SIGTERM.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _stopping, _in_pool_child = threading.Event(), True  # none of the parent's waiters
     set_pool_concurrency(1)  # a prefork child runs one task at a time
-    worker_runtime()
+    try:
+        worker_runtime()
+    except Exception:
+        # The pool would start another child, which would fail the same way, forever, while
+        # the worker looks alive: stop the whole worker instead, saying why.
+        log.exception("this worker cannot build its backend: stopping")
+        os.kill(os.getppid(), signal.SIGTERM)
+        raise
 
 
 _stop_reconciler = threading.Event()
+_heartbeat: Heartbeat | None = None
 
 
 @worker_ready.connect
 def _start_reconciler(sender: object = None, **_: object) -> None:
-    """The reconciler runs in the worker's main process, which never loads a model."""
+    """The reconciler and the heartbeat run in the worker's main process, which never loads
+    a model."""
+    global _heartbeat
     settings = worker_settings()
+    sessions = build_sessionmaker(build_engine(settings, pool_size=2))
+    backend, taxonomy = check_extraction_settings(settings)
+    queues = _queues or [settings.broker.interactive_queue, settings.broker.batch_queue]
+    node = str(getattr(sender, "hostname", None) or "celery")
+    identity = WorkerIdentity.here(node, queues, backend.name, backend.model, taxonomy.version)
+    _heartbeat = Heartbeat(sessions, identity, settings.broker.heartbeat_interval_s)
+    _heartbeat.start()
     reconciler = Reconciler(
-        build_sessionmaker(build_engine(settings, pool_size=1)),
+        sessions,
         TaskQueue(celery_app, settings),
         grace_s=settings.broker.requeue_grace_s,
     )
@@ -157,6 +247,8 @@ def _start_reconciler(sender: object = None, **_: object) -> None:
 @worker_shutdown.connect
 def _stop_reconciler_thread(**_: object) -> None:
     _stop_reconciler.set()
+    if _heartbeat is not None:
+        _heartbeat.stop()  # no longer live at once, rather than three intervals later
 
 
 def create_worker_app() -> Celery:

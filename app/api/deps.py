@@ -18,7 +18,8 @@ from app.config import Settings
 from app.db.session import session_scope
 from app.errors import InvalidRequestError
 from app.jobs.queue import TaskQueue
-from schemas.api import Problem
+from schemas.api import NO_CONTROL_CHARS, Problem, UtcDatetime
+from schemas.taxonomy import Reason, Taxonomy
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -34,11 +35,17 @@ def get_queue(request: Request) -> TaskQueue:
     return request.app.state.queue  # type: ignore[no-any-return]
 
 
+def get_taxonomy(request: Request) -> Taxonomy:
+    """The taxonomy this API queues calls for (loaded once, in create_app)."""
+    return request.app.state.taxonomy  # type: ignore[no-any-return]
+
+
 # scope="function": commit (and send the after-commit jobs) before the response goes out,
 # so a 202 always means stored, and a failed commit is an error answer, not a lost write.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 QueueDep = Annotated[TaskQueue, Depends(get_queue)]
+TaxonomyDep = Annotated[Taxonomy, Depends(get_taxonomy)]
 
 
 def page_size(default: int | None = None) -> Callable[..., int]:
@@ -52,7 +59,8 @@ def page_size(default: int | None = None) -> Callable[..., int]:
         size = limit or default or settings.api.default_page_size
         if size > settings.api.max_page_size:
             raise InvalidRequestError(
-                f"limit {size} is over the maximum page size {settings.api.max_page_size}"
+                f"limit {size} is over the maximum page size {settings.api.max_page_size}",
+                loc=("query", "limit"),
             )
         return size
 
@@ -62,6 +70,50 @@ def page_size(default: int | None = None) -> Callable[..., int]:
 PageSizeDep = Annotated[int, Depends(page_size())]
 # The top-products list: 20 unless asked.
 TopSizeDep = Annotated[int, Depends(page_size(default=20))]
+
+
+def reason_filter(
+    taxonomy: TaxonomyDep,
+    reason: Annotated[
+        str | None,
+        # Documented with the taxonomy's codes as an enum (app/api/openapi.py).
+        Query(max_length=40, pattern=NO_CONTROL_CHARS, description="A reason code."),
+    ] = None,
+) -> str | None:
+    """The `reason` filter: a code of the configured taxonomy, or a 422 that lists them."""
+    if reason is None or reason in taxonomy.codes:
+        return reason
+    label_of = [r.code for r in taxonomy.reasons if _is_label(reason, r)]
+    hint = f" ({reason!r} is the label of {label_of[0]!r})" if label_of else ""
+    raise InvalidRequestError(
+        f"reason {reason!r} is not a code of the taxonomy {taxonomy.version}{hint}; "
+        f"use one of: {', '.join(taxonomy.codes)}",
+        loc=("query", "reason"),
+    )
+
+
+def _is_label(value: str, reason: Reason) -> bool:
+    labels = [reason.label] if isinstance(reason.label, str) else reason.label.values()
+    return value.strip().casefold() in {label.casefold() for label in labels}
+
+
+ReasonFilterDep = Annotated[str | None, Depends(reason_filter)]
+SinceQuery = Annotated[
+    UtcDatetime | None,
+    Query(
+        description="Calls at or after this time (ISO 8601; no offset: UTC). With `until`, "
+        "it must be before it (else a 422).",
+        examples=["2026-11-01T00:00:00Z"],
+    ),
+]
+UntilQuery = Annotated[
+    UtcDatetime | None,
+    Query(
+        description="Calls before this time (ISO 8601; no offset: UTC). With `since`, it must "
+        "be after it (else a 422).",
+        examples=["2026-12-01T00:00:00Z"],
+    ),
+]
 
 
 # ---- API keys ------------------------------------------------------------------------------

@@ -11,17 +11,62 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import ConflictError, InvalidRequestError, NotFoundError, PayloadTooLargeError
+from app.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RequestError,
+)
 from app.ingest.parsing import BodyError
 
 log = logging.getLogger(__name__)
 
+# An HTTPException's status: the kind of problem and where it is, for its `errors` item.
+_HTTP_PROBLEMS: dict[int, tuple[str, tuple[str, ...]]] = {
+    400: ("unreadable_body", ("body",)),
+    401: ("unauthorized", ("header", "X-API-Key")),
+    403: ("forbidden", ("header", "X-API-Key")),
+    404: ("not_found", ("path",)),
+    405: ("method_not_allowed", ()),
+    413: ("too_large", ("body",)),
+}
 
-def problem(status: int, detail: str, errors: list[dict] | None = None) -> JSONResponse:
-    body: dict = {"detail": detail}
-    if errors is not None:
-        body["errors"] = errors
-    return JSONResponse(status_code=status, content=body)
+
+def problem(
+    status: int,
+    detail: str,
+    errors: list[dict] | None = None,
+    *,
+    kind: str = "invalid",
+    loc: tuple[str, ...] = (),
+) -> JSONResponse:
+    """The error answer: `detail`, and `errors` (one item from `kind` and `loc` if not given)."""
+    if errors is None:
+        errors = [{"loc": list(loc), "msg": detail, "type": kind}]
+    return JSONResponse(status_code=status, content={"detail": detail, "errors": errors})
+
+
+class RequestTooLargeError(StarletteHTTPException):
+    """A request body over CALLX_API__MAX_BODY_BYTES (413). An HTTPException so that FastAPI,
+    reading a body for a route, passes it on instead of answering 400."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(413, detail)
+
+
+def http_problem(exc: StarletteHTTPException) -> JSONResponse:
+    kind, loc = _HTTP_PROBLEMS.get(exc.status_code, ("http_error", ()))
+    detail = str(exc.detail)
+    if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's "error parsing the body"
+        detail = f"the body is not valid UTF-8 (byte {exc.__cause__.start})"
+    response = problem(exc.status_code, detail, kind=kind, loc=loc)
+    response.headers.update(getattr(exc, "headers", None) or {})
+    return response
+
+
+def _domain_problem(status: int, kind: str, exc: RequestError) -> JSONResponse:
+    return problem(status, str(exc), kind=kind, loc=exc.loc)
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict]:
@@ -46,34 +91,32 @@ def register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        response = problem(exc.status_code, str(exc.detail))
-        response.headers.update(getattr(exc, "headers", None) or {})
-        return response
+        return http_problem(exc)
 
     @app.exception_handler(NotFoundError)
     async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
-        return problem(404, str(exc))
+        return _domain_problem(404, "not_found", exc)
 
     @app.exception_handler(ConflictError)
     async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
-        return problem(409, str(exc))
+        return _domain_problem(409, "conflict", exc)
 
     @app.exception_handler(InvalidRequestError)
     async def _invalid_value(_: Request, exc: InvalidRequestError) -> JSONResponse:
-        return problem(422, str(exc))
+        return _domain_problem(422, "invalid", exc)
 
     @app.exception_handler(BodyError)
     async def _body(_: Request, exc: BodyError) -> JSONResponse:
-        return problem(422, str(exc))
+        return problem(422, str(exc), kind="unreadable_body", loc=("body",))
 
     @app.exception_handler(PayloadTooLargeError)
     async def _too_large(_: Request, exc: PayloadTooLargeError) -> JSONResponse:
-        return problem(413, str(exc))
+        return _domain_problem(413, "too_large", exc)
 
     async def _database(_: Request, exc: Exception) -> JSONResponse:
         # Only the class: driver messages can quote statement parameters (transcript text).
         log.error("database unavailable", extra={"error": type(exc).__name__})
-        return problem(503, "the database is unavailable; retry later")
+        return problem(503, "the database is unavailable; retry later", kind="unavailable")
 
     for error_class in (OperationalError, InterfaceError, PoolTimeoutError):
         app.add_exception_handler(error_class, _database)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import uuid
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import AUTH_RESPONSES, PageSizeDep, ReadKey, SessionDep
+from app.api.deps import (
+    AUTH_RESPONSES,
+    PageSizeDep,
+    ReadKey,
+    ReasonFilterDep,
+    SessionDep,
+    SinceQuery,
+    UntilQuery,
+)
 from app.results import service as results
-from schemas.api import NO_CONTROL_CHARS, ExtractionPage, Problem, UtcDatetime
+from schemas.api import NO_CONTROL_CHARS, ExtractionPage, Problem, SourceName
 
 router = APIRouter(prefix="/v1/extractions", tags=["results"])
 
@@ -22,26 +31,68 @@ router = APIRouter(prefix="/v1/extractions", tags=["results"])
 def list_extractions(
     session: SessionDep,
     page_size: PageSizeDep,
-    reason: Annotated[str | None, Query(max_length=40, pattern=NO_CONTROL_CHARS)] = None,
+    reason: ReasonFilterDep,
     product: Annotated[
         str | None,
         Query(
             max_length=200,
             pattern=NO_CONTROL_CHARS,
             description="Case- and accent-insensitive exact match.",
+            examples=["Livebox 6"],
         ),
     ] = None,
-    since: Annotated[UtcDatetime | None, Query(description="Calls at or after (ISO 8601).")] = None,
-    until: Annotated[UtcDatetime | None, Query(description="Calls before (ISO 8601).")] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+    batch_id: Annotated[
+        uuid.UUID | None, Query(description="The calls of one batch (POST /v1/batches' id).")
+    ] = None,
+    source: Annotated[
+        SourceName | None,
+        Query(
+            min_length=1,
+            max_length=100,
+            pattern=NO_CONTROL_CHARS,
+            description="Exact match, normalised as when submitted (`CRM` is `crm`).",
+        ),
+    ] = None,
+    language: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})?$",
+            description="As submitted, case-insensitive (e.g. fr).",
+        ),
+    ] = None,
+    status: Annotated[
+        Literal["succeeded", "failed"] | None, Query(description="The extraction's status.")
+    ] = None,
+    min_confidence: Annotated[
+        float | None, Query(ge=0, le=1, description="Confidence at least this.")
+    ] = None,
+    max_confidence: Annotated[
+        float | None, Query(ge=0, le=1, description="Confidence at most this.")
+    ] = None,
+    taxonomy_version: Annotated[
+        str | None,
+        Query(max_length=64, pattern=NO_CONTROL_CHARS, description="Extracted with this taxonomy."),
+    ] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=200, description="The previous page's `next_cursor`, for the next page."),
+    ] = None,
 ) -> ExtractionPage:
-    """Current extractions, newest call first. Pass `next_cursor` back as `cursor` for more."""
-    return results.list_extractions(
-        session,
+    """Current extractions, newest call first, with each call's metadata. Pass `next_cursor`
+    back as `cursor` for more. A confidence range leaves out calls without a confidence."""
+    filters = results.ExtractionFilter(
         reason=reason,
         product=product,
         since=since,
         until=until,
-        page_size=page_size,
-        cursor=cursor,
+        batch_id=batch_id,
+        source=source,
+        language=language,
+        status=status,
+        min_confidence=min_confidence,
+        max_confidence=max_confidence,
+        taxonomy_version=taxonomy_version,
     )
+    return results.list_extractions(session, filters, page_size=page_size, cursor=cursor)

@@ -12,6 +12,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from app.jobs.queue import TaskQueue
+from app.jobs.workers import queue_status
 from app.results import service as results
 
 router = APIRouter(tags=["health"])
@@ -46,6 +47,27 @@ class StateCollector(Collector):
             except Exception as exc:
                 log.warning("metrics: broker unavailable", extra={"error": type(exc).__name__})
         yield depth
+        live = GaugeMetricFamily(
+            "callx_workers_live", "Live workers (a heartbeat) per queue", labels=["queue"]
+        )
+        unserved = GaugeMetricFamily(
+            "callx_calls_unserved",
+            "Calls waiting in a queue that no live worker can take, by the taxonomy version "
+            "they were queued for",
+            labels=["queue", "taxonomy_version"],
+        )
+        try:
+            with state.sessions() as session:
+                interval = state.settings.broker.heartbeat_interval_s
+                statuses = queue_status(session, [queue.interactive, queue.batch], interval)
+            for queue_state in statuses:
+                live.add_metric([queue_state.queue], len(queue_state.workers))
+                for version, count in queue_state.unserved.items():
+                    unserved.add_metric([queue_state.queue, version], count)
+        except Exception as exc:
+            log.warning("metrics: database unavailable", extra={"error": type(exc).__name__})
+        yield live
+        yield unserved
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,7 +15,57 @@ from app.config import get_settings
 cli = typer.Typer(
     help="callx: customer-call transcripts in, product and reason out.", no_args_is_help=True
 )
-err = Console(stderr=True)
+# Messages are not wrapped at the terminal's width: a path or a URL cut in two is not one.
+err = Console(stderr=True, soft_wrap=True)
+
+
+@dataclass
+class Invocation:
+    """What the global options asked for, and the command run (for its error messages)."""
+
+    command: str | None = None
+    debug: bool = False
+
+
+invocation = Invocation()
+
+
+@cli.callback()
+def _global_options(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", envvar="CALLX_DEBUG", help="Show the traceback of an error, not one line."
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            envvar="CALLX_VERBOSE",
+            help="Show the libraries' own output too (llama.cpp, Celery's banner).",
+        ),
+    ] = False,
+) -> None:
+    invocation.command = ctx.invoked_subcommand
+    invocation.debug = debug
+    if verbose:
+        # A setting (CALLX_VERBOSE), so that the worker processes started by this one see it.
+        os.environ["CALLX_VERBOSE"] = "true"
+
+
+def build_extractor(settings: Any) -> Any:
+    """The pipeline for `settings`; a configuration it cannot be built from (a model or
+    adapter file missing, an unknown chat format, no API key) is the user's error."""
+    from app.cli.errors import CliError
+    from app.extraction.extractor import Extractor, check_extraction_settings
+
+    try:
+        check_extraction_settings(settings)  # files and names, before a model is loaded
+        return Extractor.from_settings(settings)
+    except ValueError as exc:  # TaxonomyError included
+        raise CliError(str(exc)) from exc
 
 
 def settings_for(backend: str | None, taxonomy: Path | None) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
 
 @cli.command("eval")
 def evaluate(
-    dataset: Annotated[Path, typer.Option(help="Labelled JSONL: id, transcript, reason, product.")],
+    dataset: Annotated[
+        Path, typer.Option(help="Labelled records: text (or transcript), reason, product, id.")
+    ],
     backend: Annotated[
         list[str] | None,
         typer.Option(
@@ -38,6 +41,7 @@ def evaluate(
     """Score backend configurations side by side on a labelled dataset (same pipeline)."""
     from datetime import UTC, datetime
 
+    from app.cli.errors import CliError
     from app.evaluation.classical import MissingEvalExtraError
     from app.evaluation.report import write_json, write_report
     from app.evaluation.runner import BackendConfig, load_dataset
@@ -49,20 +53,21 @@ def evaluate(
     configure_logging("WARNING")
     base = settings_for(None, taxonomy)
     tax = load_taxonomy(base.extraction.taxonomy_path)
-    records = load_dataset(dataset, tax, limit, seed)
+    # Every mistake is said before the first model is loaded, not after an hour of the first.
     try:
+        records = load_dataset(dataset, tax, limit, seed)
         configs = [BackendConfig.parse(spec) for spec in (backend or [base.extraction.backend])]
-    except ValueError as exc:
-        err.print(f"callx eval: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+        for config in configs:
+            config.check(base)
+    except ValueError as exc:  # the dataset (RecordFileError), a --backend spec, its settings
+        raise CliError(str(exc)) from None
     results = []
     with progress_bar() as bar:
         for config in configs:
             try:
                 extractor = config.extractor(base, tax)
             except (MissingEvalExtraError, ValueError, OSError) as exc:
-                err.print(f"callx eval: {config.label}: {exc}", markup=False, highlight=False)
-                raise typer.Exit(2) from None
+                raise CliError(f"{config.label}: {exc}") from None
             task = bar.add_task(config.label, total=len(records))
             results.append(run_eval(extractor, config, records, lambda t=task: bar.advance(t)))
     meta = {
@@ -90,6 +95,7 @@ def compare(
     """Compare configurations evaluated in separate runs, record by record (exact McNemar)."""
     from dataclasses import replace
 
+    from app.cli.errors import CliError
     from app.evaluation.report import load_results
 
     try:
@@ -101,8 +107,7 @@ def compare(
             results = [(p, replace(r, label=f"{p.stem}/{r.label}")) for p, r in results]
         _print_tables([result for _, result in results])
     except ValueError as exc:  # not eval results, too few, or not the same records
-        err.print(f"callx compare: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+        raise CliError(str(exc)) from None
 
 
 def _print_tables(results: list[BackendResult]) -> None:
@@ -112,17 +117,41 @@ def _print_tables(results: list[BackendResult]) -> None:
     from app.evaluation.paired import compare_all
     from app.evaluation.report import comparison_rows, summary_rows
 
-    tables = [summary_rows(results), comparison_rows(compare_all(results))]
+    # Each table, and how many of its leading cells name a row (a configuration, a pair).
+    tables = [(summary_rows(results), 1), (comparison_rows(compare_all(results)), 2)]
     console = Console()
-    if not console.is_terminal:
+    if not console.is_terminal and "COLUMNS" not in os.environ:
         # Piped or logged: whole cells rather than an 80-column table cut into "re…".
         console = Console(width=240)
-    for rows in tables:
-        if len(rows) > 1:
+    for rows, naming in tables:
+        if len(rows) < 2:
+            continue
+        if _natural_width(rows) <= console.width:
             table = Table(*rows[0])
             for row in rows[1:]:
                 table.add_row(*row)
             console.print(table)
+        else:
+            console.print(_blocks(rows, naming), markup=False, highlight=False)
+
+
+def _natural_width(rows: list[list[str]]) -> int:
+    """Columns of a table whose every cell is whole: cells, padding and borders."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return sum(widths) + 3 * len(widths) + 1
+
+
+def _blocks(rows: list[list[str]], naming: int) -> str:
+    """A table too wide for the terminal as one block per row: the cells that name it, then
+    each other column as `name  value` on a line of its own."""
+    header, *body = rows
+    width = max(len(name) for name in header[naming:]) + 2
+    blocks = []
+    for row in body:
+        cells = zip(header[naming:], row[naming:], strict=True)
+        lines = [" vs ".join(row[:naming])] + [f"  {name:<{width}}{value}" for name, value in cells]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
 
 
 # ---- API keys ------------------------------------------------------------------------------

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import sys
+import traceback
+
 from app.cli import evaluate, files, finetune, keys, service  # noqa: F401  (registers commands)
-from app.cli.app import cli
+from app.cli.app import cli, invocation
+from app.cli.errors import EXIT_USAGE, describe
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except Exception as exc:
+        message = describe(exc)
+        if message is None:
+            raise  # a bug: its traceback
+        if invocation.debug:
+            traceback.print_exc()
+        prefix = f"callx {invocation.command}" if invocation.command else "callx"
+        print(f"{prefix}: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -44,6 +45,7 @@ def serve(
 
     from app.auth.policy import OpenApiRefusedError, decide_auth
     from app.db.migrate import upgrade
+    from app.extraction.extractor import check_extraction_settings
     from app.main import create_app
 
     settings = get_settings()
@@ -53,34 +55,70 @@ def serve(
     except OpenApiRefusedError as exc:
         err.print(f"callx serve: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None
+    with_worker = worker if worker is not None else settings.is_embedded_broker
+    # The API queues calls for its taxonomy (a broken file stops it); the worker it starts
+    # must be able to run, or calls would wait forever behind an API that looks healthy.
+    backend, _ = check_extraction_settings(settings)
+    app = create_app(settings, bind_host=host)
     if migrate_db if migrate_db is not None else settings.database_url.startswith("sqlite"):
         upgrade(settings.database_url)
     child: subprocess.Popen[bytes] | None = None
-    if worker if worker is not None else settings.is_embedded_broker:
+    if with_worker:
         # Its own process group: stopping it stops its pool processes too.
         child = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "worker"], start_new_session=True
         )
         err.print(
-            f"started an embedded worker (pid {child.pid}), backend {settings.extraction.backend}"
+            f"started an embedded worker (pid {child.pid}): {backend.name}, {backend.model}",
+            markup=False,
+            highlight=False,
         )
     err.print(f"callx API on http://{host}:{port} (docs at /docs)")
     err.print(auth.message, markup=False, highlight=False)
     # uvicorn re-raises SIGTERM once it has shut down: turn it into SystemExit so that the
     # `finally` below runs and stops the embedded worker.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    died, stopping = threading.Event(), threading.Event()
+    if child is not None:
+        threading.Thread(
+            target=_watch_worker,
+            args=(child, died, stopping),
+            name="callx-watch-worker",
+            daemon=True,
+        ).start()
     try:
-        uvicorn.run(create_app(settings, bind_host=host), host=host, port=port, log_config=None)
+        uvicorn.run(app, host=host, port=port, log_config=None)
     finally:
+        stopping.set()
         if child is not None:
-            _stop_group(child)
+            _stop_group(child, settings.extraction.stop_grace_s)
+        if died.is_set():  # here, not after: uvicorn's exit on SIGTERM is a SystemExit
+            err.print(
+                f"callx serve: the embedded worker exited (code {child and child.returncode}); "
+                "its log is above. Stopped.",
+                markup=False,
+                highlight=False,
+            )
+            raise typer.Exit(2)  # noqa: B012 (this exit code, not the SystemExit's)
 
 
-def _stop_group(child: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the worker's process group (a warm shutdown), then SIGKILL what is left."""
+def _watch_worker(
+    child: subprocess.Popen[bytes], died: threading.Event, stopping: threading.Event
+) -> None:
+    """Stop the server when its embedded worker dies: an API whose calls nobody will ever
+    extract must not look healthy."""
+    child.wait()
+    if not stopping.is_set():
+        died.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _stop_group(child: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM the worker's process group (a warm shutdown: its calls in hand end within
+    `grace_s` or go back to the queue), then SIGKILL what is left."""
     try:
         os.killpg(child.pid, signal.SIGTERM)
-        child.wait(timeout=30)
+        child.wait(timeout=grace_s + 15)
     except subprocess.TimeoutExpired:
         pass
     except ProcessLookupError:
@@ -121,10 +159,12 @@ def worker(
     """Run a Celery worker for the configured backend. Models are loaded after the fork."""
     import tempfile
 
+    from app.extraction.extractor import check_extraction_settings
     from workers.plan import plan_worker
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    check_extraction_settings(settings)  # before any process starts: one message, exit 2
     plan = plan_worker(
         settings.extraction.backend,
         os.cpu_count() or 1,

@@ -9,10 +9,20 @@ from typing import Any
 
 import httpx
 
+from app.cli.errors import CliError
 from app.progress import progress_bar
-from app.records import read_records, record_text
+from app.records import read_records
+from schemas.records import TRANSCRIPT_FIELDS
 
-_FIELDS = ("external_id", "source", "language", "occurred_at", "metadata")
+
+@dataclass
+class SubmittedCall:
+    """One record of the file as the API answered it, in file order."""
+
+    external_id: str | None
+    source: str
+    transcript_id: str | None  # None: rejected, or a duplicate of a call already stored
+    error: str | None = None  # why it was rejected
 
 
 @dataclass
@@ -23,6 +33,7 @@ class SubmitSummary:
     rejected: int = 0
     batches: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    calls: list[SubmittedCall] = field(default_factory=list)
 
     def render(self) -> str:
         lines = [
@@ -36,12 +47,11 @@ class SubmitSummary:
 
 
 def _payload(record: dict[str, Any], source: str | None) -> dict[str, Any]:
-    item: dict[str, Any] = {k: record[k] for k in _FIELDS if record.get(k) not in (None, "")}
-    if "external_id" not in item and record.get("id") is not None:
-        item["external_id"] = str(record["id"])
+    """The record as the API takes it (its other fields, labels included, go into metadata);
+    a transcript field that is null is left out, as if absent."""
+    item = {k: v for k, v in record.items() if v is not None or k not in TRANSCRIPT_FIELDS}
     if source and "source" not in item:
         item["source"] = source
-    item["text"] = record_text(record) or ""
     return item
 
 
@@ -63,7 +73,7 @@ def submit_file(
             body = "\n".join(json.dumps(_payload(r, source), ensure_ascii=False) for r in part)
             response = client.post("/v1/batches", content=body.encode("utf-8"))
             if response.status_code not in (200, 202, 422):
-                raise SystemExit(f"HTTP {response.status_code}: {response.text[:500]}")
+                raise CliError(f"{response.request.url} answered {refusal(response)}")
             answer = response.json()
             summary.received += answer["received"]
             summary.accepted += answer["accepted"]
@@ -71,9 +81,35 @@ def submit_file(
             summary.rejected += answer["rejected"]
             if answer.get("id"):
                 summary.batches.append(answer["id"])
+            refused = {}
             for error in answer.get("errors", []):
+                refused[error["index"]] = "; ".join(error["errors"])
                 summary.errors.append(
-                    f"record {start + error['index'] + 1}: {'; '.join(error['errors'])}"
+                    f"record {start + error['index'] + 1}: {refused[error['index']]}"
+                )
+            stored = answer.get("transcript_ids") or [None] * len(part)
+            for i, record in enumerate(part):
+                summary.calls.append(
+                    SubmittedCall(
+                        external_id=_id_of(record),
+                        source=_payload(record, source).get("source") or "default",
+                        transcript_id=stored[i],
+                        error=refused.get(i),
+                    )
                 )
             bar.advance(task, len(part))
     return summary
+
+
+def refusal(response: httpx.Response) -> str:
+    """`HTTP 401: the API's detail`, in one line."""
+    try:
+        detail = response.json()["detail"]
+    except (ValueError, KeyError, TypeError):
+        detail = response.text
+    return f"HTTP {response.status_code}: {' '.join(str(detail).split())[:300]}"
+
+
+def _id_of(record: dict[str, Any]) -> str | None:
+    value = record.get("external_id")
+    return None if value in (None, "") else str(value)

@@ -4,6 +4,7 @@ days and from the extractions for the parts of a day at either end of a range.""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -65,9 +66,40 @@ def _union(parts: list[Any]) -> Any:
     return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
-def _whole_days(rollup: Any, first: date | None, end: date | None) -> list[Any]:
-    """Conditions on a day rollup's rows: counted, and in [first, end) (None: unbounded)."""
-    conditions: list[Any] = [rollup.calls > 0]
+@dataclass(frozen=True)
+class Slice:
+    """The calls an analytics answer counts: of one source and taxonomy version (None: all)."""
+
+    source: str | None = None
+    taxonomy_version: str | None = None
+
+    def on_rollup(self, rollup: Any) -> list[Any]:
+        conditions: list[Any] = []
+        if self.source is not None:
+            conditions.append(rollup.source == self.source)
+        if self.taxonomy_version is not None:
+            conditions.append(rollup.taxonomy_version == self.taxonomy_version)
+        return conditions
+
+    def extraction_filter(
+        self, reason: str | None, since: datetime | None, until: datetime | None
+    ) -> ExtractionFilter:
+        return ExtractionFilter(
+            reason=reason,
+            since=since,
+            until=until,
+            source=self.source,
+            taxonomy_version=self.taxonomy_version,
+        )
+
+
+ALL = Slice()
+
+
+def _whole_days(rollup: Any, first: date | None, end: date | None, where: Slice = ALL) -> list[Any]:
+    """Conditions on a day rollup's rows: counted, in [first, end) (None: unbounded) and in
+    the slice."""
+    conditions: list[Any] = [rollup.calls > 0, *where.on_rollup(rollup)]
     if first is not None:
         conditions.append(rollup.day >= first)
     if end is not None:
@@ -89,7 +121,11 @@ def _day_bucket(dialect: str, bucket: str, day: Any) -> Any:
 
 
 def reason_counts(
-    session: Session, bucket: str, since: datetime | None, until: datetime | None
+    session: Session,
+    bucket: str,
+    since: datetime | None,
+    until: datetime | None,
+    where: Slice = ALL,
 ) -> list[tuple[Any, str, int]]:
     """Succeeded calls per bucket (UTC) and reason, in [since, until).
 
@@ -99,7 +135,7 @@ def reason_counts(
     dialect = session.get_bind().dialect.name
     first, end, edges = _split_days(since, until)
     rollup = ReasonDayCount
-    whole_days = _whole_days(rollup, first, end)
+    whole_days = _whole_days(rollup, first, end, where)
     parts: list[Any] = [
         select(
             rollup.day.label("day"), rollup.reason.label("reason"), rollup.calls.label("calls")
@@ -110,10 +146,8 @@ def reason_counts(
         parts.append(
             select(literal(day, Date).label("day"), code.label("reason"), func.count())
             .where(
-                Extraction.is_current,
+                *current_conditions(where.extraction_filter(None, start, stop)),
                 Extraction.status == "succeeded",
-                Extraction.occurred_at >= start,
-                Extraction.occurred_at < stop,
             )
             .group_by(code)
         )
@@ -135,24 +169,26 @@ def product_counts(
     since: datetime | None,
     until: datetime | None,
     limit: int,
+    where: Slice = ALL,
 ) -> list[tuple[str, int, dict[str, int]]]:
     """Top products by number of calls, each with its calls per reason.
 
     All time: from the product_reason_counts rollup. Between dates: whole days from the
     product_day_counts rollup, the parts of a day at either end from the extractions."""
     if reason == NO_REASON:  # calls without a reason: not in the rollups' terms
-        return _top_products(session, _per_reason_from_extractions(reason, since, until), limit)
+        per_reason = _per_reason_from_extractions(reason, since, until, where)
+        return _top_products(session, per_reason, limit)
     if since is None and until is None:
-        return _product_counts_all_time(session, reason, limit)
-    return _product_counts_between(session, reason, since, until, limit)
+        return _product_counts_all_time(session, reason, limit, where)
+    return _product_counts_between(session, reason, since, until, limit, where)
 
 
 def _per_reason_from_extractions(
-    reason: str | None, since: datetime | None, until: datetime | None
+    reason: str | None, since: datetime | None, until: datetime | None, where: Slice = ALL
 ) -> Any:
     """Calls per product and reason (with the first spelling) in [since, until), counted in
     the extractions."""
-    conditions = current_conditions(ExtractionFilter(reason=reason, since=since, until=until))
+    conditions = current_conditions(where.extraction_filter(reason, since, until))
     conditions += [Extraction.status == "succeeded", Extraction.product_key.is_not(None)]
     return (
         select(
@@ -168,7 +204,12 @@ def _per_reason_from_extractions(
 
 
 def _product_counts_between(
-    session: Session, reason: str | None, since: datetime | None, until: datetime | None, limit: int
+    session: Session,
+    reason: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    where: Slice,
 ) -> list[tuple[str, int, dict[str, int]]]:
     """Top products in [since, until), in two passes over the same counts: whole days from the
     product_day_counts rollup, the parts of a day at either end from the extractions.
@@ -180,12 +221,12 @@ def _product_counts_between(
        reason and spelling; the first spelling names the product."""
     first, end, edges = _split_days(since, until)
     rollup = ProductDayCount
-    whole_days = _whole_days(rollup, first, end)
+    whole_days = _whole_days(rollup, first, end, where)
     if reason is not None:
         whole_days.append(rollup.reason == reason)
 
     def in_edge(start: datetime, stop: datetime) -> list[Any]:
-        conditions = current_conditions(ExtractionFilter(reason=reason, since=start, until=stop))
+        conditions = current_conditions(where.extraction_filter(reason, start, stop))
         return [*conditions, Extraction.status == "succeeded", Extraction.product_key.is_not(None)]
 
     totals: list[Any] = [
@@ -273,13 +314,13 @@ def _top_products(
 
 
 def _product_counts_all_time(
-    session: Session, reason: str | None, limit: int
+    session: Session, reason: str | None, limit: int, where: Slice
 ) -> list[tuple[str, int, dict[str, int]]]:
     """From the rollup: the top products by their total (a sum over some 10,000 rows: no
     string comparisons), then, for those only, their calls per reason and their first
     spelling (the primary key's order: one index probe each)."""
     rollup = ProductReasonCount
-    conditions: list[Any] = [rollup.calls > 0]
+    conditions: list[Any] = [rollup.calls > 0, *where.on_rollup(rollup)]
     if reason is not None:
         conditions.append(rollup.reason == reason)
     total = func.sum(rollup.calls)
@@ -297,6 +338,7 @@ def _product_counts_all_time(
         .where(
             spelling.product_key == top.c.product_key,
             spelling.calls > 0,
+            *where.on_rollup(spelling),
             *([spelling.reason == reason] if reason is not None else []),
         )
         .scalar_subquery()

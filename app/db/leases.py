@@ -33,6 +33,7 @@ class ClaimedTranscript:
     id: uuid.UUID
     text: str
     occurred_at: datetime
+    source: str
 
 
 _TRANSCRIPTS = cast_table(Transcript)
@@ -44,15 +45,18 @@ def claim_transcripts(
     token: uuid.UUID,
     now: datetime,
     lease_until: datetime,
+    taxonomy_version: str,
 ) -> dict[uuid.UUID, ClaimedTranscript]:
     """Take the queued transcripts among `transcript_ids`, and those whose lease ran out, for
-    `token` until `lease_until`. The others (finished, or held by someone) are left out."""
+    `token` until `lease_until`. The others (finished, held by someone, or queued for another
+    taxonomy than `taxonomy_version`) are left out."""
     t = _TRANSCRIPTS.c
     rows = session.connection().execute(
         update(_TRANSCRIPTS)
         .where(
             t.id.in_(transcript_ids),
             or_(t.status == "queued", and_(t.status == "running", t.lease_until < now)),
+            or_(t.taxonomy_version.is_(None), t.taxonomy_version == taxonomy_version),
         )
         .values(
             status="running",
@@ -61,9 +65,9 @@ def claim_transcripts(
             runs=t.runs + 1,
             updated_at=now,
         )
-        .returning(t.id, t.text, t.occurred_at)
+        .returning(t.id, t.text, t.occurred_at, t.source)
     )
-    return {tid: ClaimedTranscript(tid, text, occurred_at) for tid, text, occurred_at in rows}
+    return {row.id: ClaimedTranscript(*row) for row in rows}
 
 
 def finish_transcripts(
@@ -87,23 +91,80 @@ def finish_transcripts(
     return closed
 
 
+def renew_leases(
+    session: Session, claims: Sequence[tuple[uuid.UUID, uuid.UUID]], lease_until: datetime
+) -> set[uuid.UUID]:
+    """Extend to `lease_until` the leases of the given (transcript id, claim token) claims
+    that still hold; returns their ids (a claim taken over or closed meanwhile is left as it
+    is)."""
+    if not claims:
+        return set()
+    t = _TRANSCRIPTS.c
+    rows = session.connection().execute(
+        update(_TRANSCRIPTS)
+        .where(tuple_(t.id, t.claim_token).in_(claims), t.status == "running")
+        .values(lease_until=lease_until)
+        .returning(t.id)
+    )
+    return set(rows.scalars())
+
+
+def release_claims(
+    session: Session, claims: Sequence[tuple[uuid.UUID, uuid.UUID]], now: datetime
+) -> list[tuple[uuid.UUID, str]]:
+    """Give the claims that still hold back to the queue (queued, no claim, no lease) before
+    their call is done; returns (id, queue) of those given back, to be sent again."""
+    if not claims:
+        return []
+    t = _TRANSCRIPTS.c
+    rows = session.connection().execute(
+        update(_TRANSCRIPTS)
+        .where(tuple_(t.id, t.claim_token).in_(claims), t.status == "running")
+        .values(status="queued", claim_token=None, lease_until=None, updated_at=now)
+        .returning(t.id, t.queue)
+    )
+    return [(tid, queue) for tid, queue in rows]
+
+
+def transcript_states(
+    session: Session, transcript_ids: Sequence[uuid.UUID], now: datetime
+) -> dict[uuid.UUID, str]:
+    """The status of each of `transcript_ids` that exists, a running one's told by its lease
+    at `now`: `running` while it holds, `expired` once it ran out."""
+    if not transcript_ids:
+        return {}
+    t = _TRANSCRIPTS.c
+    rows = session.connection().execute(
+        select(t.id, t.status, t.lease_until < now).where(t.id.in_(transcript_ids))
+    )
+    return {
+        tid: "expired" if status == "running" and expired else status
+        for tid, status, expired in rows
+    }
+
+
 def requeue_expired_leases(
     session: Session, now: datetime, limit: int
 ) -> list[tuple[uuid.UUID, str]]:
     """Running transcripts whose worker's lease ran out go back to queued (their worker, if
-    still alive, can no longer store a result: its claim token is cleared)."""
-    rows = session.execute(
-        select(Transcript.id, Transcript.queue)
-        .where(Transcript.status == "running", Transcript.lease_until < now)
-        .limit(limit)
-    ).all()
-    if rows:
-        session.execute(
-            update(Transcript)
-            .where(Transcript.id.in_([r[0] for r in rows]), Transcript.status == "running")
-            .values(status="queued", claim_token=None, lease_until=None, updated_at=now)
-            .execution_options(synchronize_session=False)
+    still alive, can no longer store a result: its claim token is cleared). Returns those
+    requeued: one retaken meanwhile by a worker (a fresh lease) is left to it."""
+    ids = list(
+        session.scalars(
+            select(Transcript.id)
+            .where(Transcript.status == "running", Transcript.lease_until < now)
+            .limit(limit)
         )
+    )
+    if not ids:
+        return []
+    t = _TRANSCRIPTS.c
+    rows = session.connection().execute(
+        update(_TRANSCRIPTS)
+        .where(t.id.in_(ids), t.status == "running", t.lease_until < now)
+        .values(status="queued", claim_token=None, lease_until=None, updated_at=now)
+        .returning(t.id, t.queue)
+    )
     return [(tid, queue) for tid, queue in rows]
 
 

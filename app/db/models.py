@@ -61,6 +61,9 @@ class Transcript(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id"))
     queue: Mapped[str] = mapped_column(String(32))
+    # The taxonomy the call was queued for (the API's): only a worker with this taxonomy
+    # extracts it. NULL (calls queued before callx recorded it): any worker.
+    taxonomy_version: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="queued")
     # A worker owns a running transcript until lease_until; claim_token says which worker.
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -123,6 +126,7 @@ class Extraction(Base):
     status: Mapped[str] = mapped_column(String(16))
     # Copied from the transcript (immutable there) so analytics need no join.
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(String(100))
     product: Mapped[str | None] = mapped_column(String(200))
     product_key: Mapped[str | None] = mapped_column(String(200))
     reason: Mapped[str | None] = mapped_column(String(40))
@@ -143,12 +147,13 @@ class Extraction(Base):
 
 
 # ---- analytics rollups -------------------------------------------------------------------
-# Counts of the current, succeeded extractions, kept in step with them in the transaction that
-# stores an extraction (repositories.add_current_extractions), so that the analytics endpoints
-# read a few thousand rows instead of aggregating every call. `reason` is '' where the
-# extraction has none (NULL cannot be part of a primary key). Built from the extractions by
-# the migration that creates them (and repositories.rebuild_rollups); on PostgreSQL, TRUNCATE
-# extractions empties them too (a trigger).
+# Counts of the current, succeeded extractions, per source and taxonomy version (results of
+# two taxonomies never mix in one count; a filter by source stays cheap), kept in step with
+# them in the transaction that stores an extraction (db/results.add_current_extractions), so
+# that the analytics endpoints read a few thousand rows instead of aggregating every call.
+# `reason` is '' where the extraction has none (NULL cannot be part of a primary key). Built
+# from the extractions by the migration that creates them (and rollups.rebuild_rollups); on
+# PostgreSQL, TRUNCATE extractions empties them too (a trigger).
 NO_REASON = ""
 
 
@@ -158,6 +163,8 @@ class ReasonDayCount(Base):
     __tablename__ = "reason_day_counts"
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    taxonomy_version: Mapped[str] = mapped_column(String(64), primary_key=True)
     reason: Mapped[str] = mapped_column(String(40), primary_key=True)
     calls: Mapped[int] = mapped_column(Integer)
 
@@ -170,6 +177,8 @@ class ProductReasonCount(Base):
 
     product_key: Mapped[str] = mapped_column(String(200), primary_key=True)
     product: Mapped[str] = mapped_column(String(200), primary_key=True)
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    taxonomy_version: Mapped[str] = mapped_column(String(64), primary_key=True)
     reason: Mapped[str] = mapped_column(String(40), primary_key=True)
     calls: Mapped[int] = mapped_column(Integer)
 
@@ -186,19 +195,21 @@ class ProductDayCount(Base):
             "ix_product_day_counts_day_product_key",
             "day",
             "product_key",
-            postgresql_include=["reason", "calls"],
+            postgresql_include=["source", "taxonomy_version", "reason", "calls"],
         ),
         Index(
             "ix_product_day_counts_product_key_day",
             "product_key",
             "day",
-            postgresql_include=["product", "reason", "calls"],
+            postgresql_include=["product", "source", "taxonomy_version", "reason", "calls"],
         ),
     )
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     product_key: Mapped[str] = mapped_column(String(200), primary_key=True)
     product: Mapped[str] = mapped_column(String(200), primary_key=True)
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    taxonomy_version: Mapped[str] = mapped_column(String(64), primary_key=True)
     reason: Mapped[str] = mapped_column(String(40), primary_key=True)
     calls: Mapped[int] = mapped_column(Integer)
 
@@ -217,3 +228,20 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WorkerHeartbeat(Base):
+    """A running worker, as it last said it was alive: /readyz tells per queue whether any
+    worker serves it (and with which backend, model and taxonomy)."""
+
+    __tablename__ = "worker_heartbeats"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[str] = mapped_column(String(400))  # comma-separated
+    backend: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(200))
+    taxonomy_version: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))

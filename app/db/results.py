@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     and_,
+    func,
     insert,
     or_,
     select,
@@ -23,7 +24,7 @@ from app.db.models import (
     Extraction,
     Transcript,
 )
-from app.db.rollups import update_rollups
+from app.db.rollups import COUNTED, update_rollups
 
 _EXTRACTIONS = cast_table(Extraction)
 
@@ -42,13 +43,10 @@ def add_current_extractions(session: Session, extractions: Sequence[dict[str, An
         update(_EXTRACTIONS)
         .where(e.transcript_id.in_([x["transcript_id"] for x in extractions]), e.is_current)
         .values(is_current=False)
-        .returning(e.status, e.occurred_at, e.reason, e.product_key, e.product)
+        .returning(*(_EXTRACTIONS.c[column.key] for column in COUNTED))
     ).all()
     connection.execute(insert(_EXTRACTIONS), [{**x, "is_current": True} for x in extractions])
-    added = [
-        (x["status"], x["occurred_at"], x["reason"], x["product_key"], x["product"])
-        for x in extractions
-    ]
+    added = [tuple(x[column.key] for column in COUNTED) for x in extractions]
     update_rollups(session, removed=[tuple(r) for r in replaced], added=added)
 
 
@@ -60,13 +58,24 @@ def current_extraction(session: Session, transcript_id: uuid.UUID) -> Extraction
 
 @dataclass(frozen=True)
 class ExtractionFilter:
+    """Conditions on current extractions (None: any). `product` is a product_key."""
+
     reason: str | None = None
     product: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    source: str | None = None
+    taxonomy_version: str | None = None
+    status: str | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    # Conditions on the transcript (list_extractions joins it).
+    batch_id: uuid.UUID | None = None
+    language: str | None = None
 
 
 def current_conditions(filters: ExtractionFilter) -> list[Any]:
+    """The conditions on Extraction alone (not batch_id or language: see list_extractions)."""
     conditions: list[Any] = [Extraction.is_current]
     if filters.reason is not None:
         conditions.append(Extraction.reason == filters.reason)
@@ -76,6 +85,16 @@ def current_conditions(filters: ExtractionFilter) -> list[Any]:
         conditions.append(Extraction.occurred_at >= filters.since)
     if filters.until is not None:
         conditions.append(Extraction.occurred_at < filters.until)
+    if filters.source is not None:
+        conditions.append(Extraction.source == filters.source)
+    if filters.taxonomy_version is not None:
+        conditions.append(Extraction.taxonomy_version == filters.taxonomy_version)
+    if filters.status is not None:
+        conditions.append(Extraction.status == filters.status)
+    if filters.min_confidence is not None:
+        conditions.append(Extraction.confidence >= filters.min_confidence)
+    if filters.max_confidence is not None:
+        conditions.append(Extraction.confidence <= filters.max_confidence)
     return conditions
 
 
@@ -87,6 +106,10 @@ def list_extractions(
 ) -> list[tuple[Extraction, Transcript]]:
     """Current extractions, newest call first, keyset-paginated on (occurred_at, id)."""
     conditions = current_conditions(filters)
+    if filters.batch_id is not None:
+        conditions.append(Transcript.batch_id == filters.batch_id)
+    if filters.language is not None:
+        conditions.append(func.lower(Transcript.language) == filters.language.lower())
     if after is not None:
         occurred_at, extraction_id = after
         conditions.append(

@@ -27,10 +27,12 @@ from app.db.models import (
     ReasonDayCount,
 )
 
-# What an extraction contributes to the rollups.
-_COUNTED = (
+# What an extraction contributes to the rollups, in this order.
+COUNTED = (
     Extraction.status,
     Extraction.occurred_at,
+    Extraction.source,
+    Extraction.taxonomy_version,
     Extraction.reason,
     Extraction.product_key,
     Extraction.product,
@@ -46,30 +48,35 @@ def update_rollups(
     session: Session, removed: Sequence[tuple[Any, ...]], added: Sequence[tuple[Any, ...]]
 ) -> None:
     """Add the `added` extractions' counts to the rollups and take the `removed` ones' out
-    (tuples as _COUNTED). Only succeeded extractions count, as in the analytics."""
-    days: dict[tuple[date, str], int] = {}
-    products: dict[tuple[str, str, str], int] = {}
-    product_days: dict[tuple[date, str, str, str], int] = {}
+    (tuples as COUNTED). Only succeeded extractions count, as in the analytics."""
+    days: dict[tuple[date, str, str, str], int] = {}
+    products: dict[tuple[str, str, str, str, str], int] = {}
+    product_days: dict[tuple[date, str, str, str, str, str], int] = {}
     for sign, extractions in ((-1, removed), (1, added)):
-        for status, occurred_at, reason, key, product in extractions:
+        for status, occurred_at, source, taxonomy, reason, key, product in extractions:
             if status != "succeeded":
                 continue
             code = NO_REASON if reason is None else reason
             day = _utc_date(occurred_at)
-            days[day, code] = days.get((day, code), 0) + sign
+            day_reason = (day, source, taxonomy, code)
+            days[day_reason] = days.get(day_reason, 0) + sign
             if key is not None:
                 spelling = "" if product is None else product
-                products[key, spelling, code] = products.get((key, spelling, code), 0) + sign
-                day_key = (day, key, spelling, code)
+                product_reason = (key, spelling, source, taxonomy, code)
+                products[product_reason] = products.get(product_reason, 0) + sign
+                day_key = (day, *product_reason)
                 product_days[day_key] = product_days.get(day_key, 0) + sign
     if session.get_bind().dialect.name == "postgresql":
         _add_calls_postgresql(session, days, products, product_days)
         return
-    _add_calls_sqlite(session, ProductReasonCount, ("product_key", "product", "reason"), products)
+    dimensions = ("source", "taxonomy_version", "reason")
     _add_calls_sqlite(
-        session, ProductDayCount, ("day", "product_key", "product", "reason"), product_days
+        session, ProductReasonCount, ("product_key", "product", *dimensions), products
     )
-    _add_calls_sqlite(session, ReasonDayCount, ("day", "reason"), days)
+    _add_calls_sqlite(
+        session, ProductDayCount, ("day", "product_key", "product", *dimensions), product_days
+    )
+    _add_calls_sqlite(session, ReasonDayCount, ("day", *dimensions), days)
 
 
 def _changed(deltas: dict[Any, int]) -> list[tuple[Any, int]]:
@@ -103,32 +110,39 @@ def _add_calls_sqlite(
 _UPSERT_ROLLUPS = text(
     """
     WITH products AS (
-        INSERT INTO product_reason_counts AS t (product_key, product, reason, calls)
+        INSERT INTO product_reason_counts AS t
+            (product_key, product, source, taxonomy_version, reason, calls)
         SELECT * FROM unnest(
             CAST(:p_key AS varchar[]), CAST(:p_product AS varchar[]),
+            CAST(:p_source AS varchar[]), CAST(:p_taxonomy AS varchar[]),
             CAST(:p_reason AS varchar[]), CAST(:p_calls AS integer[]))
-        ON CONFLICT (product_key, product, reason) DO UPDATE SET calls = t.calls + excluded.calls
+        ON CONFLICT (product_key, product, source, taxonomy_version, reason)
+        DO UPDATE SET calls = t.calls + excluded.calls
     ), product_days AS (
-        INSERT INTO product_day_counts AS t (day, product_key, product, reason, calls)
+        INSERT INTO product_day_counts AS t
+            (day, product_key, product, source, taxonomy_version, reason, calls)
         SELECT * FROM unnest(
             CAST(:d_day AS date[]), CAST(:d_key AS varchar[]), CAST(:d_product AS varchar[]),
+            CAST(:d_source AS varchar[]), CAST(:d_taxonomy AS varchar[]),
             CAST(:d_reason AS varchar[]), CAST(:d_calls AS integer[]))
-        ON CONFLICT (day, product_key, product, reason)
+        ON CONFLICT (day, product_key, product, source, taxonomy_version, reason)
         DO UPDATE SET calls = t.calls + excluded.calls
     )
-    INSERT INTO reason_day_counts AS t (day, reason, calls)
+    INSERT INTO reason_day_counts AS t (day, source, taxonomy_version, reason, calls)
     SELECT * FROM unnest(
-        CAST(:r_day AS date[]), CAST(:r_reason AS varchar[]), CAST(:r_calls AS integer[]))
-    ON CONFLICT (day, reason) DO UPDATE SET calls = t.calls + excluded.calls
+        CAST(:r_day AS date[]), CAST(:r_source AS varchar[]), CAST(:r_taxonomy AS varchar[]),
+        CAST(:r_reason AS varchar[]), CAST(:r_calls AS integer[]))
+    ON CONFLICT (day, source, taxonomy_version, reason)
+    DO UPDATE SET calls = t.calls + excluded.calls
     """
 )
 
 
 def _add_calls_postgresql(
     session: Session,
-    days: dict[tuple[date, str], int],
-    products: dict[tuple[str, str, str], int],
-    product_days: dict[tuple[date, str, str, str], int],
+    days: dict[tuple[date, str, str, str], int],
+    products: dict[tuple[str, str, str, str, str], int],
+    product_days: dict[tuple[date, str, str, str, str, str], int],
 ) -> None:
     """Upsert calls = calls + delta into the three rollups at once (see _UPSERT_ROLLUPS)."""
 
@@ -137,9 +151,9 @@ def _add_calls_postgresql(
         return {name: [row[i] for row in values] for i, name in enumerate(names.split())}
 
     parameters = {
-        **columns(products, "p_key p_product p_reason p_calls"),
-        **columns(product_days, "d_day d_key d_product d_reason d_calls"),
-        **columns(days, "r_day r_reason r_calls"),
+        **columns(products, "p_key p_product p_source p_taxonomy p_reason p_calls"),
+        **columns(product_days, "d_day d_key d_product d_source d_taxonomy d_reason d_calls"),
+        **columns(days, "r_day r_source r_taxonomy r_reason r_calls"),
     }
     if any(parameters.values()):
         session.connection().execute(_UPSERT_ROLLUPS, parameters)
@@ -160,28 +174,30 @@ def rebuild_rollups(session: Session) -> None:
     session.execute(delete(ProductDayCount))
     day = _utc_day_sql(dialect, Extraction.occurred_at)
     reason = func.coalesce(Extraction.reason, NO_REASON)
+    keys = (Extraction.source, Extraction.taxonomy_version, reason)
+    names = ["source", "taxonomy_version", "reason", "calls"]
     succeeded = (Extraction.is_current, Extraction.status == "succeeded")
     session.execute(
         insert(ReasonDayCount).from_select(
-            ["day", "reason", "calls"],
-            select(day, reason, func.count()).where(*succeeded).group_by(day, reason),
+            ["day", *names],
+            select(day, *keys, func.count()).where(*succeeded).group_by(day, *keys),
         )
     )
     product = func.coalesce(Extraction.product, "")
-    session.execute(
-        insert(ProductReasonCount).from_select(
-            ["product_key", "product", "reason", "calls"],
-            select(Extraction.product_key, product, reason, func.count())
-            .where(*succeeded, Extraction.product_key.is_not(None))
-            .group_by(Extraction.product_key, product, reason),
-        )
-    )
     named = (*succeeded, Extraction.product_key.is_not(None))
     session.execute(
-        insert(ProductDayCount).from_select(
-            ["day", "product_key", "product", "reason", "calls"],
-            select(day, Extraction.product_key, product, reason, func.count())
+        insert(ProductReasonCount).from_select(
+            ["product_key", "product", *names],
+            select(Extraction.product_key, product, *keys, func.count())
             .where(*named)
-            .group_by(day, Extraction.product_key, product, reason),
+            .group_by(Extraction.product_key, product, *keys),
+        )
+    )
+    session.execute(
+        insert(ProductDayCount).from_select(
+            ["day", "product_key", "product", *names],
+            select(day, Extraction.product_key, product, *keys, func.count())
+            .where(*named)
+            .group_by(day, Extraction.product_key, product, *keys),
         )
     )

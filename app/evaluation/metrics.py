@@ -101,7 +101,10 @@ def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At 0 and n correct a bound is exactly 0 or 1: rounding made it 0.9999999999999999.
+    low = 0.0 if correct == 0 else max(0.0, centre - half)
+    high = 1.0 if correct == n else min(1.0, centre + half)
+    return low, high
 
 
 def mcnemar_exact_p(only_a: int, only_b: int) -> float:

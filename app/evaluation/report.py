@@ -124,9 +124,24 @@ def comparison_rows(comparisons: list[PairedComparison]) -> list[list[str]]:
     return rows
 
 
+def wrong_rows(result: BackendResult) -> list[list[str]]:
+    """The calls whose reason this configuration got wrong: id, expected, answered, confidence."""
+    rows = [["id", "expected", "answered", "confidence"]]
+    for p in result.predictions:
+        if p.reason_right:
+            continue
+        answered = p.reason if p.status == "succeeded" else f"failed ({p.error_kind})"
+        confidence = f"{p.confidence:.2f}" if p.confidence is not None else "-"
+        rows.append([p.id, p.expected_reason, str(answered), confidence])
+    return rows
+
+
 def _table(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    def cells(row: list[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+
+    lines = [cells(rows[0]), "|" + "---|" * len(rows[0])]
+    lines += [cells(row) for row in rows[1:]]
     return "\n".join(lines)
 
 
@@ -200,12 +215,17 @@ def write_report(
             ]
             for label, s in result.per_class.items()
         ]
+        wrong = wrong_rows(result)
         sections += [
             f"## {result.label}",
             "",
             _table(per_class),
             "",
             f"![confusion matrix]({image})",
+            "",
+            f"### Calls with the wrong reason: {len(wrong) - 1} of {result.n}",
+            "",
+            _table(wrong) if len(wrong) > 1 else "None.",
             "",
         ]
     path = directory / "report.md"

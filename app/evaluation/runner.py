@@ -8,7 +8,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.config import Settings
+from pydantic import ValidationError
+
+from app.config import Settings, SettingsError
 from app.evaluation.metrics import (
     PRODUCT_RULE,
     percentile,
@@ -17,12 +19,23 @@ from app.evaluation.metrics import (
     wilson_interval,
 )
 from app.extraction.extractor import Extractor
+from app.llm import check_backend
 from app.records import read_records, record_text
 from schemas.taxonomy import Taxonomy
 
 SECTIONS = {"llamacpp": "llamacpp", "openai": "openai", "fake": "extraction"}
 # Not a service backend: the TF-IDF + logistic regression baseline, trained on `train=FILE`.
 CLASSICAL = "classical"
+# Backends whose model is memory-mapped in this process: their first call pays for its loading.
+MAPPED_MODEL_BACKENDS = {"llamacpp"}
+# Options of every configuration, besides its backend's settings.
+REPORT_OPTIONS = {"label", "price_in", "price_out"}
+
+
+def _section_fields(section: str) -> list[str]:
+    """The settings of one section of Settings (`llamacpp`: model_path, n_ctx, ...)."""
+    model = Settings.model_fields[section].annotation
+    return list(getattr(model, "model_fields", {}))
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,19 @@ class BackendConfig:
             options[key.strip()] = value.strip()
         if name == CLASSICAL and set(options) - {"label"} != {"train"}:
             raise ValueError(f"{spec!r}: the classical baseline takes train=FILE (and label=)")
+        if name != CLASSICAL:
+            allowed = sorted(set(_section_fields(SECTIONS[name])) | REPORT_OPTIONS)
+            unknown = [key for key in options if key not in allowed]
+            if unknown:
+                raise ValueError(
+                    f"{spec!r}: unknown option {unknown[0]!r} for {name}; "
+                    f"its options: {', '.join(allowed)}"
+                )
+        for key in ("price_in", "price_out"):
+            try:
+                float(options.get(key, 0.0))
+            except ValueError:
+                raise ValueError(f"{spec!r}: {key} must be a number") from None
         return cls(spec, name, options)
 
     @property
@@ -64,7 +90,26 @@ class BackendConfig:
         data = base.model_dump()
         data[SECTIONS[self.backend]].update(extra)
         data["extraction"]["backend"] = self.backend
-        return Settings.model_validate(data)
+        try:
+            return Settings.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc'][1:]) or 'settings'}: {error['msg']}"
+                for error in exc.errors(include_url=False)
+            )
+            raise ValueError(f"{self.spec!r}: {problems}") from None
+
+    def check(self, base: Settings) -> None:
+        """Raises ValueError for a configuration that cannot be built (no model is loaded)."""
+        if self.backend == CLASSICAL:
+            for name in self.options["train"].split("+"):
+                if not Path(name).is_file():
+                    raise ValueError(f"{self.spec!r}: no such training file: {name}")
+            return
+        try:
+            check_backend(self.settings(base))
+        except SettingsError as exc:
+            raise ValueError(f"{self.spec!r}: {exc}") from None
 
     def price(self, key: str) -> float:
         return float(self.options.get(key, 0.0))
@@ -125,12 +170,13 @@ class BackendResult:
 def load_dataset(
     path: Path, taxonomy: Taxonomy, limit: int | None, seed: int
 ) -> list[dict[str, Any]]:
-    """Labelled records (`id`, `transcript`, `reason`, `product`); a seeded sample if `limit`."""
+    """Labelled records (`external_id`, `text`, `reason`, `product`: read_records' names); a
+    seeded sample if `limit`."""
     records = read_records(path)
     for number, record in enumerate(records, start=1):
         if record_text(record) is None or record.get("reason") not in taxonomy.codes:
             raise ValueError(
-                f"{path} record {number}: needs a transcript and a reason among "
+                f"{path} record {number}: needs a text and a reason among "
                 f"{', '.join(taxonomy.codes)} (found {record.get('reason')!r}); "
                 "pass the dataset's taxonomy with --taxonomy"
             )
@@ -142,12 +188,17 @@ def load_dataset(
 def evaluate(
     extractor: Extractor, config: BackendConfig, records: list[dict[str, Any]], on_record: Any
 ) -> BackendResult:
+    if records and extractor.backend.name in MAPPED_MODEL_BACKENDS:
+        # Untimed and unscored: the first call reads the weights from disk (loading only maps
+        # them) and evaluates the prompt head that later calls reuse. The latencies are those
+        # of a running worker, not of its start.
+        extractor(record_text(records[0]) or "")
     predictions: list[Prediction] = []
     for position, record in enumerate(records):
         outcome = extractor(record_text(record) or "")
         predictions.append(
             Prediction(
-                id=str(record.get("id", position)),
+                id=record.get("external_id") or str(position),
                 reason=outcome.reason,
                 product=outcome.product,
                 expected_reason=record["reason"],

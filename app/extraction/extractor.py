@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.config import Settings
+from app.config import Settings, SettingsError
 from app.extraction.pipeline import ExtractionOutcome, extract
 from app.extraction.retry import RetryPolicy
-from app.llm import build_backend
+from app.llm import BackendInfo, build_backend, check_backend
 from app.llm.base import Backend
-from schemas.taxonomy import Taxonomy, load_taxonomy
+from schemas.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
 
 
 @dataclass
@@ -39,3 +39,13 @@ class Extractor:
             ),
             keep_head_ratio=section.keep_head_ratio,
         )
+
+
+def check_extraction_settings(settings: Settings) -> tuple[BackendInfo, Taxonomy]:
+    """What a worker of these settings would run, checked before anything starts (no model
+    loaded): the backend's settings and the taxonomy file. Raises SettingsError."""
+    try:
+        taxonomy = load_taxonomy(settings.extraction.taxonomy_path)
+    except TaxonomyError as exc:
+        raise SettingsError(f"CALLX_EXTRACTION__TAXONOMY_PATH: {exc}") from None
+    return check_backend(settings), taxonomy

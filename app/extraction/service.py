@@ -16,6 +16,9 @@ from app.logs import transcript_id as logged_transcript_id
 log = logging.getLogger(__name__)
 
 Extractor = Callable[[str], ExtractionOutcome]
+# What run_extraction() answers for a call it did not start because its worker is stopping:
+# the call is still queued, its message must go back to the broker.
+NOT_STARTED = "not_started"
 
 
 def run_extraction(
@@ -24,20 +27,30 @@ def run_extraction(
     extractor: Extractor,
     *,
     lease_s: int,
+    taxonomy_version: str,
+    should_stop: Callable[[], bool] | None = None,
 ) -> str:
     """Extract one transcript and store the result; returns what happened.
 
     The model call happens between two short transactions, never inside one: the first claims
     the transcript (skipped if finished or leased by another worker), the second stores the
-    outcome only if our claim still holds. A redelivered task therefore does nothing.
+    outcome only if our claim still holds. A redelivered task therefore does nothing. A call
+    queued for another taxonomy than `taxonomy_version` (the extractor's) is never claimed.
+    Once `should_stop()` says so, no call is started (NOT_STARTED).
     """
-    claim = store.claim(transcript_id, lease_s)
+    if should_stop is not None and should_stop():
+        return NOT_STARTED
+    claim = store.claim(transcript_id, lease_s, taxonomy_version=taxonomy_version)
     if claim is None:
         log.info("transcript not claimable, skipping", extra={"transcript_id": str(transcript_id)})
         metrics.SKIPPED.labels("not_claimable").inc()
         return "skipped"
 
-    outcome = extractor(claim.text)
+    try:
+        outcome = extractor(claim.text)
+    except BaseException:
+        store.abandon(claim)
+        raise
 
     if not store.store(claim, outcome):
         log.warning(
@@ -64,15 +77,24 @@ def run_extractions(
     extractor: Extractor,
     *,
     lease_s: int,
+    taxonomy_version: str,
     calls: Executor | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[str]:
     """run_extraction() for each transcript: at once on `calls` where given (an API backend),
     else one after the other. Each is claimed only when it starts: a lease never runs out
-    while its call waits for a turn."""
+    while its call waits for a turn, and none starts once `should_stop()` says so."""
 
     def one(transcript_id: uuid.UUID) -> str:
         logged_transcript_id.set(str(transcript_id))
-        return run_extraction(store, transcript_id, extractor, lease_s=lease_s)
+        return run_extraction(
+            store,
+            transcript_id,
+            extractor,
+            lease_s=lease_s,
+            taxonomy_version=taxonomy_version,
+            should_stop=should_stop,
+        )
 
     # Each call in a copy of this context: the request id goes along, into every log line.
     if calls is None or len(transcript_ids) == 1:

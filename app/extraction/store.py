@@ -5,6 +5,8 @@ Every extraction writes twice, in two short transactions around the model call: 
 calls run at once in a worker of an API backend; their writes share transactions here
 (app/db/group_commit.py), which saves most of the CPU a transaction costs, and PostgreSQL
 connections: one writer per worker process, whatever its concurrency.
+
+Each claim's lease is renewed while its call runs (HeldLeases), until its result is stored.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import leases as leases_db
 from app.db import results as results_db
 from app.db.group_commit import GroupCommitter
+from app.extraction.leases import HeldLeases
 from app.extraction.pipeline import ExtractionOutcome
 from schemas.extraction import product_key
 
@@ -32,12 +35,14 @@ class Claim:
     token: uuid.UUID
     text: str
     occurred_at: datetime
+    source: str
 
 
 @dataclass(frozen=True)
 class _ClaimRequest:
     transcript_id: uuid.UUID
     lease_s: int
+    taxonomy_version: str
 
 
 @dataclass(frozen=True)
@@ -57,18 +62,36 @@ class ExtractionStore:
         self._writes: GroupCommitter[_ClaimRequest | _Result, Claim | None | bool] = GroupCommitter(
             sessions, _write_group, key=_transcript_of, name="callx-writes", max_batch=max_batch
         )
+        # Renewals and releases take a connection of their own: never behind a group.
+        self.leases = HeldLeases(sessions)
 
-    def claim(self, transcript_id: uuid.UUID, lease_s: int) -> Claim | None:
-        """Claim a queued transcript (or one whose lease ran out). None: finished, or held by
-        another worker."""
-        return cast("Claim | None", self._writes.submit(_ClaimRequest(transcript_id, lease_s)))
+    def claim(
+        self, transcript_id: uuid.UUID, lease_s: int, *, taxonomy_version: str
+    ) -> Claim | None:
+        """Claim a queued transcript (or one whose lease ran out), its lease renewed until
+        the result is stored. None: finished, held by another worker, or queued for another
+        taxonomy than `taxonomy_version`."""
+        request = _ClaimRequest(transcript_id, lease_s, taxonomy_version)
+        claim = cast("Claim | None", self._writes.submit(request))
+        if claim is not None:
+            self.leases.hold(claim.transcript_id, claim.token, lease_s)
+        return claim
 
     def store(self, claim: Claim, outcome: ExtractionOutcome) -> bool:
         """Store the outcome as the transcript's current extraction and close the claim.
         False (and nothing stored): the lease was lost to another worker meanwhile."""
-        return self._writes.submit(_Result(claim, outcome)) is True
+        try:
+            return self._writes.submit(_Result(claim, outcome)) is True
+        finally:
+            self.leases.let_go(claim.transcript_id, claim.token)
+
+    def abandon(self, claim: Claim) -> None:
+        """Stop renewing a claim whose call failed unexpectedly: its lease runs out and the
+        reconciler sends it again."""
+        self.leases.let_go(claim.transcript_id, claim.token)
 
     def close(self) -> None:
+        self.leases.close()
         self._writes.close()
 
 
@@ -92,20 +115,27 @@ def _claim_group(session: Session, requests: Sequence[_ClaimRequest]) -> list[Cl
     now = datetime.now(UTC)
     token = uuid.uuid4()  # one per group: ids are unique within a group
     claimed: dict[uuid.UUID, leases_db.ClaimedTranscript] = {}
-    for lease_s in sorted({request.lease_s for request in requests}):
+    for lease_s, taxonomy in sorted({(r.lease_s, r.taxonomy_version) for r in requests}):
         claimed.update(
             leases_db.claim_transcripts(
                 session,
-                [r.transcript_id for r in requests if r.lease_s == lease_s],
+                [
+                    r.transcript_id
+                    for r in requests
+                    if (r.lease_s, r.taxonomy_version) == (lease_s, taxonomy)
+                ],
                 token,
                 now,
                 now + timedelta(seconds=lease_s),
+                taxonomy,
             )
         )
     answers: list[Claim | None] = []
     for request in requests:
         row = claimed.get(request.transcript_id)
-        answers.append(None if row is None else Claim(row.id, token, row.text, row.occurred_at))
+        answers.append(
+            None if row is None else Claim(row.id, token, row.text, row.occurred_at, row.source)
+        )
     return answers
 
 
@@ -127,6 +157,7 @@ def _extraction_row(result: _Result) -> dict[str, Any]:
         "id": uuid.uuid4(),
         "transcript_id": result.claim.transcript_id,
         "occurred_at": result.claim.occurred_at,
+        "source": result.claim.source,
         "product_key": product_key(outcome.product),
         **asdict(outcome),
     }

@@ -252,14 +252,14 @@ def per_group_sample(
 
 def _checked_records(source: TrainSource) -> list[dict[str, Any]]:
     try:
-        records = read_records(source.path)
-    except (RecordFileError, OSError, UnicodeDecodeError) as exc:
-        raise FinetuneError(f"cannot read {source.path}: {exc}") from exc
+        records = read_records(source.path)  # `text` or `transcript`, as everywhere
+    except RecordFileError as exc:  # it names the file and line
+        raise FinetuneError(str(exc)) from exc
     locations = _record_locations(source.path, len(records))
     codes = source.taxonomy.codes
     for record, where in zip(records, locations, strict=True):
         if record_text(record) is None:
-            raise FinetuneError(f"{where}: no transcript (a `transcript` or `text` field)")
+            raise FinetuneError(f"{where}: the text is empty")
         if record.get("reason") not in codes:
             raise FinetuneError(
                 f"{where}: reason {record.get('reason')!r} is not a code of taxonomy "

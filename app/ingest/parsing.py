@@ -17,7 +17,9 @@ NDJSON_TYPES = {
 CSV_TYPES = {"text/csv", "application/csv"}
 JSON_TYPES = {"application/json"}
 SUPPORTED_TYPES = NDJSON_TYPES | CSV_TYPES | JSON_TYPES
-CSV_FIELDS = {"text", "external_id", "source", "language", "occurred_at"}
+# Columns that are a transcript's own fields (`transcript` and `id`: the other spellings of
+# `text` and `external_id`); the others go into its metadata.
+CSV_FIELDS = {"text", "transcript", "external_id", "id", "source", "language", "occurred_at"}
 
 
 class BodyError(ValueError):
@@ -130,8 +132,8 @@ def _parse_csv(text: str) -> list[RawRecord]:
     except csv.Error as exc:
         raise BodyError(f"invalid CSV header: {exc}") from exc
     header = [h.strip() for h in header]
-    if "text" not in header:
-        raise BodyError("CSV header must have a 'text' column")
+    if "text" not in header and "transcript" not in header:
+        raise BodyError("CSV header must have a 'text' column (or 'transcript')")
     records: list[RawRecord] = []
     while True:
         try:

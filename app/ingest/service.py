@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import itertools
+import json
 import logging
 import os
 import uuid
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import metrics
+from app.config import DEFAULT_MAX_METADATA_BYTES
 from app.db import batches as batches_db
 from app.db import transcripts as transcripts_db
 from app.db.models import Batch, Transcript
@@ -35,24 +37,50 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def limit_errors(data: TranscriptCreate, max_text_chars: int) -> list[str]:
+def metadata_bytes(metadata: dict[str, Any]) -> int:
+    """The size of a call's metadata: compact JSON, in UTF-8."""
+    if not metadata:
+        return 2
+    text = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def limit_errors(
+    data: TranscriptCreate, max_text_chars: int, max_metadata_bytes: int
+) -> list[tuple[str, str]]:
+    """The configured limits `data` is over, as (field, what)."""
+    problems = []
     if len(data.text) > max_text_chars:
-        return [f"text: {len(data.text)} characters, the limit is {max_text_chars}"]
-    return []
+        problems.append(("text", f"{len(data.text)} characters, the limit is {max_text_chars}"))
+    size = metadata_bytes(data.metadata)
+    if size > max_metadata_bytes:
+        problems.append(("metadata", f"{size} bytes as JSON, the limit is {max_metadata_bytes}"))
+    return problems
 
 
 def submit_transcript(
-    session: Session, data: TranscriptCreate, queue: TaskQueue, max_text_chars: int
+    session: Session,
+    data: TranscriptCreate,
+    queue: TaskQueue,
+    max_text_chars: int,
+    *,
+    taxonomy_version: str,
+    max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
 ) -> tuple[Transcript, bool]:
-    """Store and queue one transcript. Returns (transcript, created).
+    """Store and queue one transcript for `taxonomy_version` (only a worker with that taxonomy
+    extracts it). Returns (transcript, created).
 
     The same (source, external_id) with the same text returns the existing record;
-    with a different text it is a ConflictError; a text over the limit, PayloadTooLargeError.
+    with a different text it is a ConflictError; a text or metadata over its limit,
+    PayloadTooLargeError.
     """
-    problems = limit_errors(data, max_text_chars)
+    problems = limit_errors(data, max_text_chars, max_metadata_bytes)
     if problems:
-        raise PayloadTooLargeError("; ".join(problems))
-    row = _row(data, batch_id=None, queue=queue.interactive)
+        raise PayloadTooLargeError(
+            "; ".join(f"{field}: {what}" for field, what in problems),
+            loc=("body", problems[0][0]),
+        )
+    row = _row(data, batch_id=None, queue=queue.interactive, taxonomy_version=taxonomy_version)
     # Insert first: a new call (the usual case) costs one statement; only a key that is
     # already there (or being inserted by a concurrent request: ON CONFLICT waits for it)
     # is looked up.
@@ -71,7 +99,8 @@ def _same_or_conflict(existing: Transcript, digest: str) -> Transcript:
     if existing.text_sha256 != digest:
         raise ConflictError(
             f"external_id {existing.external_id!r} of source {existing.source!r} was already "
-            "submitted with a different text; use a new external_id for a different call"
+            "submitted with a different text; use a new external_id for a different call",
+            loc=("body", "external_id"),
         )
     return existing
 
@@ -103,6 +132,8 @@ def ingest_batch_body(
     *,
     max_items: int,
     max_text_chars: int,
+    taxonomy_version: str,
+    max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
 ) -> BatchCreated:
     """A batch request's body (JSON array, NDJSON or CSV) parsed, checked against the limits,
     then stored in a transaction of its own: no connection is held while it is parsed.
@@ -111,14 +142,28 @@ def ingest_batch_body(
         records = parse_batch_body(body, content_type)
         if len(records) > max_items:
             raise PayloadTooLargeError(
-                f"batch of {len(records)} records; the limit is {max_items} per request: split it"
+                f"batch of {len(records)} records; the limit is {max_items} per request: split it",
+                loc=("body",),
             )
         with session_scope(sessions) as session:
-            return submit_batch(session, records, queue, max_text_chars)
+            return submit_batch(
+                session,
+                records,
+                queue,
+                max_text_chars,
+                taxonomy_version=taxonomy_version,
+                max_metadata_bytes=max_metadata_bytes,
+            )
 
 
 def submit_batch(
-    session: Session, records: Sequence[RawRecord], queue: TaskQueue, max_text_chars: int
+    session: Session,
+    records: Sequence[RawRecord],
+    queue: TaskQueue,
+    max_text_chars: int,
+    *,
+    taxonomy_version: str,
+    max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
 ) -> BatchCreated:
     """Validate every record on its own; store the good ones in this transaction, queue them
     after commit, and report the bad ones with their position."""
@@ -136,12 +181,18 @@ def submit_batch(
         seen: dict[tuple[str, str], str] = {}
         ids = _uuid4s(len(records))
         for record, row_id in zip(records, ids, strict=True):
-            problems, data = _validate(record, max_text_chars)
+            problems, data = _validate(record, max_text_chars, max_metadata_bytes)
             if problems:
                 errors.append(_item_error(record, problems))
                 continue
             assert data is not None
-            row = _row(data, batch_id=batch_id, queue=queue.batch, row_id=row_id)
+            row = _row(
+                data,
+                batch_id=batch_id,
+                queue=queue.batch,
+                taxonomy_version=taxonomy_version,
+                row_id=row_id,
+            )
             if data.external_id is not None:
                 key = (data.source, data.external_id)
                 if key in seen:
@@ -198,6 +249,11 @@ def submit_batch(
             batches_db.delete_batch(session, batch)
     errors.sort(key=lambda e: e.index)
     metrics.REJECTED.inc(len(errors))
+    stored_ids: list[uuid.UUID | None] = [None] * len(records)
+    accepted = set(accepted_ids)
+    for row, record in zip(rows, records_by_row, strict=True):
+        if row["id"] in accepted:
+            stored_ids[record.index] = row["id"]
     return BatchCreated(
         id=batch_id if accepted_ids else None,
         received=len(records),
@@ -205,13 +261,14 @@ def submit_batch(
         duplicates=duplicates,
         rejected=len(errors),
         errors=errors,
+        transcript_ids=stored_ids,
     )
 
 
 def batch_progress(session: Session, batch_id: uuid.UUID) -> BatchRead:
     batch = batches_db.get_batch(session, batch_id)
     if batch is None:
-        raise NotFoundError(f"no batch {batch_id}")
+        raise NotFoundError(f"no batch {batch_id}", loc=("path", "batch_id"))
     counts = {status: 0 for status in ("queued", "running", "succeeded", "failed")}
     counts.update(batches_db.batch_status_counts(session, batch_id))
     return BatchRead(
@@ -230,7 +287,9 @@ def _conflict_message(external_id: str) -> str:
     return f"external_id {external_id!r} was already submitted with a different text"
 
 
-def _validate(record: RawRecord, max_text_chars: int) -> tuple[list[str], TranscriptCreate | None]:
+def _validate(
+    record: RawRecord, max_text_chars: int, max_metadata_bytes: int
+) -> tuple[list[str], TranscriptCreate | None]:
     if record.error is not None:
         return [record.error], None
     if not isinstance(record.data, dict):
@@ -239,7 +298,8 @@ def _validate(record: RawRecord, max_text_chars: int) -> tuple[list[str], Transc
         data = TranscriptCreate.model_validate(record.data)
     except ValidationError as exc:
         return [_format_error(e) for e in exc.errors(include_url=False)], None
-    return limit_errors(data, max_text_chars), data
+    problems = limit_errors(data, max_text_chars, max_metadata_bytes)
+    return [f"{field}: {what}" for field, what in problems], data
 
 
 def _format_error(error: Any) -> str:
@@ -248,7 +308,8 @@ def _format_error(error: Any) -> str:
 
 
 def _item_error(record: RawRecord, problems: list[str]) -> BatchItemError:
-    external_id = record.data.get("external_id") if isinstance(record.data, dict) else None
+    data = record.data if isinstance(record.data, dict) else {}
+    external_id = data.get("external_id", data.get("id"))
     return BatchItemError(
         index=record.index,
         line=record.line,
@@ -280,6 +341,7 @@ def _row(
     *,
     batch_id: uuid.UUID | None,
     queue: str,
+    taxonomy_version: str,
     row_id: uuid.UUID | None = None,
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
@@ -294,6 +356,7 @@ def _row(
         "metadata_": data.metadata,
         "batch_id": batch_id,
         "queue": queue,
+        "taxonomy_version": taxonomy_version,
         "status": "queued",
         "runs": 0,
         "created_at": now,

@@ -6,8 +6,11 @@ Both sides (this producer and the worker in workers/) take their Celery configur
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
@@ -41,7 +44,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 5,
         # Redis redelivers a message not acknowledged within visibility_timeout (tasks are
-        # idempotent); the embedded SQLite broker takes no such option.
+        # idempotent); the embedded SQLite broker takes no such option. It stays long (an
+        # hour): it counts for every message in hand, a live worker's too (a batch message
+        # of slow local calls, a retry waiting out its backoff), and Redis cannot tell a dead
+        # worker's. The reconciler gives those back sooner, by what the database says
+        # (TaskQueue.taken_messages, app/jobs/reconcile.py).
         "broker_transport_options": (
             {}
             if settings.is_embedded_broker
@@ -66,6 +73,15 @@ def build_celery(settings: Settings, name: str = "callx") -> Celery:
     app = Celery(name)
     app.conf.update(config)
     return app
+
+
+@dataclass(frozen=True)
+class TakenMessage:
+    """A message that a worker took from the broker and has not acknowledged yet."""
+
+    tag: str
+    taken_at: float  # epoch seconds
+    transcript_ids: list[uuid.UUID]
 
 
 class TaskQueue:
@@ -112,6 +128,40 @@ class TaskQueue:
             except ChannelError:  # Redis keeps no key for an empty queue: "no such queue"
                 return 0
 
+    def taken_messages(self, taken_before: float, limit: int) -> list[TakenMessage]:
+        """Messages that workers took before `taken_before` (epoch seconds) and still hold
+        unacknowledged, oldest first, with the calls they carry.
+
+        kombu's Redis transport keeps each message a consumer takes in its `unacked` hash
+        (with the time it was taken in `unacked_index`) until it is acknowledged or restored
+        to its queue; one whose worker died stays there until visibility_timeout. Other
+        brokers: none (they give a dead consumer's messages back themselves)."""
+        with self._celery.connection_for_read() as connection:
+            channel = connection.default_channel
+            client = getattr(channel, "client", None)
+            if client is None or not hasattr(channel, "unacked_index_key"):
+                return []
+            tags = client.zrangebyscore(
+                channel.unacked_index_key, 0, taken_before, start=0, num=limit, withscores=True
+            )
+            if not tags:
+                return []
+            payloads = client.hmget(channel.unacked_key, [tag for tag, _ in tags])
+        taken = []
+        for (tag, taken_at), payload in zip(tags, payloads, strict=True):
+            ids = _message_transcripts(payload)
+            if ids:
+                tag_text = tag.decode() if isinstance(tag, bytes) else str(tag)
+                taken.append(TakenMessage(tag_text, float(taken_at), ids))
+        return taken
+
+    def give_back(self, tag: str) -> None:
+        """Put a taken message back in its queue, next in line, as visibility_timeout would
+        (if it is still unacknowledged: one transaction, safe beside other reconcilers)."""
+        with self._celery.connection_for_write() as connection:
+            channel = connection.default_channel
+            channel.qos.restore_by_tag(tag, client=channel.client)
+
     def broker_was_reset(self, token: str) -> bool:
         """True if the broker lost its data since we last marked it (or was never marked).
 
@@ -128,3 +178,26 @@ class TaskQueue:
         """Raise if the broker cannot be reached."""
         with self._celery.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=3)
+
+
+def _message_transcripts(payload: bytes | str | None) -> list[uuid.UUID]:
+    """The transcript ids of an extraction message as kombu's Redis transport stores it
+    taken: [message, exchange, routing key]; none for another task or an unreadable one."""
+    if payload is None:
+        return []
+    try:
+        message = json.loads(payload)[0]
+        body = message["body"]
+        if message["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        task = message["headers"]["task"]
+        if task == EXTRACT_TASK:
+            ids = [args[0]]
+        elif task in (EXTRACT_MANY_TASK, DISPATCH_TASK):
+            ids = list(args[0])
+        else:
+            return []
+        return [uuid.UUID(str(i)) for i in ids]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return []

@@ -11,6 +11,7 @@ probability is returned as the confidence.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -42,9 +43,12 @@ class LlamaCppBackend:
         chat_format: str = "gemma",
         lora_path: Path | None = None,
         max_product_tokens: int = 24,
+        verbose: bool = False,
     ) -> None:
         from llama_cpp import Llama
 
+        if not verbose:
+            _keep_llama_cpp_quiet()
         if chat_format not in TEMPLATES:
             raise ValueError(
                 f"unknown chat format {chat_format!r}: use one of {', '.join(TEMPLATES)}"
@@ -64,7 +68,7 @@ class LlamaCppBackend:
             n_batch=n_batch,
             lora_path=str(lora_path) if lora_path else None,
             logits_all=False,
-            verbose=False,
+            verbose=verbose,
         )
         self._n_vocab = self._llm.n_vocab()
         self._lock = threading.Lock()
@@ -85,6 +89,7 @@ class LlamaCppBackend:
             chat_format=section.chat_format,
             lora_path=adapter_for(section.model_path, section.lora_path, section.default_adapter),
             max_product_tokens=section.max_product_tokens,
+            verbose=settings.verbose,
         )
 
     # ---- token accounting --------------------------------------------------------------
@@ -182,6 +187,33 @@ class LlamaCppBackend:
     @staticmethod
     def _text(pieces: list[bytes]) -> str:
         return b"".join(pieces).decode("utf-8", errors="ignore").replace("\\", "")
+
+
+# ggml's log levels (ggml.h). llama-cpp-python's own callback reads them in an older numbering
+# (a warning as an error), so every model load printed llama.cpp's warnings ("lora for ...
+# cannot use buft 'CPU_REPACK'", ~30 lines) whatever `verbose` said.
+_GGML_LOG_LEVEL_ERROR = 4
+_llama_cpp_log = logging.getLogger("llama.cpp")
+_quiet_callback: object = None  # kept referenced: llama.cpp calls it for the process's life
+
+
+def _keep_llama_cpp_quiet() -> None:
+    """llama.cpp's messages dropped, but its errors, logged as ours (after `import llama_cpp`,
+    which installs its own callback)."""
+    global _quiet_callback
+    if _quiet_callback is not None:
+        return
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback  # type: ignore[misc]
+    def errors_only(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if level == _GGML_LOG_LEVEL_ERROR:
+            _llama_cpp_log.error(text.decode("utf-8", errors="replace").rstrip())
+
+    llama_cpp.llama_log_set(errors_only, ctypes.c_void_p(0))
+    _quiet_callback = errors_only
 
 
 def _decisive(options: dict[str, list[int]]) -> dict[str, list[int]]:

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from app.config import Settings
 from app.llm.base import BackendAnswer, ExtractionRequest
 from app.llm.errors import BackendError, InvalidAnswerError, TransientBackendError
-from app.llm.presets import PRESETS
+from app.llm.presets import PRESETS, endpoint
 from app.llm.prompts import user_message
 from app.llm.rate_limit import RateLimiter
 from app.llm.redaction import is_remote_url, redact
@@ -90,16 +90,7 @@ class OpenAICompatBackend:
     def from_settings(cls, settings: Settings) -> OpenAICompatBackend:
         section = settings.openai
         preset = PRESETS.get(section.preset or "")
-        if section.preset and preset is None:
-            raise ValueError(
-                f"unknown openai preset {section.preset!r}: use one of {', '.join(PRESETS)}"
-            )
-        base_url = section.base_url or (preset.base_url if preset else None)
-        model = section.model or (preset.model if preset else None)
-        if not base_url:
-            raise ValueError("CALLX_OPENAI__BASE_URL is required (no preset gives one)")
-        if not model:
-            raise ValueError("CALLX_OPENAI__MODEL is required (no preset gives one)")
+        base_url, model = endpoint(settings)
         return cls(
             base_url=base_url,
             api_key=section.api_key.get_secret_value(),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.config import Settings, SettingsError
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -31,3 +33,28 @@ PRESETS: dict[str, Preset] = {
     "ollama": Preset("http://localhost:11434/v1", "llama3.1", "TOOLS", 8_192),
     "llamacpp": Preset("http://localhost:8080/v1", "local", "TOOLS", 4_096),
 }
+
+
+def endpoint(settings: Settings) -> tuple[str, str]:
+    """The openai backend's (base_url, model): the settings, else the preset's. Raises
+    SettingsError when neither gives one."""
+    section = settings.openai
+    preset = PRESETS.get(section.preset or "")
+    if section.preset and preset is None:
+        raise SettingsError(
+            f"CALLX_OPENAI__PRESET: unknown preset {section.preset!r}; "
+            f"use one of {', '.join(PRESETS)}"
+        )
+    base_url = section.base_url or (preset.base_url if preset else None)
+    model = section.model or (preset.model if preset else None)
+    if not base_url:
+        raise SettingsError(
+            "CALLX_OPENAI__BASE_URL is required with CALLX_EXTRACTION__BACKEND=openai "
+            "(no preset gives one)"
+        )
+    if not model:
+        raise SettingsError(
+            "CALLX_OPENAI__MODEL is required with CALLX_EXTRACTION__BACKEND=openai "
+            "(no preset gives one)"
+        )
+    return base_url, model

@@ -21,4 +21,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         occurred_at, extraction_id = base64.urlsafe_b64decode(padded).decode().split("|")
         return datetime.fromisoformat(occurred_at), uuid.UUID(extraction_id)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError("invalid cursor: pass back the next_cursor of a page") from exc
+        raise InvalidRequestError(
+            "invalid cursor: pass back the next_cursor of a page", loc=("query", "cursor")
+        ) from exc

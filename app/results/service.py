@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -11,7 +12,9 @@ from sqlalchemy.orm import Session
 from app.db import analytics as analytics_db
 from app.db import results as results_db
 from app.db import transcripts as transcripts_db
+from app.db.analytics import ALL, Slice
 from app.db.models import Extraction, Transcript
+from app.db.results import ExtractionFilter
 from app.errors import InvalidRequestError, NotFoundError
 from app.results.cursor import decode_cursor, encode_cursor
 from schemas.api import (
@@ -39,6 +42,7 @@ def transcript_view(
         language=transcript.language,
         occurred_at=transcript.occurred_at,
         batch_id=transcript.batch_id,
+        metadata=transcript.metadata_,
         extraction=_extraction_read(extraction),
     )
 
@@ -46,7 +50,7 @@ def transcript_view(
 def get_transcript(session: Session, transcript_id: uuid.UUID) -> TranscriptRead:
     transcript = transcripts_db.get_transcript(session, transcript_id)
     if transcript is None:
-        raise NotFoundError(f"no transcript {transcript_id}")
+        raise NotFoundError(f"no transcript {transcript_id}", loc=("path", "transcript_id"))
     return transcript_view(session, transcript)
 
 
@@ -54,24 +58,30 @@ def find_transcript(session: Session, source: str, external_id: str) -> Transcri
     """The transcript a call-centre system knows by (source, external_id)."""
     transcript = transcripts_db.find_transcript(session, source, external_id)
     if transcript is None:
-        raise NotFoundError(f"no transcript with source {source!r} and external_id {external_id!r}")
+        raise NotFoundError(
+            f"no transcript with source {source!r} and external_id {external_id!r}",
+            loc=("query", "external_id"),
+        )
     return transcript_view(session, transcript)
 
 
 def list_extractions(
     session: Session,
+    filters: ExtractionFilter,
     *,
-    reason: str | None,
-    product: str | None,
-    since: datetime | None,
-    until: datetime | None,
     page_size: int,
     cursor: str | None,
 ) -> ExtractionPage:
-    """Current extractions, newest call first, one page after `cursor`."""
-    filters = results_db.ExtractionFilter(
-        reason=reason, product=product_key(product), since=since, until=until
-    )
+    """Current extractions, newest call first, one page after `cursor`. `filters.product` is
+    a product as written (folded here)."""
+    check_range(filters.since, filters.until)
+    if (
+        filters.min_confidence is not None
+        and filters.max_confidence is not None
+        and filters.min_confidence > filters.max_confidence
+    ):
+        raise InvalidRequestError("min_confidence must not be above max_confidence")
+    filters = replace(filters, product=product_key(filters.product))
     after = decode_cursor(cursor) if cursor else None
     rows = results_db.list_extractions(session, filters, page_size + 1, after)
     items = [
@@ -79,7 +89,10 @@ def list_extractions(
             transcript_id=t.id,
             external_id=t.external_id,
             source=t.source,
+            language=t.language,
             occurred_at=e.occurred_at,
+            batch_id=t.batch_id,
+            metadata=t.metadata_,
             extraction=_extraction_read(e),  # type: ignore[arg-type]
         )
         for e, t in rows[:page_size]
@@ -92,14 +105,18 @@ def list_extractions(
 
 
 def reason_counts(
-    session: Session, bucket: str, since: datetime | None, until: datetime | None
+    session: Session,
+    bucket: str,
+    since: datetime | None,
+    until: datetime | None,
+    where: Slice = ALL,
 ) -> dict[str, Any]:
     """Calls per reason per bucket, as the plain JSON of schemas.api.ReasonCounts.
 
     A year of days is thousands of items: built once as plain JSON (the shape of ReasonCounts,
     which documents it) rather than validated twice as models."""
     check_range(since, until)
-    rows = analytics_db.reason_counts(session, bucket, since, until)
+    rows = analytics_db.reason_counts(session, bucket, since, until, where)
     items = [{"bucket": _utc_iso(_as_datetime(b)), "reason": r, "count": c} for b, r, c in rows]
     return {"bucket": bucket, "items": items}
 
@@ -110,10 +127,11 @@ def product_counts(
     since: datetime | None,
     until: datetime | None,
     limit: int,
+    where: Slice = ALL,
 ) -> ProductCounts:
     """The most frequent products, with their calls per reason."""
     check_range(since, until)
-    rows = analytics_db.product_counts(session, reason, since, until, limit)
+    rows = analytics_db.product_counts(session, reason, since, until, limit, where)
     return ProductCounts(items=[ProductCount(product=p, total=t, by_reason=r) for p, t, r in rows])
 
 
@@ -124,7 +142,7 @@ def calls_by_status(session: Session) -> dict[str, int]:
 
 def check_range(since: datetime | None, until: datetime | None) -> None:
     if since is not None and until is not None and since >= until:
-        raise InvalidRequestError("since must be before until")
+        raise InvalidRequestError("since must be before until", loc=("query", "since"))
 
 
 def _extraction_read(extraction: Extraction | None) -> ExtractionRead | None:

@@ -55,6 +55,7 @@ def _calls(n: int) -> list[dict[str, Any]]:
         calls.append(
             {
                 "external_id": f"r-{i}",
+                "source": ("crm", "web")[i % 3 == 0],
                 "text": f"Client: ma {product} {WORDS[i % len(WORDS)]}, appel {i}.",
                 "occurred_at": occurred_at.isoformat(),
             }
@@ -62,7 +63,15 @@ def _calls(n: int) -> list[dict[str, Any]]:
     return calls
 
 
-def _direct_reasons(engine: Engine, bucket: str, since: Any, until: Any) -> list[Any]:
+SLICE = (
+    "AND (CAST(:source AS varchar) IS NULL OR source = :source) "
+    "AND (CAST(:taxonomy AS varchar) IS NULL OR taxonomy_version = :taxonomy) "
+)
+
+
+def _direct_reasons(
+    engine: Engine, bucket: str, since: Any, until: Any, where: dict[str, Any]
+) -> list[Any]:
     with engine.connect() as connection:
         rows = connection.execute(
             text(
@@ -70,14 +79,16 @@ def _direct_reasons(engine: Engine, bucket: str, since: Any, until: Any) -> list
                 "count(*) FROM extractions WHERE is_current AND status = 'succeeded' "
                 "AND (CAST(:since AS timestamptz) IS NULL OR occurred_at >= :since) "
                 "AND (CAST(:until AS timestamptz) IS NULL OR occurred_at < :until) "
-                "GROUP BY 1, 2 ORDER BY 1, 2"
+                f"{SLICE}GROUP BY 1, 2 ORDER BY 1, 2"
             ),
-            {"bucket": bucket, "since": since, "until": until},
+            {"bucket": bucket, "since": since, "until": until, **where},
         )
         return [(b.replace(tzinfo=UTC), r, c) for b, r, c in rows]
 
 
-def _direct_products(engine: Engine, reason: str | None, since: Any, until: Any) -> list[Any]:
+def _direct_products(
+    engine: Engine, reason: str | None, since: Any, until: Any, where: dict[str, Any]
+) -> list[Any]:
     with engine.connect() as connection:
         rows = connection.execute(
             text(
@@ -86,9 +97,9 @@ def _direct_products(engine: Engine, reason: str | None, since: Any, until: Any)
                 "AND (CAST(:reason AS varchar) IS NULL OR reason = :reason) "
                 "AND (CAST(:since AS timestamptz) IS NULL OR occurred_at >= :since) "
                 "AND (CAST(:until AS timestamptz) IS NULL OR occurred_at < :until) "
-                "GROUP BY GROUPING SETS ((product_key), (product_key, reason))"
+                f"{SLICE}GROUP BY GROUPING SETS ((product_key), (product_key, reason))"
             ),
-            {"reason": reason, "since": since, "until": until},
+            {"reason": reason, "since": since, "until": until, **where},
         ).all()
     totals = {key: (product, count) for key, product, count, code in rows if code is None}
     by_reason: dict[str, dict[str, int]] = {}
@@ -102,8 +113,10 @@ def _direct_products(engine: Engine, reason: str | None, since: Any, until: Any)
     ]
 
 
-def _api_reasons(client: TestClient, bucket: str, since: Any, until: Any) -> list[Any]:
-    params = {"bucket": bucket}
+def _api_reasons(
+    client: TestClient, bucket: str, since: Any, until: Any, where: dict[str, Any]
+) -> list[Any]:
+    params = {"bucket": bucket, **_slice_params(where)}
     if since is not None:
         params["since"] = since.isoformat()
     if until is not None:
@@ -116,8 +129,15 @@ def _api_reasons(client: TestClient, bucket: str, since: Any, until: Any) -> lis
     ]
 
 
-def _api_products(client: TestClient, reason: str | None, since: Any, until: Any) -> list[Any]:
-    params: dict[str, Any] = {"limit": 20}
+def _slice_params(where: dict[str, Any]) -> dict[str, Any]:
+    names = {"source": "source", "taxonomy": "taxonomy_version"}
+    return {names[k]: v for k, v in where.items() if v is not None}
+
+
+def _api_products(
+    client: TestClient, reason: str | None, since: Any, until: Any, where: dict[str, Any]
+) -> list[Any]:
+    params: dict[str, Any] = {"limit": 20, **_slice_params(where)}
     for name, value in (("reason", reason), ("since", since), ("until", until)):
         if value is not None:
             params[name] = value if isinstance(value, str) else value.isoformat()
@@ -129,17 +149,22 @@ def _api_products(client: TestClient, reason: str | None, since: Any, until: Any
 def _rollup_rows(engine: Engine) -> tuple[set[Any], set[Any], set[Any]]:
     with engine.connect() as connection:
         days = connection.execute(
-            text("SELECT day, reason, calls FROM reason_day_counts WHERE calls <> 0")
+            text(
+                "SELECT day, source, taxonomy_version, reason, calls FROM reason_day_counts "
+                "WHERE calls <> 0"
+            )
         )
         products = connection.execute(
             text(
-                "SELECT product_key, product, reason, calls FROM product_reason_counts "
+                "SELECT product_key, product, source, taxonomy_version, reason, calls "
+                "FROM product_reason_counts "
                 "WHERE calls <> 0"
             )
         )
         product_days = connection.execute(
             text(
-                "SELECT day, product_key, product, reason, calls FROM product_day_counts "
+                "SELECT day, product_key, product, source, taxonomy_version, reason, calls "
+                "FROM product_day_counts "
                 "WHERE calls <> 0"
             )
         )
@@ -157,16 +182,23 @@ def _assert_exact(client: TestClient, engine: Engine) -> None:
         (START + timedelta(days=10, hours=20), START + timedelta(days=11, hours=6)),  # two parts
         (START + timedelta(days=12, hours=2, minutes=30), START + timedelta(days=13)),
     ]
-    for since, until in ranges:
-        for bucket in ("day", "week", "month"):
-            assert _api_reasons(client, bucket, since, until) == _direct_reasons(
-                engine, bucket, since, until
-            ), (bucket, since, until)
-    for reason in (None, "breakdown", "billing", "other"):
+    # Every call, one source's, one taxonomy version's (re-extracted calls have another).
+    slices = [
+        {"source": None, "taxonomy": None},
+        {"source": "web", "taxonomy": None},
+        {"source": None, "taxonomy": "t"},
+    ]
+    for where in slices:
         for since, until in ranges:
-            assert _api_products(client, reason, since, until) == _direct_products(
-                engine, reason, since, until
-            ), (reason, since, until)
+            for bucket in ("day", "week", "month"):
+                assert _api_reasons(client, bucket, since, until, where) == _direct_reasons(
+                    engine, bucket, since, until, where
+                ), (bucket, since, until, where)
+        for reason in (None, "breakdown", "billing", "other"):
+            for since, until in ranges:
+                assert _api_products(client, reason, since, until, where) == _direct_products(
+                    engine, reason, since, until, where
+                ), (reason, since, until, where)
     # The rollups hold exactly what rebuilding them from the extractions gives.
     kept = _rollup_rows(engine)
     with Session(engine) as session, session.begin():
@@ -188,7 +220,13 @@ def test_rollup_answers_equal_direct_counts(
         with ThreadPoolExecutor(32) as pool:
             outcomes = list(
                 pool.map(
-                    lambda i: run_extraction(store, uuid.UUID(i), extractor, lease_s=60),
+                    lambda i: run_extraction(
+                        store,
+                        uuid.UUID(i),
+                        extractor,
+                        lease_s=60,
+                        taxonomy_version=extractor.taxonomy.version,
+                    ),
                     [i for i, _ in queue.sent],
                 )
             )
@@ -199,11 +237,11 @@ def test_rollup_answers_equal_direct_counts(
         with engine.connect() as connection:
             current = connection.execute(
                 text(
-                    "SELECT transcript_id, occurred_at FROM extractions WHERE is_current "
+                    "SELECT transcript_id, occurred_at, source FROM extractions WHERE is_current "
                     "ORDER BY occurred_at LIMIT 40"
                 )
             ).all()
-        for n, (transcript_id, occurred_at) in enumerate(current):
+        for n, (transcript_id, occurred_at, source) in enumerate(current):
             with sessions() as session, session.begin():
                 for attempt in range(1 + n % 3):
                     failed = (n + attempt) % 4 == 1
@@ -215,6 +253,7 @@ def test_rollup_answers_equal_direct_counts(
                                 transcript_id=transcript_id,
                                 status="failed" if failed else "succeeded",
                                 occurred_at=occurred_at,
+                                source=source,
                                 product=product,
                                 product_key=None if product is None else product.lower(),
                                 reason=None if failed else ("cancellation", "delivery")[n % 2],
@@ -248,9 +287,12 @@ def test_rollup_answers_equal_direct_counts(
                 text("SELECT id FROM transcripts WHERE status = 'queued'")
             ).scalars()
             redo_ids = list(redo)
-        assert [run_extraction(store, i, extractor, lease_s=60) for i in redo_ids] == [
-            "succeeded"
-        ] * 10
+        assert [
+            run_extraction(
+                store, i, extractor, lease_s=60, taxonomy_version=extractor.taxonomy.version
+            )
+            for i in redo_ids
+        ] == ["succeeded"] * 10
         _assert_exact(client, engine)
 
         # TRUNCATE extractions (as the tests' clean-up does) empties the rollups too.

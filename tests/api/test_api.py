@@ -61,7 +61,16 @@ def process_all(settings: Settings, ids: list[str]) -> list[str]:
     store = ExtractionStore(build_sessionmaker(build_engine(settings)))
     extractor = Extractor.from_settings(settings, backend=FakeBackend())
     try:
-        return [run_extraction(store, uuid.UUID(i), extractor, lease_s=60) for i in ids]
+        return [
+            run_extraction(
+                store,
+                uuid.UUID(i),
+                extractor,
+                lease_s=60,
+                taxonomy_version=extractor.taxonomy.version,
+            )
+            for i in ids
+        ]
     finally:
         store.close()
 
@@ -106,7 +115,7 @@ def test_same_external_id_with_other_text_is_a_409(client: TestClient) -> None:
         ({"text": 42}, "text"),
         ({}, "text"),
         ({"text": "ok", "occurred_at": "yesterday"}, "occurred_at"),
-        ({"text": "ok", "unknown": 1}, "unknown"),
+        ({"text": "ok", "extrenal_id": "x"}, "extrenal_id"),  # other fields: metadata
         ({"text": "ok", "language": "french!"}, "language"),
         ({"text": "bad \x00 byte"}, "text"),
         ({"text": "ok", "metadata": [1, 2]}, "metadata"),
@@ -320,8 +329,12 @@ def test_lookups_and_query_errors(client: TestClient) -> None:
 
 def test_health_and_docs(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok", "checks": {}}
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", params={"workers": "false"})
     assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+    # No worker runs in this test: the whole service is not ready, and says why.
+    whole = client.get("/readyz")
+    assert whole.status_code == 503
+    assert whole.json()["checks"]["queue:interactive"].startswith("no live worker")
     spec = client.get("/openapi.json").json()
     assert {"/v1/transcripts", "/v1/batches", "/v1/extractions", "/v1/analytics/reasons"} <= set(
         spec["paths"]

@@ -98,9 +98,15 @@ def call(
 # ---- enforcement --------------------------------------------------------------------------
 
 
+def problem(detail: str, kind: str) -> dict[str, object]:
+    """The error body of a refused key: what, and where (the key's header)."""
+    where = ["header", "X-API-Key"]
+    return {"detail": detail, "errors": [{"loc": where, "msg": detail, "type": kind}]}
+
+
 def test_health_and_docs_stay_open(client: TestClient) -> None:
     assert client.get("/healthz").status_code == 200
-    assert client.get("/readyz").status_code == 200
+    assert client.get("/readyz", params={"workers": "false"}).status_code == 200
     assert client.get("/docs").status_code == 200
     assert client.get("/openapi.json").status_code == 200
 
@@ -111,7 +117,7 @@ def test_without_a_key_every_v1_route_is_a_401(
 ) -> None:
     response = call(client, method, path, body)
     assert response.status_code == 401
-    assert response.json() == {"detail": MISSING_KEY}
+    assert response.json() == problem(MISSING_KEY, "unauthorized")
     # Another Authorization scheme is not a key either.
     basic = call(client, method, path, body, headers={"Authorization": "Basic dXNlcjpwdw=="})
     assert basic.status_code == 401 and basic.json()["detail"] == MISSING_KEY
@@ -133,7 +139,7 @@ def test_unknown_malformed_and_revoked_keys_are_a_401(
     ):
         response = client.get("/v1/extractions", headers=with_key(wrong))
         assert response.status_code == 401, wrong
-        assert response.json() == {"detail": INVALID_KEY}
+        assert response.json() == problem(INVALID_KEY, "unauthorized")
     revoke(auth_settings, key)
     for headers in (with_key(key), {"Authorization": f"Bearer {key}"}):
         response = client.get("/v1/extractions", headers=headers)
@@ -151,7 +157,8 @@ def test_a_read_key_cannot_ingest(
 ) -> None:
     response = call(client, method, path, body, headers=with_key(new_key("read")))
     assert response.status_code == 403
-    assert response.json() == {"detail": "this key has scope 'read'; this endpoint needs 'ingest'"}
+    detail = "this key has scope 'read'; this endpoint needs 'ingest'"
+    assert response.json() == problem(detail, "forbidden")
     engine = create_engine(auth_settings.database_url)
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM transcripts")).scalar_one() == 0
@@ -164,7 +171,8 @@ def test_an_ingest_key_cannot_read(
 ) -> None:
     response = call(client, method, path, body, headers=with_key(new_key("ingest")))
     assert response.status_code == 403
-    assert response.json() == {"detail": "this key has scope 'ingest'; this endpoint needs 'read'"}
+    detail = "this key has scope 'ingest'; this endpoint needs 'read'"
+    assert response.json() == problem(detail, "forbidden")
 
 
 def test_each_scope_does_its_job_and_admin_does_both(

@@ -33,6 +33,7 @@ from app.db.session import build_engine, build_sessionmaker
 from app.extraction.extractor import Extractor
 from app.extraction.service import run_extraction
 from app.extraction.store import ExtractionStore
+from app.jobs.workers import Heartbeat, WorkerIdentity
 from app.llm.fake import FakeBackend
 from app.main import create_app
 from support.calls import CALLS
@@ -60,6 +61,8 @@ def fuzz_settings(settings: Settings) -> Settings:
             ),
             # Keys have their own tests (test_auth.py); here every route is open.
             "auth": settings.auth.model_copy(update={"required": False}),
+            # The one heartbeat seed_results writes keeps a worker live for the whole test.
+            "broker": settings.broker.model_copy(update={"heartbeat_interval_s": 300}),
         }
     )
 
@@ -74,6 +77,9 @@ def seed_results(settings: Settings, client: Any) -> None:
     response = client.post("/v1/batches", json=records)
     assert response.status_code == 202, response.text
     engine = build_engine(settings)
+    # A live worker on both queues (its heartbeat): /readyz is ready, as in a healthy service.
+    worker = WorkerIdentity("fuzz@host:1", "host", 1, "interactive,batch", "fake", "f", "v")
+    Heartbeat(build_sessionmaker(engine), worker, 300).beat()
     with engine.connect() as connection:
         ids = connection.execute(
             text("SELECT id FROM transcripts WHERE batch_id = :b"), {"b": response.json()["id"]}
@@ -82,7 +88,16 @@ def seed_results(settings: Settings, client: Any) -> None:
     extractor = Extractor.from_settings(settings, backend=FakeBackend())
     store = ExtractionStore(build_sessionmaker(engine))
     for transcript_id in ids:
-        assert run_extraction(store, transcript_id, extractor, lease_s=60) == "succeeded"
+        assert (
+            run_extraction(
+                store,
+                transcript_id,
+                extractor,
+                lease_s=60,
+                taxonomy_version=extractor.taxonomy.version,
+            )
+            == "succeeded"
+        )
     store.close()
     engine.dispose()
 
@@ -197,16 +212,28 @@ SQL_LIKE = [
 QUERY_PARAMETERS: dict[tuple[str, str], str] = {
     ("/v1/transcripts", "external_id"): "not found",
     ("/v1/transcripts", "source"): "not found",
-    ("/v1/extractions", "reason"): "matches nothing",
+    ("/v1/extractions", "reason"): "refused",  # not a code of the taxonomy
     ("/v1/extractions", "product"): "matches nothing",
     ("/v1/extractions", "since"): "refused",
     ("/v1/extractions", "until"): "refused",
     ("/v1/extractions", "limit"): "refused",
     ("/v1/extractions", "cursor"): "refused",
+    ("/v1/extractions", "batch_id"): "refused",  # not a UUID
+    ("/v1/extractions", "source"): "matches nothing",
+    ("/v1/extractions", "language"): "refused",
+    ("/v1/extractions", "status"): "refused",
+    ("/v1/extractions", "min_confidence"): "refused",
+    ("/v1/extractions", "max_confidence"): "refused",
+    ("/v1/extractions", "taxonomy_version"): "matches nothing",
+    ("/v1/analytics/reasons", "source"): "matches nothing",
+    ("/v1/analytics/reasons", "taxonomy_version"): "matches nothing",
+    ("/v1/analytics/products", "source"): "matches nothing",
+    ("/v1/analytics/products", "taxonomy_version"): "matches nothing",
+    ("/readyz", "workers"): "refused",  # not a boolean
     ("/v1/analytics/reasons", "bucket"): "refused",
     ("/v1/analytics/reasons", "since"): "refused",
     ("/v1/analytics/reasons", "until"): "refused",
-    ("/v1/analytics/products", "reason"): "matches nothing",
+    ("/v1/analytics/products", "reason"): "refused",
     ("/v1/analytics/products", "since"): "refused",
     ("/v1/analytics/products", "until"): "refused",
     ("/v1/analytics/products", "limit"): "refused",

@@ -29,10 +29,12 @@ def test_extract_jsonl_keeps_order_and_reports_every_record(
 
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in output.read_text().splitlines()]
-    assert [line["id"] for line in lines] == [r["id"] for r in records]
+    # Each line keeps its record's id, as the API's `external_id` (a number as its string).
+    assert [line["external_id"] for line in lines] == [str(r["id"]) for r in records]
     for line in lines:
-        assert {"id", "product", "reason"} <= set(line)
+        assert {"external_id", "product", "reason"} <= set(line)
     assert lines[1]["status"] == "failed" and lines[1]["reason"] is None
+    assert lines[1]["error"] == "text is empty"
     assert all(line["reason"] in CODES for i, line in enumerate(lines) if i != 1)
 
 
@@ -47,5 +49,19 @@ def test_extract_reads_csv(tmp_path: Path, model_path: Path) -> None:
     result = run_callx("extract", str(source), "-o", str(output), tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in output.read_text().splitlines()]
-    assert [line["id"] for line in lines] == [c["external_id"] for c in CALLS[:2]]
+    assert [line["external_id"] for line in lines] == [c["external_id"] for c in CALLS[:2]]
     assert all(line["reason"] in CODES for line in lines)
+
+
+def test_extract_is_quiet_unless_verbose(tmp_path: Path, model_path: Path) -> None:
+    """llama.cpp's own messages (its warnings on loading the adapter, ~30 lines) only with
+    `callx --verbose`; by default stderr holds the summary line alone."""
+    source = tmp_path / "calls.jsonl"
+    source.write_text(json.dumps({"id": "c1", "text": CALLS[0]["text"]}, ensure_ascii=False))
+    output = tmp_path / "out.jsonl"
+    quiet = run_callx("extract", str(source), "-o", str(output), tmp_path=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert quiet.stderr.strip().splitlines() == [f"1 records -> {output} (0 failed)"]
+    verbose = run_callx("--verbose", "extract", str(source), "-o", str(output), tmp_path=tmp_path)
+    assert verbose.returncode == 0, verbose.stderr[-3000:]
+    assert "llama" in verbose.stderr and len(verbose.stderr.splitlines()) > 20

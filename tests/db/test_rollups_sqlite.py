@@ -28,7 +28,7 @@ def test_product_counts_between_dates_equal_counting_every_call(tmp_path: Path) 
     ids = add_transcripts(engine, 150, start=START, every_s=307 * 60)
     store = ExtractionStore(sessions)
     for i, transcript_id in enumerate(ids):
-        claim = store.claim(transcript_id, lease_s=60)
+        claim = store.claim(transcript_id, lease_s=60, taxonomy_version="test-1")
         assert claim is not None
         outcome = replace(succeeded_outcome(), product=PRODUCTS[i % 5], reason=REASONS[i % 3])
         assert store.store(claim, outcome)

@@ -61,6 +61,10 @@ def test_wilson_interval() -> None:
     low, high = wilson_interval(2898, 3080)
     assert low == pytest.approx(0.932020, abs=1e-5) and high == pytest.approx(0.948700, abs=1e-5)
     assert wilson_interval(0, 0) == (0.0, 1.0)
+    # Every record right: the upper bound is 1 exactly, not 1 minus a rounding error.
+    assert all(
+        wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0 for n in range(1, 200)
+    )
 
 
 @pytest.mark.parametrize(

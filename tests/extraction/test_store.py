@@ -47,7 +47,7 @@ def test_many_threads_claim_and_store_each_transcript_once(engine: Engine) -> No
             start.wait(5)
         except threading.BrokenBarrierError:
             pass
-        claim = store.claim(transcript_id, lease_s=60)
+        claim = store.claim(transcript_id, lease_s=60, taxonomy_version="test-1")
         return claim is not None and store.store(claim, succeeded_outcome())
 
     with ThreadPoolExecutor(30) as pool:
@@ -69,7 +69,7 @@ def test_many_threads_claim_and_store_each_transcript_once(engine: Engine) -> No
 def test_a_lost_lease_stores_nothing_and_spares_the_rest_of_its_group(engine: Engine) -> None:
     ids = add_transcripts(engine, 3)
     store = ExtractionStore(build_sessionmaker(engine))
-    claims = [store.claim(i, lease_s=60) for i in ids]
+    claims = [store.claim(i, lease_s=60, taxonomy_version="test-1") for i in ids]
     assert all(claims)
     # Another worker took the second one over (its lease had run out, say).
     with engine.begin() as connection:
@@ -87,12 +87,14 @@ def test_a_lost_lease_stores_nothing_and_spares_the_rest_of_its_group(engine: En
 def test_a_new_extraction_replaces_the_current_one_and_keeps_the_old(engine: Engine) -> None:
     (transcript_id,) = add_transcripts(engine, 1)
     store = ExtractionStore(build_sessionmaker(engine))
-    first = store.claim(transcript_id, lease_s=60)
+    first = store.claim(transcript_id, lease_s=60, taxonomy_version="test-1")
     assert first is not None and store.store(first, succeeded_outcome("Router"))
-    assert store.claim(transcript_id, lease_s=60) is None  # finished: not claimable
+    assert (
+        store.claim(transcript_id, lease_s=60, taxonomy_version="test-1") is None
+    )  # finished: not claimable
     with engine.begin() as connection:
         connection.execute(text("UPDATE transcripts SET status = 'queued'"))
-    second = store.claim(transcript_id, lease_s=60)
+    second = store.claim(transcript_id, lease_s=60, taxonomy_version="test-1")
     assert second is not None and second.token != first.token
     assert store.store(second, succeeded_outcome("Phone"))
     assert not store.store(second, succeeded_outcome("Phone"))  # the claim is closed
@@ -111,14 +113,14 @@ def test_claims_and_results_share_a_transaction_each_caller_gets_its_answer(
 
     ids = add_transcripts(engine, 6)
     first = ExtractionStore(build_sessionmaker(engine))
-    claims = [first.claim(i, lease_s=60) for i in ids[:3]]
+    claims = [first.claim(i, lease_s=60, taxonomy_version="test-1") for i in ids[:3]]
     first.close()
     assert all(claims)
     # One group: three results, then claims of three new transcripts and of one just stored.
     requests = [
         *(store_module._Result(c, succeeded_outcome()) for c in claims if c is not None),
-        *(store_module._ClaimRequest(i, 60) for i in ids[3:]),
-        store_module._ClaimRequest(ids[0], 60),
+        *(store_module._ClaimRequest(i, 60, "test-1") for i in ids[3:]),
+        store_module._ClaimRequest(ids[0], 60, "test-1"),
     ]
     sessions = build_sessionmaker(engine)
     with sessions.begin() as session:

@@ -238,6 +238,26 @@ def test_a_reason_outside_the_taxonomy_names_the_file_and_line(
         parse_train_arg(f"{bad}@no_such_taxonomy", None)
 
 
+def test_a_training_file_in_either_spelling_gives_the_same_examples(
+    tmp_path: Path, model_path: Path
+) -> None:
+    """callx's labelled files (`id`, `transcript`) and the API's records (`external_id`,
+    `text`) are one format: the same examples; two spellings that differ name the line."""
+    tokens, _ = open_base_model(model_path)
+    callx = [{"id": f"c{n}", "transcript": t, "reason": r, "product": p}
+             for n, (t, r, p) in enumerate(DEFAULT_CALLS)]  # fmt: skip
+    api = [{"external_id": r["id"], "text": r["transcript"], "reason": r["reason"],
+            "product": r["product"]} for r in callx]  # fmt: skip
+    built = [
+        build_examples([parse_train_arg(str(_write_jsonl(tmp_path / name, records)), None)], tokens)
+        for name, records in (("callx.jsonl", callx), ("api.jsonl", api))
+    ]
+    assert built[0][0] == built[1][0]
+    both = _write_jsonl(tmp_path / "both.jsonl", [{**callx[0], "text": "Customer: other"}])
+    with pytest.raises(FinetuneError, match=r"both\.jsonl:1: `text` and `transcript`"):
+        build_examples([parse_train_arg(str(both), None)], tokens)
+
+
 def test_examples_hold_the_inference_tokens_and_score_only_the_answer(
     tmp_path: Path, model_path: Path
 ) -> None:

@@ -202,7 +202,13 @@ def test_csv_header_is_stripped() -> None:
 
 def test_csv_header_without_text_column_is_a_body_error() -> None:
     with pytest.raises(BodyError, match="'text' column"):
-        parse_batch_body(b"transcript,external_id\nhello,1\n", "text/csv")
+        parse_batch_body(b"body,external_id\nhello,1\n", "text/csv")
+
+
+def test_csv_takes_the_other_spellings_of_text_and_external_id() -> None:
+    """`transcript` and `id` are fields (TranscriptCreate renames them), not metadata."""
+    records = parse_batch_body(b"id,transcript,reason\nc1,hello,billing\n", "text/csv")
+    assert records[0].data == {"id": "c1", "transcript": "hello", "metadata": {"reason": "billing"}}
 
 
 def test_csv_wrong_field_count_is_reported_by_line_others_kept() -> None:

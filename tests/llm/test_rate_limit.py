@@ -298,6 +298,7 @@ def test_workers_on_several_hosts_share_the_limit(
     from app.ingest.parsing import RawRecord
     from app.ingest.service import submit_batch
     from app.jobs.queue import TaskQueue, build_celery
+    from schemas.taxonomy import load_taxonomy
     from support.env import process_env
     from support.openai_stub import OpenAIStub, tool_call_reply
 
@@ -322,7 +323,13 @@ def test_workers_on_several_hosts_share_the_limit(
             for i in range(16)
         ]
         with session_scope(build_sessionmaker(engine)) as session:
-            submit_batch(session, records, TaskQueue(celery, settings), 10_000)
+            submit_batch(
+                session,
+                records,
+                TaskQueue(celery, settings),
+                10_000,
+                taxonomy_version=load_taxonomy().version,
+            )
         celery.close()
         engine.dispose()
 

@@ -1,0 +1,200 @@
+"""GET /v1/extractions' filters (batch, source, language, confidence, status, taxonomy) and the
+calls' metadata in every read; the analytics per source and taxonomy version; on real
+PostgreSQL, with extractions run in-process by the real service code (FakeBackend)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.db.session import build_engine, build_sessionmaker
+from app.extraction.extractor import Extractor
+from app.extraction.service import run_extraction
+from app.extraction.store import ExtractionStore
+from app.llm.fake import FakeBackend
+from app.main import create_app
+from support.fakes import FakeTaskQueue
+
+BREAKDOWN = "Client: ma box Livebox est en panne, plus rien ne marche"
+BILLING = "Customer: I was charged twice on my Fibre 500 invoice"
+
+
+@pytest.fixture
+def client(settings: Settings, clean_db: None) -> Iterator[TestClient]:
+    open_api = settings.model_copy(
+        update={"auth": settings.auth.model_copy(update={"required": False})}
+    )
+    with TestClient(create_app(open_api, queue=FakeTaskQueue())) as test_client:  # type: ignore[arg-type]
+        yield test_client
+
+
+class ConfidentBackend(FakeBackend):
+    """The FakeBackend's answers with a confidence that depends on the call (for the ranges)."""
+
+    def extract(self, request: Any) -> Any:
+        answer = super().extract(request)
+        return replace(answer, confidence=0.95 if "Livebox" in request.transcript else 0.55)
+
+
+def extract_all(settings: Settings, ids: list[str], taxonomy_version: str | None = None) -> None:
+    """Run the worker's service code on `ids`, with the taxonomy given a version if asked."""
+    store = ExtractionStore(build_sessionmaker(build_engine(settings)))
+    extractor = Extractor.from_settings(settings, backend=ConfidentBackend())
+    if taxonomy_version is not None:
+        extractor.taxonomy = extractor.taxonomy.model_copy(update={"version": taxonomy_version})
+    try:
+        for transcript_id in ids:
+            assert (
+                run_extraction(
+                    store,
+                    uuid.UUID(transcript_id),
+                    extractor,
+                    lease_s=60,
+                    taxonomy_version=extractor.taxonomy.version,
+                )
+                == "succeeded"
+            )
+    finally:
+        store.close()
+
+
+def test_filters_return_the_calls_asked_for_with_their_metadata(
+    client: TestClient, settings: Settings
+) -> None:
+    batch = client.post(
+        "/v1/batches",
+        json=[
+            {
+                "external_id": "b1",
+                "source": "crm",
+                "language": "fr",
+                "text": BREAKDOWN,
+                "metadata": {"queue": "sav", "agent": 7},
+            },
+            {"external_id": "b2", "source": "crm", "language": "en", "text": BILLING},
+        ],
+    ).json()
+    single = client.post(
+        "/v1/transcripts",
+        json={
+            "external_id": "s1",
+            "source": "web",
+            "language": "FR",
+            "text": BILLING,
+            "metadata": {"queue": "web"},
+        },
+    ).json()
+    ids = [*batch["transcript_ids"], single["id"]]
+    extract_all(settings, ids)
+
+    def listed(**params: Any) -> list[str]:
+        response = client.get("/v1/extractions", params=params)
+        assert response.status_code == 200, response.text
+        return sorted(item["external_id"] for item in response.json()["items"])
+
+    assert listed(batch_id=batch["id"]) == ["b1", "b2"]
+    assert listed(source="web") == ["s1"]
+    assert listed(language="fr") == ["b1", "s1"]  # case-insensitive
+    assert listed(min_confidence=0.9) == ["b1"]
+    assert listed(max_confidence=0.6) == ["b2", "s1"]
+    assert listed(status="succeeded") == ["b1", "b2", "s1"]
+    assert listed(status="failed") == []
+    version = client.app.state.taxonomy.version  # type: ignore[attr-defined]
+    assert listed(taxonomy_version=version) == ["b1", "b2", "s1"]
+    assert listed(taxonomy_version="another-1") == []
+
+    item = client.get("/v1/extractions", params={"source": "crm", "reason": "breakdown"}).json()
+    assert item["items"][0]["metadata"] == {"queue": "sav", "agent": 7}
+    assert item["items"][0]["batch_id"] == batch["id"] and item["items"][0]["language"] == "fr"
+    read = client.get(f"/v1/transcripts/{single['id']}").json()
+    assert read["metadata"] == {"queue": "web"}
+
+
+def test_bad_filters_are_refused_saying_why(client: TestClient) -> None:
+    for params, where in [
+        ({"min_confidence": 1.5}, "min_confidence"),
+        ({"min_confidence": 0.8, "max_confidence": 0.2}, "min_confidence"),
+        ({"status": "queued"}, "status"),
+        ({"batch_id": "not-a-uuid"}, "batch_id"),
+        ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "since"),
+    ]:
+        response = client.get("/v1/extractions", params=params)
+        assert response.status_code == 422, params
+        assert where in response.json()["detail"], response.json()
+
+
+def test_batch_answer_gives_each_record_its_call(client: TestClient) -> None:
+    client.post("/v1/transcripts", json={"external_id": "known", "text": BILLING})
+    answer = client.post(
+        "/v1/batches",
+        json=[
+            {"external_id": "new", "text": BREAKDOWN},
+            {"external_id": "known", "text": BILLING},  # a duplicate of a stored call
+            {"external_id": "bad"},  # no text: rejected
+            {"text": BILLING},  # no id: still found by its position
+        ],
+    ).json()
+    ids = answer["transcript_ids"]
+    assert len(ids) == 4 and ids[1] is None and ids[2] is None
+    assert client.get(f"/v1/transcripts/{ids[0]}").json()["external_id"] == "new"
+    assert client.get(f"/v1/transcripts/{ids[3]}").json()["external_id"] is None
+
+
+def test_analytics_per_source_and_taxonomy_version(client: TestClient, settings: Settings) -> None:
+    """Two sources and two taxonomy versions: each slice counts its own calls only, and all
+    of them together count every call."""
+    ids: dict[tuple[str, str], list[str]] = {}
+    for source in ("crm", "web"):
+        for n, version in enumerate(("tax-a", "tax-b")):
+            texts = [BREAKDOWN] * (n + 1) + [BILLING] * (2 if source == "crm" else 1)
+            answer = client.post(
+                "/v1/batches",
+                json=[
+                    {"source": source, "text": t, "occurred_at": "2026-03-02T10:00:00Z"}
+                    for t in texts
+                ],
+            ).json()
+            ids[source, version] = answer["transcript_ids"]
+    # The API queued them for its own taxonomy: mark them for the versions of this test.
+    engine = build_engine(settings)
+    from sqlalchemy import text as sql
+
+    with engine.begin() as connection:
+        for (_, version), transcript_ids in ids.items():
+            connection.execute(
+                sql("UPDATE transcripts SET taxonomy_version = :v WHERE id = ANY(:ids)"),
+                {"v": version, "ids": [uuid.UUID(i) for i in transcript_ids]},
+            )
+    engine.dispose()
+    for (_, version), transcript_ids in ids.items():
+        extract_all(settings, transcript_ids, taxonomy_version=version)
+
+    def reasons(**params: Any) -> dict[str, int]:
+        answer = client.get("/v1/analytics/reasons", params={"bucket": "month", **params})
+        assert answer.status_code == 200, answer.text
+        return {item["reason"]: item["count"] for item in answer.json()["items"]}
+
+    def products(**params: Any) -> dict[str, int]:
+        answer = client.get("/v1/analytics/products", params=params)
+        assert answer.status_code == 200, answer.text
+        return {item["product"].lower(): item["total"] for item in answer.json()["items"]}
+
+    assert reasons() == {"breakdown": 6, "billing": 6}
+    assert reasons(source="crm") == {"breakdown": 3, "billing": 4}
+    assert reasons(taxonomy_version="tax-b") == {"breakdown": 4, "billing": 3}
+    assert reasons(source="web", taxonomy_version="tax-a") == {"breakdown": 1, "billing": 1}
+    # Part of a day (the extractions) and whole days (the rollups) agree.
+    partial = {"since": "2026-03-02T09:00:00Z", "until": "2026-03-02T11:00:00Z"}
+    assert reasons(source="crm", **partial) == {"breakdown": 3, "billing": 4}
+    whole = {"since": "2026-03-01T00:00:00Z", "until": "2026-03-05T00:00:00Z"}
+    assert products(source="web", **whole) == products(source="web")
+    assert sum(products(taxonomy_version="tax-a").values()) + sum(
+        products(taxonomy_version="tax-b").values()
+    ) == sum(products().values())
+    assert sum(products(source="web").values()) < sum(products().values())
