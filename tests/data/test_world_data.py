@@ -75,3 +75,20 @@ def test_the_second_labels_cover_every_call_and_agree_on_the_reason(
     assert set(second) == set(first)
     disagree = [i for i in first if first[i]["reason"] != second[i]["reason"]]
     assert disagree == []  # README: 352 of 352; any new disagreement is settled there first
+
+
+def test_each_training_industry_has_its_own_taxonomy_and_labels_in_it(
+    calls: dict[str, list[dict]],
+) -> None:
+    default = set(load_taxonomy(None).codes) - {"other"}
+    folder = WORLD / "taxonomies"
+    taxonomies = sorted(folder.glob("*.yaml"))
+    assert len(taxonomies) == 12
+    for path in taxonomies:
+        taxonomy = load_taxonomy(path)
+        assert 7 <= len(taxonomy.codes) <= 8 and not set(taxonomy.codes) & default, path.name
+        assert path.stem in calls and path.stem not in HELD_OUT, path.name
+        labels = _read(folder / f"{path.stem}.labels.jsonl")
+        assert [r["id"] for r in labels] == [r["id"] for r in calls[path.stem]], path.name
+        used = Counter(r["reason"] for r in labels)
+        assert set(used) == set(taxonomy.codes), path.name
