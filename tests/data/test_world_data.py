@@ -92,3 +92,26 @@ def test_each_training_industry_has_its_own_taxonomy_and_labels_in_it(
         assert [r["id"] for r in labels] == [r["id"] for r in calls[path.stem]], path.name
         used = Counter(r["reason"] for r in labels)
         assert set(used) == set(taxonomy.codes), path.name
+
+
+def test_three_held_out_industries_with_lists_of_their_own() -> None:
+    """90 calls of three industries outside every training file, each labelled in its own
+    taxonomy: the measure of a customer's own taxonomy never trained on."""
+    folder = WORLD / "own_taxonomy"
+    default = set(load_taxonomy(None).codes) - {"other"}
+    second = {r["id"]: r for r in _read(folder / "second_labels.jsonl")}
+    seen = []
+    for path in sorted(folder.glob("*.yaml")):
+        taxonomy = load_taxonomy(path)
+        assert 7 <= len(taxonomy.codes) <= 8 and not set(taxonomy.codes) & default, path.name
+        records = _read(folder / f"{path.stem}.jsonl")
+        assert len(records) == 30, path.name
+        for language in ("fr", "en"):
+            assert {r["reason"] for r in records if r["language"] == language} == set(
+                taxonomy.codes
+            ), (path.name, language)
+        for r in records:
+            assert list(r) == FIELDS and r["domain"] == path.stem, r["id"]
+            assert second[r["id"]]["reason"] == r["reason"], r["id"]  # README: settled
+        seen += [r["id"] for r in records]
+    assert len(seen) == 90 and set(seen) == set(second)
