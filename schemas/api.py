@@ -252,15 +252,11 @@ class ExtractionRead(BaseModel):
     created_at: UtcDatetime = Field(description="When this extraction was stored.")
 
 
-class TranscriptRead(BaseModel):
-    """A call as stored, with its current extraction once there is one."""
+class CallFields(BaseModel):
+    """What every read says of a call, besides its id and its extraction."""
 
-    id: uuid.UUID = Field(description="callx's id of the call.")
     external_id: str | None = Field(description="The call-centre system's id of the call.")
     source: str = Field(description="The system the call came from (normalised).")
-    status: Status = Field(
-        description="queued, running (a worker holds it), succeeded or failed (final)."
-    )
     language: str | None = Field(default=None, description="The call's language, as submitted.")
     occurred_at: UtcDatetime = Field(description="When the call happened (UTC).")
     batch_id: uuid.UUID | None = Field(
@@ -268,6 +264,15 @@ class TranscriptRead(BaseModel):
     )
     metadata: dict[str, JsonValue] = Field(
         default_factory=dict, description="The call's metadata, as submitted."
+    )
+
+
+class TranscriptRead(CallFields):
+    """A call as stored, with its current extraction once there is one."""
+
+    id: uuid.UUID = Field(description="callx's id of the call.")
+    status: Status = Field(
+        description="queued, running (a worker holds it), succeeded or failed (final)."
     )
     extraction: ExtractionRead | None = Field(
         default=None, description="The current extraction (null until the call is done)."
@@ -314,20 +319,10 @@ class BatchRead(BaseModel):
     done: bool = Field(description="No call of the batch is queued or running any more.")
 
 
-class ExtractionListItem(BaseModel):
+class ExtractionListItem(CallFields):
     """A call with its current extraction."""
 
     transcript_id: uuid.UUID = Field(description="callx's id of the call.")
-    external_id: str | None = Field(description="The call-centre system's id of the call.")
-    source: str = Field(description="The system the call came from.")
-    language: str | None = Field(default=None, description="The call's language, as submitted.")
-    occurred_at: UtcDatetime = Field(description="When the call happened.")
-    batch_id: uuid.UUID | None = Field(
-        default=None, description="The batch it came in (null: submitted on its own)."
-    )
-    metadata: dict[str, JsonValue] = Field(
-        default_factory=dict, description="The call's metadata, as submitted."
-    )
     extraction: ExtractionRead = Field(description="The current extraction.")
 
 

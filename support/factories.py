@@ -7,9 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, create_engine, text
 
+from app.config import Settings
 from app.db.models import Transcript
-from app.db.session import build_sessionmaker
+from app.db.session import build_engine, build_sessionmaker
+from app.extraction.extractor import Extractor
 from app.extraction.pipeline import ExtractionOutcome
+from app.extraction.service import run_extraction
+from app.extraction.store import ExtractionStore
+from app.llm.base import Backend
+from app.llm.fake import FakeBackend
+from support.services import wait_for
 
 
 def add_transcripts(
@@ -82,3 +89,47 @@ def stored_counts(database_url: str) -> dict[str, int]:
         "current_dupes": current_dupes,
         "multi_attempts": per_transcript_dupes,
     }
+
+
+def extract_stored(
+    settings: Settings,
+    ids: list[str],
+    backend: Backend | None = None,
+    taxonomy_version: str | None = None,
+) -> list[str]:
+    """Run the worker's service code (run_extraction) on stored calls, in this process: with
+    the FakeBackend unless another is given, and the configured taxonomy under another
+    version if asked (for calls queued for it). Returns what happened to each."""
+    store = ExtractionStore(build_sessionmaker(build_engine(settings)))
+    extractor = Extractor.from_settings(settings, backend=backend or FakeBackend())
+    if taxonomy_version is not None:
+        extractor.taxonomy = extractor.taxonomy.model_copy(update={"version": taxonomy_version})
+    try:
+        return [
+            run_extraction(
+                store,
+                uuid.UUID(i),
+                extractor,
+                lease_s=60,
+                taxonomy_version=extractor.taxonomy.version,
+            )
+            for i in ids
+        ]
+    finally:
+        store.close()
+
+
+def wait_all_succeeded(database_url: str, n: int, timeout: float) -> dict[str, int]:
+    """Wait until `n` transcripts have succeeded; the stored counts (stored_counts)."""
+    state: dict[str, int] = {}
+
+    def done() -> bool:
+        state.clear()
+        state.update(stored_counts(database_url))
+        return state.get("succeeded", 0) == n
+
+    try:
+        wait_for(done, timeout, f"{n} succeeded", interval=0.5)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}: {state}") from exc
+    return state

@@ -15,13 +15,10 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.models import Extraction, Transcript
-from app.db.session import build_engine, build_sessionmaker
-from app.extraction.extractor import Extractor
-from app.extraction.service import run_extraction
-from app.extraction.store import ExtractionStore
-from app.llm.fake import FakeBackend
+from app.db.session import build_engine
 from app.main import create_app
 from support.calls import CALLS
+from support.factories import extract_stored
 from support.fakes import FakeTaskQueue
 
 
@@ -58,21 +55,7 @@ def count_rows(database_url: str, table: str) -> int:
 
 
 def process_all(settings: Settings, ids: list[str]) -> list[str]:
-    store = ExtractionStore(build_sessionmaker(build_engine(settings)))
-    extractor = Extractor.from_settings(settings, backend=FakeBackend())
-    try:
-        return [
-            run_extraction(
-                store,
-                uuid.UUID(i),
-                extractor,
-                lease_s=60,
-                taxonomy_version=extractor.taxonomy.version,
-            )
-            for i in ids
-        ]
-    finally:
-        store.close()
+    return extract_stored(settings, ids)
 
 
 # ---- submission ---------------------------------------------------------------------------

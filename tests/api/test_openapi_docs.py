@@ -156,21 +156,12 @@ def test_the_date_range_rule_is_in_the_document() -> None:
 # ---- the codes enforced (real PostgreSQL) --------------------------------------------------
 
 
-@pytest.fixture
-def client(settings: Settings, clean_db: None) -> Iterator[TestClient]:
-    api_settings = settings.model_copy(
-        update={"auth": settings.auth.model_copy(update={"required": False})}
-    )
-    with TestClient(create_app(api_settings, queue=FakeTaskQueue())) as test_client:  # type: ignore[arg-type]
-        yield test_client
-
-
 @pytest.mark.parametrize("path", ["/v1/extractions", "/v1/analytics/products"])
 def test_a_label_or_unknown_reason_is_a_422_that_names_the_codes(
-    client: TestClient, path: str
+    open_client: TestClient, path: str
 ) -> None:
-    assert client.get(path, params={"reason": "breakdown"}).status_code == 200
-    response = client.get(path, params={"reason": "panne"})
+    assert open_client.get(path, params={"reason": "breakdown"}).status_code == 200
+    response = open_client.get(path, params={"reason": "panne"})
     assert response.status_code == 422
     body = response.json()
     assert "'panne' is the label of 'breakdown'" in body["detail"]
@@ -178,5 +169,5 @@ def test_a_label_or_unknown_reason_is_a_422_that_names_the_codes(
     assert body["errors"] == [
         {"loc": ["query", "reason"], "msg": body["detail"], "type": "invalid"}
     ]
-    unknown = client.get(path, params={"reason": "nonsense"}).json()["detail"]
+    unknown = open_client.get(path, params={"reason": "nonsense"}).json()["detail"]
     assert "not a code of the taxonomy" in unknown and "label" not in unknown

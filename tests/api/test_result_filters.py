@@ -5,33 +5,18 @@ PostgreSQL, with extractions run in-process by the real service code (FakeBacken
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.db.session import build_engine, build_sessionmaker
-from app.extraction.extractor import Extractor
-from app.extraction.service import run_extraction
-from app.extraction.store import ExtractionStore
+from app.db.session import build_engine
 from app.llm.fake import FakeBackend
-from app.main import create_app
-from support.fakes import FakeTaskQueue
+from support.factories import extract_stored
 
 BREAKDOWN = "Client: ma box Livebox est en panne, plus rien ne marche"
 BILLING = "Customer: I was charged twice on my Fibre 500 invoice"
-
-
-@pytest.fixture
-def client(settings: Settings, clean_db: None) -> Iterator[TestClient]:
-    open_api = settings.model_copy(
-        update={"auth": settings.auth.model_copy(update={"required": False})}
-    )
-    with TestClient(create_app(open_api, queue=FakeTaskQueue())) as test_client:  # type: ignore[arg-type]
-        yield test_client
 
 
 class ConfidentBackend(FakeBackend):
@@ -43,31 +28,16 @@ class ConfidentBackend(FakeBackend):
 
 
 def extract_all(settings: Settings, ids: list[str], taxonomy_version: str | None = None) -> None:
-    """Run the worker's service code on `ids`, with the taxonomy given a version if asked."""
-    store = ExtractionStore(build_sessionmaker(build_engine(settings)))
-    extractor = Extractor.from_settings(settings, backend=ConfidentBackend())
-    if taxonomy_version is not None:
-        extractor.taxonomy = extractor.taxonomy.model_copy(update={"version": taxonomy_version})
-    try:
-        for transcript_id in ids:
-            assert (
-                run_extraction(
-                    store,
-                    uuid.UUID(transcript_id),
-                    extractor,
-                    lease_s=60,
-                    taxonomy_version=extractor.taxonomy.version,
-                )
-                == "succeeded"
-            )
-    finally:
-        store.close()
+    """The worker's code on `ids` (ConfidentBackend), with the taxonomy under another version
+    if asked."""
+    outcomes = extract_stored(settings, ids, ConfidentBackend(), taxonomy_version)
+    assert outcomes == ["succeeded"] * len(ids)
 
 
 def test_filters_return_the_calls_asked_for_with_their_metadata(
-    client: TestClient, settings: Settings
+    open_client: TestClient, settings: Settings
 ) -> None:
-    batch = client.post(
+    batch = open_client.post(
         "/v1/batches",
         json=[
             {
@@ -80,7 +50,7 @@ def test_filters_return_the_calls_asked_for_with_their_metadata(
             {"external_id": "b2", "source": "crm", "language": "en", "text": BILLING},
         ],
     ).json()
-    single = client.post(
+    single = open_client.post(
         "/v1/transcripts",
         json={
             "external_id": "s1",
@@ -94,7 +64,7 @@ def test_filters_return_the_calls_asked_for_with_their_metadata(
     extract_all(settings, ids)
 
     def listed(**params: Any) -> list[str]:
-        response = client.get("/v1/extractions", params=params)
+        response = open_client.get("/v1/extractions", params=params)
         assert response.status_code == 200, response.text
         return sorted(item["external_id"] for item in response.json()["items"])
 
@@ -105,18 +75,20 @@ def test_filters_return_the_calls_asked_for_with_their_metadata(
     assert listed(max_confidence=0.6) == ["b2", "s1"]
     assert listed(status="succeeded") == ["b1", "b2", "s1"]
     assert listed(status="failed") == []
-    version = client.app.state.taxonomy.version  # type: ignore[attr-defined]
+    version = open_client.app.state.taxonomy.version  # type: ignore[attr-defined]
     assert listed(taxonomy_version=version) == ["b1", "b2", "s1"]
     assert listed(taxonomy_version="another-1") == []
 
-    item = client.get("/v1/extractions", params={"source": "crm", "reason": "breakdown"}).json()
+    item = open_client.get(
+        "/v1/extractions", params={"source": "crm", "reason": "breakdown"}
+    ).json()
     assert item["items"][0]["metadata"] == {"queue": "sav", "agent": 7}
     assert item["items"][0]["batch_id"] == batch["id"] and item["items"][0]["language"] == "fr"
-    read = client.get(f"/v1/transcripts/{single['id']}").json()
+    read = open_client.get(f"/v1/transcripts/{single['id']}").json()
     assert read["metadata"] == {"queue": "web"}
 
 
-def test_bad_filters_are_refused_saying_why(client: TestClient) -> None:
+def test_bad_filters_are_refused_saying_why(open_client: TestClient) -> None:
     for params, where in [
         ({"min_confidence": 1.5}, "min_confidence"),
         ({"min_confidence": 0.8, "max_confidence": 0.2}, "min_confidence"),
@@ -124,14 +96,14 @@ def test_bad_filters_are_refused_saying_why(client: TestClient) -> None:
         ({"batch_id": "not-a-uuid"}, "batch_id"),
         ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "since"),
     ]:
-        response = client.get("/v1/extractions", params=params)
+        response = open_client.get("/v1/extractions", params=params)
         assert response.status_code == 422, params
         assert where in response.json()["detail"], response.json()
 
 
-def test_batch_answer_gives_each_record_its_call(client: TestClient) -> None:
-    client.post("/v1/transcripts", json={"external_id": "known", "text": BILLING})
-    answer = client.post(
+def test_batch_answer_gives_each_record_its_call(open_client: TestClient) -> None:
+    open_client.post("/v1/transcripts", json={"external_id": "known", "text": BILLING})
+    answer = open_client.post(
         "/v1/batches",
         json=[
             {"external_id": "new", "text": BREAKDOWN},
@@ -142,18 +114,20 @@ def test_batch_answer_gives_each_record_its_call(client: TestClient) -> None:
     ).json()
     ids = answer["transcript_ids"]
     assert len(ids) == 4 and ids[1] is None and ids[2] is None
-    assert client.get(f"/v1/transcripts/{ids[0]}").json()["external_id"] == "new"
-    assert client.get(f"/v1/transcripts/{ids[3]}").json()["external_id"] is None
+    assert open_client.get(f"/v1/transcripts/{ids[0]}").json()["external_id"] == "new"
+    assert open_client.get(f"/v1/transcripts/{ids[3]}").json()["external_id"] is None
 
 
-def test_analytics_per_source_and_taxonomy_version(client: TestClient, settings: Settings) -> None:
+def test_analytics_per_source_and_taxonomy_version(
+    open_client: TestClient, settings: Settings
+) -> None:
     """Two sources and two taxonomy versions: each slice counts its own calls only, and all
     of them together count every call."""
     ids: dict[tuple[str, str], list[str]] = {}
     for source in ("crm", "web"):
         for n, version in enumerate(("tax-a", "tax-b")):
             texts = [BREAKDOWN] * (n + 1) + [BILLING] * (2 if source == "crm" else 1)
-            answer = client.post(
+            answer = open_client.post(
                 "/v1/batches",
                 json=[
                     {"source": source, "text": t, "occurred_at": "2026-03-02T10:00:00Z"}
@@ -176,12 +150,12 @@ def test_analytics_per_source_and_taxonomy_version(client: TestClient, settings:
         extract_all(settings, transcript_ids, taxonomy_version=version)
 
     def reasons(**params: Any) -> dict[str, int]:
-        answer = client.get("/v1/analytics/reasons", params={"bucket": "month", **params})
+        answer = open_client.get("/v1/analytics/reasons", params={"bucket": "month", **params})
         assert answer.status_code == 200, answer.text
         return {item["reason"]: item["count"] for item in answer.json()["items"]}
 
     def products(**params: Any) -> dict[str, int]:
-        answer = client.get("/v1/analytics/products", params=params)
+        answer = open_client.get("/v1/analytics/products", params=params)
         assert answer.status_code == 200, answer.text
         return {item["product"].lower(): item["total"] for item in answer.json()["items"]}
 

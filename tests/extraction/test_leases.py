@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
-from app.db.migrate import upgrade
 from app.db.session import build_sessionmaker
 from app.extraction.pipeline import ExtractionOutcome
 from app.extraction.service import NOT_STARTED, run_extraction
@@ -20,19 +16,6 @@ from app.extraction.store import ExtractionStore
 from support.factories import add_transcripts, succeeded_outcome
 
 TAXONOMY = "test-1"
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "postgresql":
-        request.getfixturevalue("clean_db")
-        url = request.getfixturevalue("database_url")
-    else:
-        url = f"sqlite:///{tmp_path / 'callx.sqlite3'}"
-        upgrade(url)
-    engine = create_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def _row(engine: Engine, transcript_id: uuid.UUID) -> tuple[str, datetime | None, object]:

@@ -12,7 +12,7 @@ import redis
 
 from app.config import Settings
 from support.env import fake_worker_env
-from support.factories import stored_counts
+from support.factories import stored_counts, wait_all_succeeded
 from support.services import CallxProcess, PostgresServer, RedisServer, wait_for
 
 
@@ -24,21 +24,6 @@ def submit(api_url: str, n: int, prefix: str) -> str:
     response = httpx.post(f"{api_url}/v1/batches", json=records, timeout=60)
     assert response.status_code == 202, response.text
     return response.json()["id"]
-
-
-def wait_all_succeeded(database_url: str, n: int, timeout: float) -> dict[str, int]:
-    state: dict[str, int] = {}
-
-    def done() -> bool:
-        state.clear()
-        state.update(stored_counts(database_url))
-        return state.get("succeeded", 0) == n
-
-    try:
-        wait_for(done, timeout, f"{n} succeeded", interval=0.5)
-    except TimeoutError as exc:
-        raise AssertionError(f"{exc}: {state}") from exc
-    return state
 
 
 def test_a_worker_killed_mid_extraction_loses_and_doubles_nothing(
@@ -96,7 +81,9 @@ def test_redis_restarted_empty_mid_batch_every_call_still_processed(
     redis_server: RedisServer,
     start_callx: Callable[..., CallxProcess],
 ) -> None:
-    start_callx(["worker", "--concurrency", "1"], fake_worker_env(settings, latency_s=0.2), "worker")
+    start_callx(
+        ["worker", "--concurrency", "1"], fake_worker_env(settings, latency_s=0.2), "worker"
+    )
     submit(api_url, 40, "redis")
     wait_for(lambda: stored_counts(database_url).get("succeeded", 0) >= 3, 60, "some progress")
     redis_server.stop()  # no persistence: every queued message is gone

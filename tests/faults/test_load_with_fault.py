@@ -34,7 +34,10 @@ def test_ten_thousand_calls_with_a_worker_killed_midway(
     accepted_s = time.monotonic() - started
 
     wait_for(
-        lambda: stored_counts(database_url).get("succeeded", 0) >= N // 3, 600, "a third done", interval=1
+        lambda: stored_counts(database_url).get("succeeded", 0) >= N // 3,
+        600,
+        "a third done",
+        interval=1,
     )
     victim.stop(signal.SIGKILL)
     killed_at = time.monotonic()

@@ -20,7 +20,7 @@ import redis
 
 from app.config import Settings
 from support.env import process_env
-from support.factories import stored_counts
+from support.factories import stored_counts, wait_all_succeeded
 from support.services import CallxProcess, free_port, wait_for
 
 
@@ -48,25 +48,6 @@ def submit(api_url: str, n: int, prefix: str) -> None:
     assert response.status_code == 202, response.text
 
 
-def counts(database_url: str) -> dict[str, int]:
-    return stored_counts(database_url)
-
-
-def wait_all_succeeded(database_url: str, n: int, timeout: float) -> dict[str, int]:
-    state: dict[str, int] = {}
-
-    def done() -> bool:
-        state.clear()
-        state.update(counts(database_url))
-        return state.get("succeeded", 0) == n
-
-    try:
-        wait_for(done, timeout, f"{n} succeeded", interval=0.5)
-    except TimeoutError as exc:
-        raise AssertionError(f"{exc}: {state}") from exc
-    return state
-
-
 def mark_broker(settings: Settings) -> redis.Redis:
     """The broker marked as not reset: the reconciler re-sends nothing for that reason."""
     client = redis.Redis.from_url(settings.broker_url)
@@ -83,11 +64,11 @@ def test_a_stopped_worker_finishes_its_calls_and_gives_back_its_messages(
         ["worker", "--concurrency", "2"], worker_env(settings, 1.0, **NO_RECOVERY), "worker-1"
     )
     submit(api_url, 48, "stop")  # 16 messages of 3 calls
-    wait_for(lambda: counts(database_url).get("succeeded", 0) >= 2, 60, "some progress")
-    wait_for(lambda: counts(database_url).get("running", 0) >= 1, 30, "a call in progress")
+    wait_for(lambda: stored_counts(database_url).get("succeeded", 0) >= 2, 60, "some progress")
+    wait_for(lambda: stored_counts(database_url).get("running", 0) >= 1, 30, "a call in progress")
     first.stop(signal.SIGTERM, timeout=60)
     assert first.process is not None and first.process.returncode == 0, first.log()[-3000:]
-    after_stop = counts(database_url)
+    after_stop = stored_counts(database_url)
     assert after_stop.get("running", 0) == 0, after_stop  # every call in hand finished
     assert broker.hlen("unacked") == 0  # every message it had taken went back
 
@@ -114,11 +95,11 @@ def test_callx_serve_stops_its_embedded_worker_leaving_no_call_running(
     url = f"http://127.0.0.1:{port}"
     serve.wait_http(url + "/healthz")
     submit(url, 24, "serve")
-    wait_for(lambda: counts(database_url).get("succeeded", 0) >= 2, 60, "some progress")
-    wait_for(lambda: counts(database_url).get("running", 0) >= 1, 30, "a call in progress")
+    wait_for(lambda: stored_counts(database_url).get("succeeded", 0) >= 2, 60, "some progress")
+    wait_for(lambda: stored_counts(database_url).get("running", 0) >= 1, 30, "a call in progress")
     serve.stop(signal.SIGTERM, timeout=60)
     assert serve.process is not None and serve.process.returncode == 0, serve.log()[-3000:]
-    state = counts(database_url)
+    state = stored_counts(database_url)
     assert state.get("running", 0) == 0, state
     assert state.get("succeeded", 0) + state.get("queued", 0) == 24, state
     assert broker.hlen("unacked") == 0
@@ -138,17 +119,19 @@ def test_a_stopped_worker_gives_back_calls_longer_than_its_grace(
     slow = worker_env(settings, 30.0, CALLX_EXTRACTION__STOP_GRACE_S="1", **NO_RECOVERY)
     first = start_callx(["worker", "--pool", pool, "--concurrency", "2"], slow, "worker-1")
     submit(api_url, 6, "grace")  # 6 messages of one call
-    wait_for(lambda: counts(database_url).get("running", 0) == 2, 60, "two calls in progress")
+    wait_for(
+        lambda: stored_counts(database_url).get("running", 0) == 2, 60, "two calls in progress"
+    )
     assert first.process is not None
     os.kill(first.process.pid, signal.SIGTERM)
     # Given back while their calls still run: queued again, not left running.
-    wait_for(lambda: counts(database_url).get("running", 0) == 0, 20, "the calls given back")
+    wait_for(lambda: stored_counts(database_url).get("running", 0) == 0, 20, "the calls given back")
     assert first.process.poll() is None  # still in its 30 s calls
 
     start_callx(["worker", "--concurrency", "2"], worker_env(settings, 0.05), "worker-2")
     state = wait_all_succeeded(database_url, 6, timeout=20)
     first.stop(signal.SIGTERM, timeout=60)  # its calls end: their results are refused
-    state = counts(database_url)
+    state = stored_counts(database_url)
     assert state["succeeded"] == 6 and state["extraction_rows"] == 6, state
     assert "calls still running after the grace given back" in first.log()
     assert "lease lost before the result was stored" in first.log()
@@ -170,8 +153,8 @@ def test_a_killed_workers_calls_come_back_within_a_lease_not_an_hour(
         ["worker", "--concurrency", "2"], worker_env(settings, 1.0, **fast), "worker-1"
     )
     submit(api_url, 96, "kill")  # 16 messages of 6 calls
-    wait_for(lambda: counts(database_url).get("succeeded", 0) >= 2, 60, "some progress")
-    wait_for(lambda: counts(database_url).get("running", 0) >= 1, 30, "a call in progress")
+    wait_for(lambda: stored_counts(database_url).get("succeeded", 0) >= 2, 60, "some progress")
+    wait_for(lambda: stored_counts(database_url).get("running", 0) >= 1, 30, "a call in progress")
     first.stop(signal.SIGKILL)
     assert broker.hlen("unacked") >= 1  # messages the dead worker took, invisible for an hour
 
