@@ -185,6 +185,11 @@ class LlamaCppSettings(BaseModel):
     n_batch: int = Field(default=512, ge=8)
     chat_format: Literal["gemma", "chatml", "llama-3", "raw"] = "gemma"
     max_product_tokens: int = Field(default=24, ge=4, le=64)
+    product_from_call: bool = Field(
+        default=False,
+        description="Keep the product to words the call says: each token of the name is the "
+        "model's best one that does (app/llm/grounding.py).",
+    )
 
 
 class ExtractionSettings(BaseModel):

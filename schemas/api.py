@@ -229,8 +229,15 @@ class ExtractionRead(BaseModel):
     )
     confidence: float | None = Field(
         default=None,
-        description="llamacpp: the model's normalised probability of the reason (0 to 1); "
+        description="llamacpp: the probability that the reason is right (0 to 1) where "
+        "confidence_calibrated is true, else the model's own normalised probability of it; "
         "null for a backend that gives none.",
+    )
+    confidence_calibrated: bool = Field(
+        default=False,
+        description="Whether confidence is calibrated: the model's card holds a calibration "
+        "fitted on this taxonomy. False on a taxonomy the model was never measured on: route "
+        "such calls by other means than the confidence.",
     )
     backend: str = Field(description="llamacpp or openai.")
     model: str = Field(description="The model (and LoRA adapter) that answered.")

@@ -111,14 +111,18 @@ def compare(
 
 
 def _print_tables(results: list[BackendResult]) -> None:
-    """The summary, then the paired comparison of every two configurations."""
+    """The summary, the confidence, then the paired comparison of every two configurations."""
     from rich.table import Table
 
     from app.evaluation.paired import compare_all
-    from app.evaluation.report import comparison_rows, summary_rows
+    from app.evaluation.report import comparison_rows, confidence_rows, summary_rows
 
     # Each table, and how many of its leading cells name a row (a configuration, a pair).
-    tables = [(summary_rows(results), 1), (comparison_rows(compare_all(results)), 2)]
+    tables = [
+        (summary_rows(results), 1),
+        (confidence_rows(results), 1),
+        (comparison_rows(compare_all(results)), 2),
+    ]
     console = Console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
         # Piped or logged: whole cells rather than an 80-column table cut into "re…".
@@ -155,3 +159,78 @@ def _blocks(rows: list[list[str]], naming: int) -> str:
 
 
 # ---- API keys ------------------------------------------------------------------------------
+
+
+@cli.command("calibrate")
+def calibrate(
+    adapter: Annotated[Path, typer.Argument(help="The adapter (GGUF) whose card to update.")],
+    results_files: Annotated[
+        list[Path],
+        typer.Argument(help="`callx eval --json` files of this adapter on dev sets: fitted on."),
+    ],
+    measured: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="`callx eval --json` files recorded in the card as evaluations, not fitted on "
+            "(e.g. a test split, or a taxonomy the calibration should not cover). Repeatable."
+        ),
+    ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(help="The configuration to read, where a file has several of this adapter."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="Print the calibration without writing the card.")
+    ] = False,
+) -> None:
+    """Fit the temperature that makes the adapter's confidence the probability of being right,
+    on its evaluated dev sets, and write it (with every figure given) into its card."""
+    import json
+
+    from app.cli.errors import CliError
+    from app.evaluation.calibration import Evaluated, calibrate_card
+    from app.evaluation.report import load_results
+    from app.llm.calibration import card_path, read_card
+
+    if not adapter.is_file():
+        raise CliError(f"{adapter}: no such adapter file")
+    card = read_card(adapter)
+    if card is None:
+        raise CliError(f"{card_path(adapter)}: the adapter has no card to write the calibration in")
+
+    def evaluated(path: Path) -> Evaluated:
+        results, meta = load_results(path)
+        own = [
+            r for r in results if r.model.endswith(f"+{adapter.name}") and label in (None, r.label)
+        ]
+        if len(own) != 1:
+            named = f" labelled {label!r}" if label else ""
+            raise ValueError(
+                f"{path}: {len(own)} configurations{named} answered with {adapter.name}; "
+                "name one with --label"
+            )
+        return Evaluated(str(path), own[0], meta)
+
+    try:
+        fit = [evaluated(path) for path in results_files]
+        others = [evaluated(path) for path in measured or []]
+        updated = calibrate_card(card, adapter.name, fit, others)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    section = updated["calibration"]
+    err.print(
+        f"temperature {section['temperature']} on {section['calls']} calls "
+        f"({', '.join(section['taxonomies'])}): calibration error "
+        f"{section['calibration_error_raw']:.3f} -> {section['calibration_error']:.3f}"
+    )
+    for entry in updated["evaluations"][-len(fit) - len(others) :]:
+        after = entry.get("calibration_error")
+        err.print(
+            f"  {entry['dataset']}: reason {entry['reason_accuracy']:.1%}, calibration error "
+            f"{entry['calibration_error_raw']:.3f}"
+            + (f" -> {after:.3f}" if after is not None else " (not calibrated: other taxonomy)")
+        )
+    if dry_run:
+        return
+    card_path(adapter).write_text(json.dumps(updated, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    err.print(f"written: {card_path(adapter)}")

@@ -68,6 +68,7 @@ def _extract_line(extractor: Any, record: dict[str, Any]) -> dict[str, Any]:
         "product": outcome.product,
         "reason": outcome.reason,
         "confidence": outcome.confidence,
+        "confidence_calibrated": outcome.confidence_calibrated,
         "status": outcome.status,
         "error": outcome.error,
         "truncated": outcome.truncated,

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -131,6 +132,10 @@ class Extraction(Base):
     product_key: Mapped[str | None] = mapped_column(String(200))
     reason: Mapped[str | None] = mapped_column(String(40))
     confidence: Mapped[float | None] = mapped_column(Float)
+    # True where the confidence is calibrated (migration 0007): see app/llm/calibration.py.
+    confidence_calibrated: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     backend: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(200))
     prompt_version: Mapped[str] = mapped_column(String(32))

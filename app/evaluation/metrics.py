@@ -40,6 +40,47 @@ def product_matches(predicted: str | None, expected: str | None) -> bool:
     return len(words_a & words_b) >= 0.5 * min(len(words_a), len(words_b))
 
 
+def product_in_call(product: str, text: str) -> bool:
+    """Every word of the product (3 letters or more, folded as for the match) is a word of the
+    call: false for an answer that names something the call never says."""
+    words = {w for w in _normal(product).split() if len(w) > 2}
+    return words <= set(_normal(text).split())
+
+
+CALIBRATION_RULE = (
+    "expected calibration error: the calls split into 10 equal-width confidence bins, the mean "
+    "over bins of |accuracy - mean confidence| weighted by the bin's share of the calls; "
+    "accuracy at a coverage: of the given share of the calls with the highest confidence"
+)
+COVERAGES = (0.9, 0.8, 0.7)
+
+
+def calibration_error(confidences: Sequence[float], right: Sequence[bool], bins: int = 10) -> float:
+    """Expected calibration error (CALIBRATION_RULE); 0.0 for no calls."""
+    if not confidences:
+        return 0.0
+    totals = [[0, 0.0, 0] for _ in range(bins)]  # calls, sum of confidences, right
+    for confidence, ok in zip(confidences, right, strict=True):
+        cell = totals[min(int(confidence * bins), bins - 1)]
+        cell[0] += 1
+        cell[1] += confidence
+        cell[2] += int(ok)
+    n = len(confidences)
+    return sum(abs(r / c - s / c) * c / n for c, s, r in totals if c)
+
+
+def accuracy_at_coverage(
+    confidences: Sequence[float], right: Sequence[bool], coverage: float
+) -> float | None:
+    """Accuracy of the `coverage` share of the calls with the highest confidence (ties in
+    input order); None for no calls."""
+    kept = round(len(confidences) * coverage)
+    if kept == 0:
+        return None
+    order = sorted(range(len(confidences)), key=lambda i: -confidences[i])[:kept]
+    return sum(bool(right[i]) for i in order) / kept
+
+
 def _contains_words(inner: str, outer: str) -> bool:
     """`inner` appears in `outer` as whole words ("box" is not in "freebox")."""
     return re.search(rf"(?<!\w){re.escape(inner)}(?!\w)", outer) is not None

@@ -8,7 +8,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from app.evaluation.metrics import PRODUCT_RULE, wilson_interval
+from app.evaluation.metrics import CALIBRATION_RULE, COVERAGES, PRODUCT_RULE, wilson_interval
 from app.evaluation.paired import SIGNIFICANCE, PairedComparison, compare_all
 from app.evaluation.runner import BackendResult, Prediction
 
@@ -87,6 +87,35 @@ def summary_rows(results: list[BackendResult]) -> list[list[str]]:
                 f"{r.latency_p95_ms:.0f}",
                 f"{r.prompt_tokens}/{r.completion_tokens}",
                 f"{r.cost:.4f}",
+            ]
+        )
+    return rows
+
+
+def confidence_rows(results: list[BackendResult]) -> list[list[str]]:
+    """How far the confidence can be trusted, and products named in no part of the call; only
+    the configurations with a confidence or a product (the header alone when none has)."""
+    coverages = [f"{c:.0%}" for c in COVERAGES]
+    rows = [
+        [
+            "configuration",
+            "calibrated",
+            "calibration error",
+            *(f"acc. of top {c}" for c in coverages),
+            "product not in call",
+        ]
+    ]
+    for r in results:
+        if r.calibration_error is None and not r.products_answered:
+            continue
+        at = r.accuracy_at_coverage
+        rows.append(
+            [
+                r.label,
+                f"{r.calibrated}/{r.n}",
+                "-" if r.calibration_error is None else f"{r.calibration_error:.3f}",
+                *("-" if at.get(c) is None else f"{at[c]:.1%}" for c in coverages),
+                f"{r.products_not_in_call}/{r.products_answered}",
             ]
         )
     return rows
@@ -192,6 +221,17 @@ def write_report(
         f"95% CI: Wilson interval of the reason accuracy. Product match rule: {PRODUCT_RULE}.",
         "",
     ]
+    confidence = confidence_rows(results)
+    if len(confidence) > 1:
+        sections += [
+            "## Confidence and products",
+            "",
+            _table(confidence),
+            "",
+            f"Rule: {CALIBRATION_RULE}. A product is not in the call when one of its words "
+            "(3 letters or more) is in no part of the transcript.",
+            "",
+        ]
     comparisons = compare_all(results)
     if comparisons:
         sections += [

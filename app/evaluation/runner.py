@@ -12,8 +12,12 @@ from pydantic import ValidationError
 
 from app.config import Settings, SettingsError
 from app.evaluation.metrics import (
+    COVERAGES,
     PRODUCT_RULE,
+    accuracy_at_coverage,
+    calibration_error,
     percentile,
+    product_in_call,
     product_matches,
     reason_scores,
     wilson_interval,
@@ -139,6 +143,9 @@ class Prediction:
     completion_tokens: int | None
     error: str | None
     error_kind: str | None
+    confidence_calibrated: bool = False
+    # Whether every word of the answered product is in the call (None: no product answered).
+    product_in_call: bool | None = None
 
     @property
     def reason_right(self) -> bool:
@@ -164,6 +171,12 @@ class BackendResult:
     cost: float
     per_class: dict[str, dict[str, float]]
     confusion: list[list[int]]
+    # Over the calls with a confidence (metrics.CALIBRATION_RULE); None where none has one.
+    calibration_error: float | None = None
+    accuracy_at_coverage: dict[str, float | None] = field(default_factory=dict)
+    calibrated: int = 0  # calls whose confidence is calibrated
+    products_answered: int = 0
+    products_not_in_call: int = 0  # answered products with a word the call never says
     predictions: list[Prediction] = field(repr=False, default_factory=list)
 
 
@@ -195,7 +208,8 @@ def evaluate(
         extractor(record_text(records[0]) or "")
     predictions: list[Prediction] = []
     for position, record in enumerate(records):
-        outcome = extractor(record_text(record) or "")
+        text = record_text(record) or ""
+        outcome = extractor(text)
         predictions.append(
             Prediction(
                 id=record.get("external_id") or str(position),
@@ -210,6 +224,10 @@ def evaluate(
                 completion_tokens=outcome.completion_tokens,
                 error=outcome.error,
                 error_kind=outcome.error_kind,
+                confidence_calibrated=outcome.confidence_calibrated,
+                product_in_call=None
+                if outcome.product is None
+                else product_in_call(outcome.product, text),
             )
         )
         on_record()
@@ -229,6 +247,9 @@ def score(
     kinds = Counter(p.status for p in predictions)
     n = len(predictions)
     correct = sum(p.reason_right for p in predictions)
+    scored = [p for p in predictions if p.confidence is not None]
+    confidences = [p.confidence or 0.0 for p in scored]
+    right = [p.reason_right for p in scored]
     return BackendResult(
         label=config.label,
         backend=extractor.backend.name,
@@ -251,6 +272,16 @@ def score(
         + completion / 1000 * config.price("price_out"),
         per_class={k: asdict(v) for k, v in per_class.items()},
         confusion=confusion,
+        calibration_error=calibration_error(confidences, right) if scored else None,
+        accuracy_at_coverage={
+            f"{coverage:.0%}": accuracy_at_coverage(confidences, right, coverage)
+            for coverage in COVERAGES
+        }
+        if scored
+        else {},
+        calibrated=sum(p.confidence_calibrated for p in predictions),
+        products_answered=sum(p.product_in_call is not None for p in predictions),
+        products_not_in_call=sum(p.product_in_call is False for p in predictions),
         predictions=predictions,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from app.config import Settings, SettingsError
@@ -10,6 +11,8 @@ from app.extraction.retry import RetryPolicy
 from app.llm import BackendInfo, build_backend, check_backend
 from app.llm.base import Backend
 from schemas.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,7 +34,7 @@ class Extractor:
     @classmethod
     def from_settings(cls, settings: Settings, backend: Backend | None = None) -> Extractor:
         section = settings.extraction
-        return cls(
+        extractor = cls(
             backend=backend or build_backend(settings),
             taxonomy=load_taxonomy(section.taxonomy_path),
             retry=RetryPolicy(
@@ -39,6 +42,25 @@ class Extractor:
             ),
             keep_head_ratio=section.keep_head_ratio,
         )
+        warn_if_unmeasured(extractor.backend, extractor.taxonomy)
+        return extractor
+
+
+def warn_if_unmeasured(backend: Backend, taxonomy: Taxonomy) -> bool:
+    """Log a warning where the local model's card says it was neither trained nor evaluated on
+    the taxonomy: its accuracy there is unknown, its confidences are marked uncalibrated."""
+    measured_on = getattr(backend, "measured_on", None)
+    if measured_on is None or measured_on(taxonomy):
+        return False
+    log.warning(
+        "model %s was never trained or evaluated on taxonomy %s: its accuracy on it is unknown "
+        "and its confidences are marked uncalibrated (measure it with `callx eval`, then "
+        "`callx calibrate`)",
+        backend.model,
+        taxonomy.version,
+        extra={"model": backend.model, "taxonomy_version": taxonomy.version},
+    )
+    return True
 
 
 def check_extraction_settings(settings: Settings) -> tuple[BackendInfo, Taxonomy]:

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from app.extraction.retry import RetryPolicy
 from app.extraction.truncation import fit_transcript
@@ -39,6 +40,7 @@ class ExtractionOutcome:
     raw_answer: str | None = None
     error: str | None = None
     error_kind: str | None = None
+    confidence_calibrated: bool = False
 
     @property
     def succeeded(self) -> bool:
@@ -56,7 +58,7 @@ def extract(
 ) -> ExtractionOutcome:
     """Fit the transcript to the backend's context, ask the backend, retry transient failures."""
     started = time.perf_counter()
-    common = {
+    common: dict[str, Any] = {
         "backend": backend.name,
         "model": backend.model,
         "prompt_version": PROMPT_VERSION,
@@ -99,6 +101,7 @@ def extract(
             product=answer.answer.product,
             reason=answer.answer.reason,
             confidence=answer.confidence,
+            confidence_calibrated=answer.confidence_calibrated,
             latency_ms=_elapsed_ms(started),
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
@@ -111,7 +114,7 @@ def extract(
 
 
 def _failure(
-    common: dict[str, str],
+    common: dict[str, Any],
     started: float,
     attempts: int,
     truncated: bool,

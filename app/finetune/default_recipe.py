@@ -28,17 +28,18 @@ Records = list[dict[str, Any]]
 def derived_files(b77: Records, natcs: Records, dev_ids: set[str]) -> dict[str, Records]:
     """File name -> records, for stages 3 and 4; no BANKING77 dev record in any of them."""
     stage1 = file_sample(b77, STAGE1_LIMIT, seed=0, index=0)
-    seen = {r["id"] for r in stage1}
+    seen = {r["external_id"] for r in stage1}
     if not dev_ids.isdisjoint(seen):
         raise ValueError("stage 1's sample holds BANKING77 dev records")
-    fresh = {r["id"] for r in b77 if r["id"] not in seen and r["id"] not in dev_ids}
+    excluded = seen | dev_ids
+    fresh = {r["external_id"] for r in b77 if r["external_id"] not in excluded}
     even = per_group_sample(
         stage1, 12, random.Random("stage4"), lambda r: r["source_labels"]["category"]
     )
-    stage4 = fresh | {r["id"] for r in even}
+    stage4 = fresh | {r["external_id"] for r in even}
     return {
         "b77-replay.jsonl": stratified_sample(stage1, 300, random.Random("replay")),
-        "b77-stage4.jsonl": [r for r in b77 if r["id"] in stage4],
+        "b77-stage4.jsonl": [r for r in b77 if r["external_id"] in stage4],
         "natcs-300.jsonl": file_sample(natcs, 300, seed=0, index=4),  # stage 3's NatCS file
     }
 

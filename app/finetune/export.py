@@ -19,6 +19,7 @@ import torch
 
 from app.finetune import FinetuneError
 from app.finetune.data import file_sha256
+from app.llm.calibration import trained_taxonomies
 from app.llm.prompts import PROMPT_VERSION
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ def model_card(
         },
         "init_adapter": _init_adapter(job.init_adapter),
         "training_files": [asdict(summary) for summary in summaries],
+        # Every taxonomy it learnt, the earlier stages' included (app/llm/calibration.py).
+        "taxonomies": {"trained": sorted(_trained_taxonomies(job.init_adapter, summaries))},
         "hyperparameters": {
             **hyper,
             "epochs": job.epochs,
@@ -170,6 +173,11 @@ def model_card(
         "precision": result.precision,
         **loss_summary(losses),
     }
+
+
+def _trained_taxonomies(init_adapter: Path | None, summaries: list[SourceSummary]) -> set[str]:
+    earlier = _init_adapter(init_adapter) or {}
+    return {s.taxonomy_version for s in summaries} | trained_taxonomies(earlier.get("card"))
 
 
 def _init_adapter(adapter: Path | None) -> dict[str, Any] | None:

@@ -23,6 +23,9 @@ class BackendAnswer:
     completion_tokens: int | None
     attempts: int = 1
     confidence: float | None = None
+    # Whether `confidence` is a calibrated probability of being right (the adapter's card holds
+    # a calibration fitted on this taxonomy), or only the model's own score.
+    confidence_calibrated: bool = False
 
 
 class Backend(Protocol):

@@ -20,13 +20,18 @@ import numpy as np
 
 from app.config import Settings
 from app.llm.base import BackendAnswer, ExtractionRequest
+from app.llm.calibration import card_calibration, measured_taxonomies, read_card
 from app.llm.chat_templates import TEMPLATES
 from app.llm.choice import TokenTrie, choose
 from app.llm.errors import BackendError
+from app.llm.grounding import CallWords
 from app.llm.model_files import adapter_for, default_model_path
 from app.llm.prompt_tokens import PromptTokens
-from schemas.extraction import answer_model, normalise_product
+from schemas.extraction import PRODUCT_MAX_CHARS, answer_model, normalise_product
 from schemas.taxonomy import Taxonomy
+
+# How many of the model's best tokens are tried for one that keeps the product to the call.
+GROUNDING_CANDIDATES = 16
 
 
 class LlamaCppBackend:
@@ -43,6 +48,7 @@ class LlamaCppBackend:
         chat_format: str = "gemma",
         lora_path: Path | None = None,
         max_product_tokens: int = 24,
+        product_from_call: bool = False,
         verbose: bool = False,
     ) -> None:
         from llama_cpp import Llama
@@ -56,7 +62,11 @@ class LlamaCppBackend:
         if lora_path is not None and not Path(lora_path).is_file():
             raise ValueError(f"LoRA adapter not found: {lora_path}")
         self.model = Path(model_path).name + (f"+{Path(lora_path).name}" if lora_path else "")
+        card = read_card(lora_path)
+        self.calibration = card_calibration(card)
+        self.measured_taxonomies = measured_taxonomies(card)
         self.max_product_tokens = max_product_tokens
+        self.product_from_call = product_from_call
         threads = n_threads or os.cpu_count() or 1
         self._llm = Llama(
             model_path=str(model_path),
@@ -89,6 +99,7 @@ class LlamaCppBackend:
             chat_format=section.chat_format,
             lora_path=adapter_for(section.model_path, section.lora_path, section.default_adapter),
             max_product_tokens=section.max_product_tokens,
+            product_from_call=section.product_from_call,
             verbose=settings.verbose,
         )
 
@@ -147,12 +158,16 @@ class LlamaCppBackend:
             product: str | None = None
             reason_key = self.tokens.reason_key
             if kind.label == "string":
-                product, generated = self._generate_string(logits)
+                words = CallWords(request.transcript) if self.product_from_call else None
+                product, generated = self._generate_string(logits, words)
                 reason_key = self.tokens.reason_key_after_string
             logits = self._eval(reason_key)
             reason = choose(self._reason_trie(taxonomy), logits, self._eval)
 
         raw = json.dumps({"product": product, "reason": reason.label}, ensure_ascii=False)
+        confidence, calibrated = reason.probability, False
+        if self.calibration is not None and self.calibration.applies_to(taxonomy.version):
+            confidence, calibrated = self.calibration(reason.probability), True
         answer = answer_model(taxonomy).model_validate(
             {"product": normalise_product(product), "reason": reason.label}
         )
@@ -165,17 +180,25 @@ class LlamaCppBackend:
             + len(reason_key)
             + len(self.tokens.reason_option(reason.label)),
             attempts=1,
-            confidence=round(reason.probability, 4),
+            confidence=round(confidence, 4),
+            confidence_calibrated=calibrated,
         )
 
-    def _generate_string(self, logits: np.ndarray) -> tuple[str, int]:
-        """Greedy tokens up to the closing quote (or a newline, or the token limit).
+    def measured_on(self, taxonomy: Taxonomy) -> bool:
+        """Whether the adapter's card says it was trained or evaluated on this taxonomy."""
+        return taxonomy.version in self.measured_taxonomies
+
+    def _generate_string(
+        self, logits: np.ndarray, words: CallWords | None = None
+    ) -> tuple[str, int]:
+        """Greedy tokens up to the closing quote (or a newline, or the token limit); with
+        `words`, the best token that keeps the name to the call's words (grounding.py).
 
         The token that closes the string is not evaluated: the caller forces its own.
         """
         pieces: list[bytes] = []
         for count in range(1, self.max_product_tokens + 1):
-            token = int(np.argmax(logits))
+            token = self._product_token(logits, pieces, words)
             piece = self._llm.detokenize([token])
             if token == self._llm.token_eos() or b'"' in piece or b"\n" in piece:
                 pieces.append(piece.split(b'"')[0].split(b"\n")[0])
@@ -184,9 +207,33 @@ class LlamaCppBackend:
             logits = self._eval([token])
         return self._text(pieces), self.max_product_tokens
 
+    def _product_token(
+        self, logits: np.ndarray, pieces: list[bytes], words: CallWords | None
+    ) -> int:
+        best = int(np.argmax(logits))
+        if words is None:
+            return best
+        so_far = b"".join(pieces)
+        top = np.argpartition(logits, -GROUNDING_CANDIDATES)[-GROUNDING_CANDIDATES:]
+        for token in top[np.argsort(logits[top])[::-1]]:  # best first
+            piece = self._llm.detokenize([int(token)])
+            ends = int(token) == self._llm.token_eos() or b'"' in piece or b"\n" in piece
+            head = piece.split(b'"')[0].split(b"\n")[0] if ends else piece
+            name = (so_far + head).decode("utf-8", errors="ignore")
+            if words.accepts(name, complete=ends):
+                return int(token)
+        return best  # no candidate keeps to the call: the model's own choice
+
     @staticmethod
     def _text(pieces: list[bytes]) -> str:
-        return b"".join(pieces).decode("utf-8", errors="ignore").replace("\\", "")
+        """The name, cut to the schema's length (a few long tokens, "AAAAAAAA", can exceed it):
+        at the last space that keeps it within, else at the limit."""
+        text = b"".join(pieces).decode("utf-8", errors="ignore").replace("\\", "")
+        if len(text) <= PRODUCT_MAX_CHARS:
+            return text
+        head = text[: PRODUCT_MAX_CHARS + 1]
+        cut = head.rsplit(" ", 1)[0].rstrip() if " " in head else ""
+        return cut or text[:PRODUCT_MAX_CHARS]
 
 
 # ggml's log levels (ggml.h). llama-cpp-python's own callback reads them in an older numbering

@@ -7,12 +7,14 @@ import json
 from schemas.taxonomy import Taxonomy
 
 # Bump on any change of wording below: every stored result records it.
-PROMPT_VERSION = "p1-2026-11-29"
+PROMPT_VERSION = "p2-2026-12-05"
 
 _INSTRUCTIONS = """You read the transcript of a customer-service phone call (in French or English) \
 and fill in two fields.
-- product: the product or service the call is about, copied as it is named in the call. If \
-several are mentioned, the one the call is about. null if the call is about no product.
+- product: the product or service the call is about, in the call's words, with the brand and \
+model when the call names them (the plan with its brand, not the plan's name alone). If several \
+are mentioned, the one the call is about, not one named in passing nor a feature of it. null if \
+the call is about no product or service.
 - reason: the main reason for the call, exactly one of these codes:
 {reasons}
 Answer with one JSON object: {{"product": ..., "reason": ...}}

@@ -249,8 +249,10 @@ def test_processing_is_idempotent_and_results_are_listed(
         "attempts",
         "truncated",
         "error",
+        "confidence_calibrated",
     }
     assert got["extraction"]["backend"] == "fake"
+    assert got["extraction"]["confidence_calibrated"] is False  # the fake backend has no card
 
     pages, cursor = [], None
     while True:

@@ -89,6 +89,8 @@ def test_single_batch_results_and_analytics_with_the_real_model(
     assert extraction["backend"] == "llamacpp"
     # The default model with the fine-tuned adapter that ships with callx.
     assert extraction["model"] == "gemma-3-270m-q4_k_m.gguf+callx-default.gguf"
+    # Its card holds a calibration for the default taxonomy: the confidence is a probability.
+    assert extraction["confidence_calibrated"] is True and 0 < extraction["confidence"] < 1
     assert (
         extraction["prompt_version"] and extraction["taxonomy_version"] == load_taxonomy().version
     )

@@ -150,6 +150,7 @@ def test_the_model_card_says_how_the_adapter_was_made(
     assert (calls["records"], calls["taxonomy_version"]) == (4, load_taxonomy().version)
     assert (tiny["records"], tiny["taxonomy_version"]) == (4, "tiny-1")
     assert tiny["reasons"] == {"lost_card": 4} and len(tiny["sha256"]) == 64
+    assert card["taxonomies"]["trained"] == sorted([load_taxonomy().version, "tiny-1"])
     assert card["hyperparameters"]["rank"] == RANK and card["hyperparameters"]["lr"] == 5e-3
     assert card["steps"] == 4 and card["examples_seen"] == 8 and card["epochs"] == 1.0
     assert card["trainable_parameters"] > 0 and card["wall_s"] > 0

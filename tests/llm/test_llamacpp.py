@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from app.evaluation.metrics import product_in_call
 from app.extraction.pipeline import extract
 from app.llm.base import ExtractionRequest
 from app.llm.llamacpp import LlamaCppBackend
@@ -89,3 +90,19 @@ def test_a_transcript_longer_than_the_context_is_truncated_not_failed(
     assert outcome.truncated is True
     assert outcome.reason in TAXONOMY.codes
     assert outcome.prompt_tokens <= 1024
+
+
+def test_product_from_call_keeps_every_word_of_the_product_to_the_call(model_path: Path) -> None:
+    grounded = LlamaCppBackend(model_path, n_ctx=1024, n_threads=2, product_from_call=True)
+    # An ASR-style call whose product the model tends to respell.
+    misheard = (
+        "Agent: bonjour vous êtes bien chez cyclo plus\nClient: oui euh mon vélo le orbeo edge "
+        "deux cents là il freine plus du tout depuis hier\nAgent: d'accord je regarde"
+    )
+    answered = 0
+    for text in [misheard, *(call["text"] for call in CALLS)]:
+        answer = grounded.extract(ExtractionRequest(text, TAXONOMY))
+        if answer.answer.product is not None:
+            answered += 1
+            assert product_in_call(answer.answer.product, text), answer.answer.product
+    assert answered >= 3

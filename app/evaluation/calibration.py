@@ -1,0 +1,157 @@
+"""Fitting the temperature of a model's confidence on evaluated dev sets (`callx calibrate`),
+and recording it, with the figures it was measured by, in the adapter's card.
+
+The temperature is the one that gives the evaluated calls the highest likelihood (the mean log
+loss of "right" under the scaled confidence), searched on a fine grid: one number, fitted on a
+few hundred calls, cannot overfit much, and the order of the calls is kept, so the accuracy at
+a coverage does not change. It applies to the taxonomies it was fitted on only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from app.evaluation.metrics import COVERAGES, accuracy_at_coverage, calibration_error
+from app.evaluation.runner import BackendResult
+from app.llm.calibration import (
+    EPS,
+    Calibration,
+    card_calibration,
+    scaled,
+    taxonomies_summary,
+)
+
+METHOD = "temperature on the confidence's log-odds: sigmoid(logit(p) / T), fitted by log loss"
+# 0.05 to 20, in steps of 1%: finer than a few hundred calls can tell apart.
+GRID = tuple(math.exp(math.log(0.05) + i * 0.01) for i in range(int(math.log(400) / 0.01) + 1))
+
+
+def log_loss(confidences: Sequence[float], right: Sequence[bool], temperature: float) -> float:
+    total = 0.0
+    for confidence, ok in zip(confidences, right, strict=True):
+        p = min(max(scaled(confidence, temperature), EPS), 1.0 - EPS)
+        total -= math.log(p if ok else 1.0 - p)
+    return total / max(1, len(confidences))
+
+
+def fit_temperature(confidences: Sequence[float], right: Sequence[bool]) -> float:
+    """The temperature of least log loss; raises ValueError when the calls cannot fit one (none,
+    or all right or all wrong: any temperature would be pushed to an end of the grid)."""
+    if not confidences:
+        raise ValueError("no call with a confidence to fit a temperature on")
+    if all(right) or not any(right):
+        raise ValueError("the calls are all right or all wrong: a temperature cannot be fitted")
+    return min(GRID, key=lambda t: log_loss(confidences, right, t))
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """One configuration's results on one dataset (from a `callx eval --json` file)."""
+
+    source: str  # the results file
+    result: BackendResult
+    meta: dict[str, Any]
+
+    @property
+    def taxonomy_version(self) -> str:
+        return str(self.meta["taxonomy_version"])
+
+
+def raw_confidences(
+    result: BackendResult, current: Calibration | None
+) -> tuple[list[float], list[bool]]:
+    """The model's own confidences of the calls with one (a calibrated one unscaled by the
+    temperature it had), and whether each reason was right."""
+    confidences, right = [], []
+    for p in result.predictions:
+        if p.confidence is None:
+            continue
+        if p.confidence_calibrated:
+            if current is None:
+                raise ValueError(
+                    f"{result.label}: its confidences were calibrated by a temperature the "
+                    "card no longer holds: evaluate again"
+                )
+            confidences.append(scaled(p.confidence, 1.0 / current.temperature))
+        else:
+            confidences.append(p.confidence)
+        right.append(p.reason_right)
+    return confidences, right
+
+
+def _entry(item: Evaluated, current: Calibration | None, new: Calibration) -> dict[str, Any]:
+    """What the card records of one evaluation: dataset, taxonomy, accuracy, confidence."""
+    r = item.result
+    confidences, right = raw_confidences(r, current)
+    entry: dict[str, Any] = {
+        "dataset": item.meta.get("dataset", item.source),
+        "taxonomy_version": item.taxonomy_version,
+        "prompt_version": item.meta.get("prompt_version"),
+        "date": item.meta.get("date"),
+        "n": r.n,
+        "reason_accuracy": round(r.reason_accuracy, 4),
+        "reason_accuracy_ci95": [round(x, 4) for x in r.reason_accuracy_ci95],
+        "product_match_rate": round(r.product_match_rate, 4),
+        "invalid_rate": r.invalid_rate,
+        "products_not_in_call": f"{r.products_not_in_call}/{r.products_answered}",
+        "calibration_error_raw": round(calibration_error(confidences, right), 4),
+    }
+    if new.applies_to(item.taxonomy_version):
+        calibrated = [new(c) for c in confidences]
+        entry["calibration_error"] = round(calibration_error(calibrated, right), 4)
+    entry["accuracy_at_coverage"] = {
+        f"{c:.0%}": _rounded(accuracy_at_coverage(confidences, right, c)) for c in COVERAGES
+    }
+    return entry
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def calibrate_card(
+    card: dict[str, Any], adapter: str, fit: list[Evaluated], measured: list[Evaluated]
+) -> dict[str, Any]:
+    """The card with a temperature fitted on `fit`, and the figures of every evaluation given
+    (`measured` ones are recorded, not fitted on). Raises ValueError, naming the file, for
+    results of another adapter."""
+    for item in [*fit, *measured]:
+        if not item.result.model.endswith(f"+{adapter}"):
+            raise ValueError(
+                f"{item.source}: results of {item.result.model}, not of the adapter {adapter}"
+            )
+    current = card_calibration(card)
+    confidences: list[float] = []
+    right: list[bool] = []
+    for item in fit:
+        c, r = raw_confidences(item.result, current)
+        confidences += c
+        right += r
+    temperature = round(fit_temperature(confidences, right), 4)
+    new = Calibration(temperature, frozenset(item.taxonomy_version for item in fit))
+    entries = [_entry(item, current, new) for item in [*fit, *measured]]
+    replaced = {(e["dataset"], e["taxonomy_version"]) for e in entries}
+    kept = [
+        e
+        for e in card.get("evaluations", [])
+        if (e["dataset"], e["taxonomy_version"]) not in replaced
+    ]
+    updated = {
+        **card,
+        "calibration": {
+            "method": METHOD,
+            "temperature": temperature,
+            "taxonomies": sorted(new.taxonomies),
+            "fitted_on": sorted({item.meta.get("dataset", item.source) for item in fit}),
+            "calls": len(confidences),
+            "calibration_error_raw": round(calibration_error(confidences, right), 4),
+            "calibration_error": round(calibration_error([new(c) for c in confidences], right), 4),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+        "evaluations": kept + entries,
+    }
+    return {**updated, "taxonomies": taxonomies_summary(updated)}

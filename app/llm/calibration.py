@@ -1,0 +1,94 @@
+"""What an adapter's card says about its confidence: the calibration fitted for it, and the
+taxonomies it was trained or measured on.
+
+A local model's confidence is the probability it gives the reason it chose, which a fine-tuned
+model puts near 1 whether it is right or not. `callx calibrate` fits a temperature on dev sets
+(on the confidence's log-odds: `sigmoid(logit(p) / T)`, which keeps the order of the calls and
+moves them toward or away from 0.5) and writes it into the adapter's card, with the taxonomies
+it was fitted on. The backend applies it to calls of those taxonomies only: elsewhere the
+confidence is the model's raw probability, marked uncalibrated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Probabilities are clipped to [EPS, 1 - EPS] before the log-odds: a rounded 1.0 stays finite.
+EPS = 5e-5
+
+
+def scaled(probability: float, temperature: float) -> float:
+    """`sigmoid(logit(p) / temperature)`; temperature 1 leaves p (clipped) as it is."""
+    p = min(max(probability, EPS), 1.0 - EPS)
+    return 1.0 / (1.0 + math.exp(-math.log(p / (1.0 - p)) / temperature))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    temperature: float
+    taxonomies: frozenset[str]  # the taxonomy versions it was fitted on
+
+    def applies_to(self, taxonomy_version: str) -> bool:
+        return taxonomy_version in self.taxonomies
+
+    def __call__(self, probability: float) -> float:
+        return scaled(probability, self.temperature)
+
+
+def card_path(adapter: Path) -> Path:
+    """ADAPTER.gguf -> ADAPTER.json, the adapter's card."""
+    return Path(adapter).with_suffix(".json")
+
+
+def read_card(adapter: Path | None) -> dict[str, Any] | None:
+    """The adapter's card, or None where there is no adapter or it has no card."""
+    if adapter is None or not card_path(adapter).is_file():
+        return None
+    card = json.loads(card_path(adapter).read_text(encoding="utf-8"))
+    return card if isinstance(card, dict) else None
+
+
+def card_calibration(card: dict[str, Any] | None) -> Calibration | None:
+    section = (card or {}).get("calibration")
+    if not isinstance(section, dict):
+        return None
+    return Calibration(float(section["temperature"]), frozenset(section.get("taxonomies", ())))
+
+
+def _cards(card: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The card and those of the adapters it was trained from, newest first."""
+    current: dict[str, Any] | None = card
+    while current:
+        yield current
+        current = (current.get("init_adapter") or {}).get("card")
+
+
+def trained_taxonomies(card: dict[str, Any] | None) -> set[str]:
+    """The taxonomy versions of every training file, the earlier stages' included."""
+    return {
+        source["taxonomy_version"]
+        for stage in (_cards(card) if card else ())
+        for source in stage.get("training_files", ())
+        if source.get("taxonomy_version")
+    }
+
+
+def taxonomies_summary(card: dict[str, Any]) -> dict[str, list[str]]:
+    """The card's `taxonomies` field: the versions trained on, evaluated on, calibrated for."""
+    calibration = card_calibration(card)
+    return {
+        "trained": sorted(trained_taxonomies(card)),
+        "evaluated": sorted({e["taxonomy_version"] for e in card.get("evaluations", ())}),
+        "calibrated": sorted(calibration.taxonomies) if calibration else [],
+    }
+
+
+def measured_taxonomies(card: dict[str, Any] | None) -> set[str]:
+    """The taxonomy versions the adapter was trained or evaluated on (its card says which)."""
+    evaluated = {e["taxonomy_version"] for e in (card or {}).get("evaluations", ())}
+    return trained_taxonomies(card) | evaluated

@@ -1,0 +1,139 @@
+"""Calibration: the error and coverage figures `callx eval` reports, the temperature
+`callx calibrate` fits, and how the card records it."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from app.evaluation.calibration import Evaluated, calibrate_card, fit_temperature
+from app.evaluation.metrics import accuracy_at_coverage, calibration_error, product_in_call
+from app.evaluation.runner import BackendResult, Prediction
+from app.llm.calibration import card_calibration, measured_taxonomies, scaled
+
+
+def test_calibration_error_is_the_weighted_gap_between_confidence_and_accuracy() -> None:
+    # Bin 0.9-1.0: 4 calls at 0.95, 2 right (gap 0.45); bin 0.5-0.6: 2 calls at 0.5, 1 right.
+    confidences = [0.95, 0.95, 0.95, 0.95, 0.5, 0.5]
+    right = [True, True, False, False, True, False]
+    assert calibration_error(confidences, right) == pytest.approx(4 / 6 * 0.45)
+    assert calibration_error([0.8] * 10, [True] * 8 + [False] * 2) == pytest.approx(0.0)
+    assert calibration_error([], []) == 0.0
+
+
+def test_accuracy_at_coverage_keeps_the_most_confident_calls() -> None:
+    confidences = [0.99, 0.2, 0.9, 0.5, 0.8]
+    right = [True, False, True, False, False]
+    assert accuracy_at_coverage(confidences, right, 0.4) == 1.0  # 0.99 and 0.9
+    assert accuracy_at_coverage(confidences, right, 0.6) == pytest.approx(2 / 3)
+    assert accuracy_at_coverage(confidences, right, 1.0) == pytest.approx(2 / 5)
+    assert accuracy_at_coverage([], [], 0.8) is None
+
+
+def test_a_product_is_in_the_call_only_when_every_word_of_it_is() -> None:
+    text = "Agent: Bonjour. Client: ma Freebox Révolution ne s'allume plus depuis hier."
+    assert product_in_call("Freebox Revolution", text)  # accents and case folded
+    assert product_in_call("la Freebox", text)  # words of 1-2 letters are not checked
+    assert not product_in_call("Freebox Delta", text)
+    assert not product_in_call("box", text)  # a whole word, not a piece of one
+
+
+def test_the_fitted_temperature_recovers_the_one_that_made_the_data() -> None:
+    # Calls whose real chance of being right is p, reported overconfident: scaled(p, 1/3).
+    rng = random.Random(0)
+    true_p = [rng.uniform(0.3, 0.999) for _ in range(4000)]
+    right = [rng.random() < p for p in true_p]
+    reported = [scaled(p, 1 / 3) for p in true_p]
+    temperature = fit_temperature(reported, right)
+    assert temperature == pytest.approx(3.0, rel=0.1)
+    assert calibration_error([scaled(c, temperature) for c in reported], right) < 0.02
+    assert calibration_error(reported, right) > 0.1
+    # Scaling keeps the order: the accuracy of the most confident calls is unchanged.
+    after = [scaled(c, temperature) for c in reported]
+    assert accuracy_at_coverage(after, right, 0.8) == accuracy_at_coverage(reported, right, 0.8)
+
+
+def test_no_temperature_is_fitted_on_calls_all_right() -> None:
+    with pytest.raises(ValueError, match="all right or all wrong"):
+        fit_temperature([0.9, 0.8], [True, True])
+    with pytest.raises(ValueError, match="no call"):
+        fit_temperature([], [])
+
+
+def _result(
+    model: str, confidences: list[float], right: list[bool], calibrated: bool
+) -> BackendResult:
+    predictions = [
+        Prediction(
+            id=str(i),
+            reason="billing" if ok else "other",
+            product=None,
+            expected_reason="billing",
+            expected_product=None,
+            status="succeeded",
+            confidence=c,
+            latency_ms=1,
+            prompt_tokens=1,
+            completion_tokens=1,
+            error=None,
+            error_kind=None,
+            confidence_calibrated=calibrated,
+        )
+        for i, (c, ok) in enumerate(zip(confidences, right, strict=True))
+    ]
+    n = len(predictions)
+    return BackendResult(
+        label="candidate", backend="llamacpp", model=model, n=n,
+        reason_accuracy=sum(right) / n, reason_accuracy_ci95=(0.0, 1.0), reason_macro_f1=0.0,
+        product_match_rate=1.0, invalid_rate=0.0, failed=0, latency_p50_ms=1.0,
+        latency_p95_ms=1.0, prompt_tokens=n, completion_tokens=n, cost=0.0, per_class={},
+        confusion=[], predictions=predictions,
+    )  # fmt: skip
+
+
+def test_the_card_records_the_temperature_and_the_taxonomies_it_covers() -> None:
+    rng = random.Random(1)
+    true_p = [rng.uniform(0.4, 0.999) for _ in range(600)]
+    right = [rng.random() < p for p in true_p]
+    raw = [scaled(p, 0.5) for p in true_p]
+    card = {
+        "adapter": "a.gguf",
+        "training_files": [{"taxonomy_version": "default-1"}],
+        "evaluations": [{"dataset": "dev.jsonl", "taxonomy_version": "default-1", "n": 1}],
+    }
+    model = "base.gguf+a.gguf"
+    dev = Evaluated(
+        "dev.json",
+        _result(model, raw, right, False),
+        {"dataset": "dev.jsonl", "taxonomy_version": "default-1"},
+    )
+    own = Evaluated("own.json", _result(model, raw[:50], right[:50], False), {"dataset": "own.jsonl", "taxonomy_version": "airline-1"})  # fmt: skip
+
+    updated = calibrate_card(card, "a.gguf", [dev], [own])
+
+    calibration = card_calibration(updated)
+    assert calibration is not None and calibration.taxonomies == {"default-1"}
+    assert calibration.temperature == pytest.approx(2.0, rel=0.15)
+    section = updated["calibration"]
+    assert section["calibration_error"] < section["calibration_error_raw"]
+    # The evaluation of dev.jsonl is replaced, not repeated; the measured one carries no
+    # calibrated figure: the temperature was not fitted on its taxonomy.
+    datasets = [e["dataset"] for e in updated["evaluations"]]
+    assert datasets == ["dev.jsonl", "own.jsonl"]
+    assert "calibration_error" not in updated["evaluations"][1]
+    assert measured_taxonomies(updated) == {"default-1", "airline-1"}
+
+    # Refitted on confidences already calibrated by that temperature: the same temperature
+    # (the stored one is undone first), not one compounded on top of it.
+    already = [calibration(c) for c in raw]
+    again = Evaluated("dev.json", _result(model, already, right, True), dev.meta)
+    refitted = card_calibration(calibrate_card(updated, "a.gguf", [again], []))
+    assert refitted is not None
+    assert refitted.temperature == pytest.approx(calibration.temperature, rel=0.02)
+
+
+def test_results_of_another_adapter_are_refused() -> None:
+    other = Evaluated("x.json", _result("base.gguf+b.gguf", [0.9, 0.6], [True, False], False), {"dataset": "d", "taxonomy_version": "t"})  # fmt: skip
+    with pytest.raises(ValueError, match=r"x\.json: results of base\.gguf\+b\.gguf"):
+        calibrate_card({"adapter": "a.gguf"}, "a.gguf", [other], [])
