@@ -185,12 +185,9 @@ def calibrate(
 ) -> None:
     """Fit the temperature that makes the adapter's confidence the probability of being right,
     on its evaluated dev sets, and write it (with every figure given) into its card."""
-    import json
-
     from app.cli.errors import CliError
-    from app.evaluation.calibration import Evaluated, calibrate_card
-    from app.evaluation.report import load_results
-    from app.llm.calibration import card_path, read_card
+    from app.evaluation.calibration import calibrate_card, read_evaluated
+    from app.llm.calibration import card_path, read_card, write_card
 
     if not adapter.is_file():
         raise CliError(f"{adapter}: no such adapter file")
@@ -198,22 +195,9 @@ def calibrate(
     if card is None:
         raise CliError(f"{card_path(adapter)}: the adapter has no card to write the calibration in")
 
-    def evaluated(path: Path) -> Evaluated:
-        results, meta = load_results(path)
-        own = [
-            r for r in results if r.model.endswith(f"+{adapter.name}") and label in (None, r.label)
-        ]
-        if len(own) != 1:
-            named = f" labelled {label!r}" if label else ""
-            raise ValueError(
-                f"{path}: {len(own)} configurations{named} answered with {adapter.name}; "
-                "name one with --label"
-            )
-        return Evaluated(str(path), own[0], meta)
-
     try:
-        fit = [evaluated(path) for path in results_files]
-        others = [evaluated(path) for path in measured or []]
+        fit = [read_evaluated(path, adapter.name, label) for path in results_files]
+        others = [read_evaluated(path, adapter.name, label) for path in measured or []]
         updated = calibrate_card(card, adapter.name, fit, others)
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -232,5 +216,4 @@ def calibrate(
         )
     if dry_run:
         return
-    card_path(adapter).write_text(json.dumps(updated, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    err.print(f"written: {card_path(adapter)}")
+    err.print(f"written: {write_card(adapter, updated)}")

@@ -23,4 +23,3 @@ def cast_table(model: Any) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
-

@@ -13,9 +13,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from app.evaluation.metrics import COVERAGES, accuracy_at_coverage, calibration_error
+from app.evaluation.report import load_results
 from app.evaluation.runner import BackendResult
 from app.llm.calibration import (
     EPS,
@@ -59,6 +61,20 @@ class Evaluated:
     @property
     def taxonomy_version(self) -> str:
         return str(self.meta["taxonomy_version"])
+
+
+def read_evaluated(path: Path, adapter: str, label: str | None) -> Evaluated:
+    """The one configuration of a `callx eval --json` file that answered with `adapter` (and
+    is labelled `label`, if given). Raises ValueError, naming the file, for none or several."""
+    results, meta = load_results(path)
+    own = [r for r in results if r.model.endswith(f"+{adapter}") and label in (None, r.label)]
+    if len(own) != 1:
+        named = f" labelled {label!r}" if label else ""
+        raise ValueError(
+            f"{path}: {len(own)} configurations{named} answered with {adapter}; "
+            "name one with --label"
+        )
+    return Evaluated(str(path), own[0], meta)
 
 
 def raw_confidences(

@@ -7,7 +7,6 @@ llama.cpp reads an adapter GGUF with `general.type = adapter`, the base's archit
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ import torch
 
 from app.finetune import FinetuneError
 from app.finetune.data import file_sha256
-from app.llm.calibration import trained_taxonomies
+from app.llm.calibration import read_card, trained_taxonomies
 from app.llm.prompts import PROMPT_VERSION
 
 if TYPE_CHECKING:
@@ -121,11 +120,6 @@ def read_adapter_gguf(
     return state, float(field(gguf.Keys.Adapter.LORA_ALPHA))
 
 
-def model_card_path(adapter: Path) -> Path:
-    """ADAPTER.gguf -> ADAPTER.json."""
-    return adapter.with_suffix(".json")
-
-
 def model_card(
     job: FinetuneJob,
     base: BaseModelInfo,
@@ -184,19 +178,7 @@ def _init_adapter(adapter: Path | None) -> dict[str, Any] | None:
     """The adapter a run started from: its file, hash, and its own card's provenance."""
     if adapter is None:
         return None
-    card = model_card_path(adapter)
-    return {
-        "file": adapter.name,
-        "sha256": file_sha256(adapter),
-        "card": json.loads(card.read_text(encoding="utf-8")) if card.is_file() else None,
-    }
-
-
-def write_model_card(adapter: Path, card: dict[str, Any]) -> Path:
-    """Write the JSON model card next to the adapter; returns its path."""
-    target = model_card_path(adapter)
-    target.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return target
+    return {"file": adapter.name, "sha256": file_sha256(adapter), "card": read_card(adapter)}
 
 
 def loss_summary(losses: list[float], every: int = 100, final_window: int = 10) -> dict[str, Any]:

@@ -19,10 +19,8 @@ from app.finetune.data import Example, build_examples
 from app.finetune.export import (
     loss_summary,
     model_card,
-    model_card_path,
     read_adapter_gguf,
     write_adapter_gguf,
-    write_model_card,
 )
 from app.finetune.job import FinetuneJob, FinetuneResult
 from app.finetune.lora import add_lora, load_lora_state, lora_parameters, lora_state
@@ -33,6 +31,7 @@ from app.finetune.model import (
     load_base_model,
     pick_device,
 )
+from app.llm.calibration import card_path, write_card
 
 Say = Callable[[str], None]
 
@@ -82,7 +81,7 @@ def run_finetune(job: FinetuneJob, say: Say = lambda _: None) -> FinetuneResult:
         name=job.output.stem,
     )
     wall_s = time.monotonic() - started
-    write_model_card(job.output, model_card(job, base, summaries, result, trainer.losses, wall_s))
+    write_card(job.output, model_card(job, base, summaries, result, trainer.losses, wall_s))
     return result
 
 
@@ -219,7 +218,7 @@ class Trainer:
         seen = self.step * self.hyper.examples_per_step
         return FinetuneResult(
             adapter=self.job.output,
-            card=model_card_path(self.job.output),
+            card=card_path(self.job.output),
             steps=self.step,
             planned_steps=self.total,
             steps_this_run=run_steps,

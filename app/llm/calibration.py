@@ -92,3 +92,10 @@ def measured_taxonomies(card: dict[str, Any] | None) -> set[str]:
     """The taxonomy versions the adapter was trained or evaluated on (its card says which)."""
     evaluated = {e["taxonomy_version"] for e in (card or {}).get("evaluations", ())}
     return trained_taxonomies(card) | evaluated
+
+
+def write_card(adapter: Path, card: dict[str, Any]) -> Path:
+    """Write the card next to the adapter; returns its path."""
+    target = card_path(adapter)
+    target.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return target

@@ -10,7 +10,9 @@ Revises: 0006
 Create Date: 2026-12-05 08:00:00.000000+00:00
 """
 
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
@@ -20,36 +22,18 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# As revision 0006 made it.
-VIEW_BEFORE = """
-CREATE VIEW call_extractions AS
-SELECT
-    t.id AS transcript_id,
-    t.source,
-    t.external_id,
-    t.language,
-    t.occurred_at,
-    t.created_at AS received_at,
-    t.status,
-    t.batch_id,
-    e.product,
-    e.product_key,
-    e.reason,
-    e.confidence,
-    e.backend,
-    e.model,
-    e.prompt_version,
-    e.taxonomy_version,
-    e.latency_ms,
-    e.prompt_tokens,
-    e.completion_tokens,
-    e.attempts,
-    e.truncated,
-    e.error_kind,
-    e.created_at AS extracted_at
-FROM transcripts AS t
-LEFT JOIN extractions AS e ON e.transcript_id = t.id AND e.is_current
-"""
+
+def _previous_view() -> str:
+    """call_extractions as revision 0006 made it (read from that revision, not copied)."""
+    path = Path(__file__).with_name("2026-12-05-0430_sources_taxonomies_workers.py")
+    spec = importlib.util.spec_from_file_location("callx_migration_0006", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.CALL_EXTRACTIONS_VIEW)
+
+
+VIEW_BEFORE = _previous_view()
 VIEW = VIEW_BEFORE.replace(
     "    e.confidence,\n", "    e.confidence,\n    e.confidence_calibrated,\n"
 )
