@@ -244,6 +244,45 @@ class ApiSettings(BaseModel):
     default_page_size: int = Field(default=50, ge=1)
 
 
+class ReviewSettings(BaseModel):
+    """Which calls need a person (the review queue), decided when each extraction is stored
+    and stored with it: changing these later does not rewrite the decisions already made."""
+
+    threshold: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="A call whose reason confidence is below this goes to review (chosen on "
+        "the dev splits: docs/review.md).",
+    )
+    reason_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description='Per reason code, instead of threshold, e.g. {"other": 0.95} (as JSON in '
+        "the environment). Codes the taxonomy does not have stop start-up.",
+    )
+    audit_rate: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="The share of all calls drawn for review whatever their confidence (the "
+        "audit sample GET /v1/quality measures production accuracy on).",
+    )
+    uncalibrated: Literal["review", "threshold"] = Field(
+        default="review",
+        description="A call whose confidence is not calibrated for its taxonomy (a taxonomy "
+        "the model was never measured on, a backend without a confidence): review sends it to "
+        "a person; threshold applies the threshold to the raw score (never to a missing one).",
+    )
+
+    @field_validator("reason_thresholds")
+    @classmethod
+    def _in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for code, threshold in value.items():
+            if not 0 <= threshold <= 1:
+                raise ValueError(f"reason_thresholds[{code!r}] is {threshold}: not in [0, 1]")
+        return value
+
+
 class AuthSettings(BaseModel):
     required: Literal["auto"] | bool = Field(
         default="auto",
@@ -287,6 +326,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     auth: AuthSettings = AuthSettings()
     ratelimit: RateLimitSettings = RateLimitSettings()
+    review: ReviewSettings = ReviewSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

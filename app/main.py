@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from app.api import analytics, batches, extractions, health, metrics, transcripts
+from app.api import analytics, batches, extractions, health, metrics, review, transcripts
 from app.api.errors import register_error_handlers
 from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.api.openapi import complete_openapi
@@ -61,7 +61,7 @@ def create_app(
     register_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)  # the outermost: even a 413 carries the request id
-    for module in (transcripts, batches, extractions, analytics, health, metrics):
+    for module in (transcripts, batches, extractions, analytics, review, health, metrics):
         app.include_router(module.router)
     complete_openapi(app, taxonomy)
     return app

@@ -52,21 +52,21 @@ LAST_30 = (
 # they were before the rollups, for the record (EXPLAIN only).
 BEFORE = {
     "reasons, day buckets, all time": """
-        SELECT date_trunc('day', occurred_at) AS bucket, reason, count(*) FROM extractions
-        WHERE is_current AND status = 'succeeded' GROUP BY 1, 2 ORDER BY 1, 2""",
+        SELECT date_trunc('day', occurred_at) AS bucket, answer_reason, count(*) FROM extractions
+        WHERE is_current AND answer_reason IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2""",
     "products, all time (top 20)": """
-        SELECT product_key, min(product), count(*) FROM extractions
-        WHERE is_current AND status = 'succeeded' AND product_key IS NOT NULL
-        GROUP BY product_key ORDER BY count(*) DESC, product_key LIMIT 20""",
+        SELECT answer_product_key, min(answer_product), count(*) FROM extractions
+        WHERE is_current AND answer_reason IS NOT NULL AND answer_product_key IS NOT NULL
+        GROUP BY answer_product_key ORDER BY count(*) DESC, answer_product_key LIMIT 20""",
     "products, 30 days (top 20)": f"""
-        SELECT product_key, min(product), count(*) FROM extractions
-        WHERE is_current AND status = 'succeeded' AND product_key IS NOT NULL
+        SELECT answer_product_key, min(answer_product), count(*) FROM extractions
+        WHERE is_current AND answer_reason IS NOT NULL AND answer_product_key IS NOT NULL
           AND occurred_at >= '{LAST_30[0].isoformat()}' AND occurred_at < '{LAST_30[1].isoformat()}'
-        GROUP BY product_key ORDER BY count(*) DESC, product_key LIMIT 20""",
+        GROUP BY answer_product_key ORDER BY count(*) DESC, answer_product_key LIMIT 20""",
     "extractions, reason=billing, deep page (keyset condition only)": """
         SELECT e.id, e.occurred_at, t.external_id FROM extractions e
         JOIN transcripts t ON t.id = e.transcript_id
-        WHERE e.is_current AND e.reason = 'billing'
+        WHERE e.is_current AND e.answer_reason = 'billing'
           AND (e.occurred_at < %(at)s OR (e.occurred_at = %(at)s AND e.id < %(id)s))
         ORDER BY e.occurred_at DESC, e.id DESC LIMIT 51""",
 }
@@ -200,10 +200,10 @@ def _explain(conn: psycopg.Connection, statement: str, parameters: Any) -> str:
 def _deep_cursor(conn: psycopg.Connection) -> tuple[datetime, Any]:
     """The position half-way down the billing calls, newest first."""
     (count,) = conn.execute(
-        "SELECT count(*) FROM extractions WHERE is_current AND reason = 'billing'"
+        "SELECT count(*) FROM extractions WHERE is_current AND answer_reason = 'billing'"
     ).fetchone()  # type: ignore[misc]
     row = conn.execute(
-        "SELECT occurred_at, id FROM extractions WHERE is_current AND reason = 'billing' "
+        "SELECT occurred_at, id FROM extractions WHERE is_current AND answer_reason = 'billing' "
         "ORDER BY occurred_at DESC, id DESC OFFSET %s LIMIT 1",
         (count // 2,),
     ).fetchone()

@@ -217,7 +217,8 @@ def generate(
                 (id, transcript_id, is_current, status, occurred_at, source, product,
                  product_key, reason, confidence, backend, model, prompt_version, taxonomy_version,
                  latency_ms, prompt_tokens, completion_tokens, attempts, truncated, raw_answer,
-                 error, error_kind, created_at)
+                 error, error_kind, created_at, answer_product, answer_product_key,
+                 answer_reason, answer_by)
             """
             ok = "r_status < 0.96"
             named = f"{ok} AND r_product >= 0.08"
@@ -238,7 +239,13 @@ def generate(
                        CASE WHEN {ok} THEN '{{"product": "x", "reason": "y"}}' END,
                        CASE WHEN {ok} THEN NULL ELSE 'timed out after 60 s' END,
                        CASE WHEN {ok} THEN NULL ELSE 'timeout' END,
-                       occurred + interval '6 minutes'
+                       occurred + interval '6 minutes',
+                       CASE WHEN {named} THEN
+                            CASE WHEN r_case < 0.1 THEN upper({product}) ELSE {product} END
+                       END,
+                       CASE WHEN {named} THEN lower({product}) END,
+                       CASE WHEN {ok} THEN {_reason_case("r_reason")} END,
+                       CASE WHEN {ok} THEN 'model' END
                 FROM gen
             """
             conn.execute(current)
@@ -250,7 +257,7 @@ def generate(
                        NULL, NULL, NULL, NULL,
                        'llamacpp', 'qwen2.5-1.5b-instruct-q4_k_m', 'v3', 'default@1a2b3c4d',
                        60000, NULL, NULL, 3, false, NULL, 'timed out after 60 s', 'timeout',
-                       occurred + interval '5 minutes 30 seconds'
+                       occurred + interval '5 minutes 30 seconds', NULL, NULL, NULL, NULL
                 FROM gen WHERE r_redo < 0.03
                 """
             )

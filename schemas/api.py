@@ -212,6 +212,52 @@ class TranscriptCreate(BaseModel):
         return value
 
 
+class ReviewState(BaseModel):
+    """Why a call needs a person, decided when its extraction was stored."""
+
+    cause: Literal["failed", "low_confidence", "uncalibrated"] | None = Field(
+        description="failed; low_confidence (below the threshold); uncalibrated (a confidence "
+        "that is not a calibrated probability, or none); null: auto-accepted."
+    )
+    in_audit: bool = Field(description="Drawn into the audit sample, whatever its confidence.")
+    threshold: float | None = Field(description="The threshold it was decided with.")
+    audit_rate: float | None = Field(description="The audit rate it was decided with.")
+    waiting: bool = Field(description="In the review queue now (needs review, no label yet).")
+
+
+class MachineAnswer(BaseModel):
+    """The model's answer a label replaces: the call's current extraction when it was written."""
+
+    extraction_id: uuid.UUID | None = Field(description="The extraction (null: none).")
+    status: str | None = Field(description="succeeded or failed.")
+    reason: str | None = Field(description="The model's reason (null: it failed).")
+    product: str | None = Field(description="The model's product.")
+    confidence: float | None = Field(description="The model's confidence in its reason.")
+
+
+class LabelRead(BaseModel):
+    """A human label, one version of it."""
+
+    transcript_id: uuid.UUID = Field(description="callx's id of the call.")
+    version: int = Field(description="1 for the call's first label, then 2, 3...")
+    current: bool = Field(description="Whether this is the call's latest label.")
+    reason: str = Field(description="The reason code the person chose.")
+    product: str | None = Field(description="The product the person gave (null: none).")
+    note: str | None = Field(description="The person's note.")
+    taxonomy_version: str = Field(description="The taxonomy its reason is of.")
+    labelled_by: str = Field(description="The API key's name (its id if it has none).")
+    labelled_at: UtcDatetime = Field(description="When it was written.")
+    replaces: MachineAnswer = Field(description="The model's answer it replaces.")
+
+
+class Answer(BaseModel):
+    """The answer that counts: the current label's where the call has one, else the model's."""
+
+    reason: str | None = Field(description="null: the model failed and nobody labelled it.")
+    product: str | None = Field(description="The product (null: none).")
+    by: Literal["model", "label"] | None = Field(description="Whose answer it is.")
+
+
 class ExtractionRead(BaseModel):
     """A call's extraction: what the model answered, with what, at what cost."""
 
@@ -239,6 +285,11 @@ class ExtractionRead(BaseModel):
         "fitted on this taxonomy. False on a taxonomy the model was never measured on: route "
         "such calls by other means than the confidence.",
     )
+    product_confidence: float | None = Field(
+        default=None,
+        description="llamacpp: the model's own probability of its product answer (null, or the "
+        "name it gave), not calibrated; null for a backend that gives none.",
+    )
     backend: str = Field(description="llamacpp or openai.")
     model: str = Field(description="The model (and LoRA adapter) that answered.")
     prompt_version: str = Field(description="The version of callx's prompt.")
@@ -257,6 +308,11 @@ class ExtractionRead(BaseModel):
         "rate_limited, server_error, context_too_small.",
     )
     created_at: UtcDatetime = Field(description="When this extraction was stored.")
+    review: ReviewState | None = Field(
+        default=None,
+        description="Whether the call needs a person, decided when this extraction was stored "
+        "(null: stored before callx decided).",
+    )
 
 
 class CallFields(BaseModel):
@@ -282,7 +338,15 @@ class TranscriptRead(CallFields):
         description="queued, running (a worker holds it), succeeded or failed (final)."
     )
     extraction: ExtractionRead | None = Field(
-        default=None, description="The current extraction (null until the call is done)."
+        default=None,
+        description="The model's current extraction (null until the call is done).",
+    )
+    label: LabelRead | None = Field(
+        default=None, description="The current human label (null: nobody labelled it)."
+    )
+    answer: Answer | None = Field(
+        default=None,
+        description="The answer that counts: the label's, else the model's (null until done).",
     )
 
 
@@ -330,7 +394,11 @@ class ExtractionListItem(CallFields):
     """A call with its current extraction."""
 
     transcript_id: uuid.UUID = Field(description="callx's id of the call.")
-    extraction: ExtractionRead = Field(description="The current extraction.")
+    extraction: ExtractionRead = Field(description="The model's current extraction.")
+    label: LabelRead | None = Field(
+        default=None, description="The current human label (null: nobody labelled it)."
+    )
+    answer: Answer = Field(description="The answer that counts: the label's, else the model's.")
 
 
 class ExtractionPage(BaseModel):

@@ -12,6 +12,7 @@ from app.db.models import Transcript
 from app.db.session import build_engine, build_sessionmaker
 from app.extraction.extractor import Extractor
 from app.extraction.pipeline import ExtractionOutcome
+from app.extraction.routing import ReviewPolicy
 from app.extraction.service import run_extraction
 from app.extraction.store import ExtractionStore
 from app.llm.base import Backend
@@ -100,10 +101,13 @@ def extract_stored(
     """Run the worker's service code (run_extraction) on stored calls, in this process: with
     the FakeBackend unless another is given, and the configured taxonomy under another
     version if asked (for calls queued for it). Returns what happened to each."""
-    store = ExtractionStore(build_sessionmaker(build_engine(settings)))
     extractor = Extractor.from_settings(settings, backend=backend or FakeBackend())
     if taxonomy_version is not None:
         extractor.taxonomy = extractor.taxonomy.model_copy(update={"version": taxonomy_version})
+    store = ExtractionStore(
+        build_sessionmaker(build_engine(settings)),
+        review=ReviewPolicy.from_settings(settings.review, extractor.taxonomy),
+    )
     try:
         return [
             run_extraction(

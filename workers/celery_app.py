@@ -25,6 +25,7 @@ from celery.signals import (
 from app.config import Settings, get_settings
 from app.db.session import build_engine, build_sessionmaker
 from app.extraction.extractor import Extractor, check_extraction_settings
+from app.extraction.routing import ReviewPolicy
 from app.extraction.store import ExtractionStore
 from app.jobs.queue import TaskQueue, build_celery
 from app.jobs.reconcile import Reconciler, run_forever
@@ -139,7 +140,10 @@ def worker_runtime() -> WorkerRuntime:
                 pid=os.getpid(),
                 settings=settings,
                 # Group-committed writes: one connection, however many threads.
-                store=ExtractionStore(build_sessionmaker(build_engine(settings, pool_size=2))),
+                store=ExtractionStore(
+                    build_sessionmaker(build_engine(settings, pool_size=2)),
+                    review=ReviewPolicy.from_settings(settings.review, extractor.taxonomy),
+                ),
                 extractor=extractor,
                 calls=ThreadPoolExecutor(threads, "callx-call") if threads > 1 else None,
             )

@@ -13,39 +13,16 @@ from app.api.deps import (
     ReasonFilterDep,
     SessionDep,
     SinceQuery,
+    SourceQuery,
+    TaxonomyVersionQuery,
     TopSizeDep,
     UntilQuery,
 )
 from app.results import service as results
-from schemas.api import (
-    NO_CONTROL_CHARS,
-    Bucket,
-    Problem,
-    ProductCounts,
-    ReasonCounts,
-    SourceName,
-)
+from schemas.api import Bucket, Problem, ProductCounts, ReasonCounts
 
 router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 RESPONSES: dict[int | str, dict[str, Any]] = {**AUTH_RESPONSES, 422: {"model": Problem}}
-SourceQuery = Annotated[
-    SourceName | None,
-    Query(
-        min_length=1,
-        max_length=100,
-        pattern=NO_CONTROL_CHARS,
-        description="Only the calls of this source, normalised as when submitted (`CRM`: `crm`).",
-    ),
-]
-TaxonomyVersionQuery = Annotated[
-    str | None,
-    Query(
-        max_length=64,
-        pattern=NO_CONTROL_CHARS,
-        description="Only the calls extracted with this taxonomy version (counts of different "
-        "taxonomies do not mean the same thing).",
-    ),
-]
 
 
 @router.get("/reasons", response_model=ReasonCounts, dependencies=[ReadKey], responses=RESPONSES)

@@ -18,7 +18,7 @@ from app.config import Settings
 from app.db.session import session_scope
 from app.errors import InvalidRequestError
 from app.jobs.queue import TaskQueue
-from schemas.api import NO_CONTROL_CHARS, Problem, UtcDatetime
+from schemas.api import NO_CONTROL_CHARS, Problem, SourceName, UtcDatetime
 from schemas.taxonomy import Reason, Taxonomy
 
 
@@ -115,6 +115,25 @@ UntilQuery = Annotated[
     ),
 ]
 
+SourceQuery = Annotated[
+    SourceName | None,
+    Query(
+        min_length=1,
+        max_length=100,
+        pattern=NO_CONTROL_CHARS,
+        description="Only the calls of this source, normalised as when submitted (`CRM`: `crm`).",
+    ),
+]
+TaxonomyVersionQuery = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        pattern=NO_CONTROL_CHARS,
+        description="Only the calls extracted with this taxonomy version (counts of different "
+        "taxonomies do not mean the same thing).",
+    ),
+]
+
 
 # ---- API keys ------------------------------------------------------------------------------
 
@@ -178,6 +197,8 @@ def require_scope(scope: Scope) -> Callable[..., Caller | None]:
 # For route decorators: dependencies=[IngestKey] / [ReadKey].
 IngestKey = Depends(require_scope("ingest"))
 ReadKey = Depends(require_scope("read"))
+# The caller, for routes that record who acted (a label's author): None without API keys.
+ReviewerDep = Annotated[Caller | None, Depends(require_scope("review"))]
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing, invalid or revoked API key."},
     403: {"model": Problem, "description": "The API key's scope does not allow this endpoint."},

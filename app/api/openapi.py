@@ -11,7 +11,13 @@ from schemas.taxonomy import Taxonomy
 
 # Response fields that hold a reason code. Described with the codes, not restricted to them:
 # results extracted with another taxonomy version keep that version's codes.
-_REASON_FIELDS = (("ExtractionRead", "reason"), ("ReasonBucket", "reason"))
+_REASON_FIELDS = (
+    ("ExtractionRead", "reason"),
+    ("ReasonBucket", "reason"),
+    ("LabelWrite", "reason"),
+    ("LabelRead", "reason"),
+    ("Answer", "reason"),
+)
 
 
 def complete_openapi(app: FastAPI, taxonomy: Taxonomy) -> None:

@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-Scope = Literal["ingest", "read", "admin"]
+Scope = Literal["ingest", "read", "review", "admin"]
 SCOPES: tuple[str, ...] = get_args(Scope)
 
 PREFIX = "cx"
@@ -49,6 +49,10 @@ def secret_matches(secret: str, secret_sha256: str) -> bool:
     return hmac.compare_digest(hash_secret(secret), secret_sha256)
 
 
+# What each scope may do besides its own endpoints: a reviewer reads the calls it labels.
+_INCLUDES = {"admin": {"ingest", "read", "review"}, "review": {"read"}}
+
+
 def scope_allows(key_scope: str, needed: Scope) -> bool:
-    """admin may do everything; ingest and read only their own endpoints."""
-    return key_scope == "admin" or key_scope == needed
+    """admin may do everything; review also reads; ingest and read only their own endpoints."""
+    return key_scope == needed or needed in _INCLUDES.get(key_scope, set())

@@ -80,3 +80,24 @@ def settings_for(backend: str | None, taxonomy: Path | None) -> Any:
             update={"extraction": settings.extraction.model_copy(update=update)}
         )
     return settings
+
+
+def open_database(table: str) -> Any:
+    """(engine, sessionmaker) on the configured database; on SQLite migrated first, as `serve`
+    does. A database without `table` (not migrated) stops the command: exit 1, one line."""
+    from sqlalchemy import inspect
+
+    from app.db.migrate import upgrade
+    from app.db.session import build_engine, build_sessionmaker
+    from app.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging("WARNING")
+    if settings.database_url.startswith("sqlite"):
+        upgrade(settings.database_url)
+    engine = build_engine(settings)
+    if not inspect(engine).has_table(table):
+        engine.dispose()
+        err.print(f"this database has no {table} table yet: run `callx migrate` first")
+        raise typer.Exit(1)
+    return engine, build_sessionmaker(engine)

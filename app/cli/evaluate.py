@@ -201,12 +201,14 @@ def calibrate(
         updated = calibrate_card(card, adapter.name, fit, others)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    section = updated["calibration"]
-    err.print(
-        f"temperature {section['temperature']} on {section['calls']} calls "
-        f"({', '.join(section['taxonomies'])}): calibration error "
-        f"{section['calibration_error_raw']:.3f} -> {section['calibration_error']:.3f}"
-    )
+    fitted = {item.taxonomy_version for item in fit}
+    for version, section in updated["calibration"]["taxonomies"].items():
+        if version in fitted:
+            err.print(
+                f"{version}: temperature {section['temperature']} on {section['calls']} calls, "
+                f"calibration error {section['calibration_error_raw']:.3f} -> "
+                f"{section['calibration_error']:.3f}"
+            )
     for entry in updated["evaluations"][-len(fit) - len(others) :]:
         after = entry.get("calibration_error")
         err.print(

@@ -69,6 +69,7 @@ def _extract_line(extractor: Any, record: dict[str, Any]) -> dict[str, Any]:
         "reason": outcome.reason,
         "confidence": outcome.confidence,
         "confidence_calibrated": outcome.confidence_calibrated,
+        "product_confidence": outcome.product_confidence,
         "status": outcome.status,
         "error": outcome.error,
         "truncated": outcome.truncated,

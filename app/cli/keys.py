@@ -7,34 +7,12 @@ from typing import Annotated, Any
 import typer
 
 from app.auth.keys import Scope
-from app.cli.app import cli, err
-from app.config import get_settings
-from app.logs import configure_logging
+from app.cli.app import cli, err, open_database
 
 keys_cli = typer.Typer(
     help="API keys for the REST API: create (shown once), list, revoke.", no_args_is_help=True
 )
 cli.add_typer(keys_cli, name="keys")
-
-
-def _api_key_database() -> Any:
-    """(engine, sessionmaker) on the configured database; on SQLite migrated first, as `serve`
-    does."""
-    from sqlalchemy import inspect
-
-    from app.db.migrate import upgrade
-    from app.db.session import build_engine, build_sessionmaker
-
-    settings = get_settings()
-    configure_logging("WARNING")
-    if settings.database_url.startswith("sqlite"):
-        upgrade(settings.database_url)
-    engine = build_engine(settings)
-    if not inspect(engine).has_table("api_keys"):
-        engine.dispose()
-        err.print("this database has no api_keys table yet: run `callx migrate` first")
-        raise typer.Exit(1)
-    return engine, build_sessionmaker(engine)
 
 
 def _when(value: Any) -> str:
@@ -52,7 +30,8 @@ def keys_create(
         Scope,
         typer.Option(
             help="ingest: submit transcripts and batches; read: transcripts, batches, "
-            "extractions, analytics; admin: everything."
+            "extractions, analytics, quality; review: read, and the review queue and labels; "
+            "admin: everything."
         ),
     ],
     name: Annotated[
@@ -65,7 +44,7 @@ def keys_create(
 
     if name is not None and len(name) > 100:
         raise typer.BadParameter("at most 100 characters", param_hint="--name")
-    engine, sessions = _api_key_database()
+    engine, sessions = open_database("api_keys")
     with session_scope(sessions) as session:
         key, plaintext = create_api_key(session, scope, name or None)
     engine.dispose()
@@ -84,7 +63,7 @@ def keys_list() -> None:
     from app.auth.service import list_api_keys
     from app.db.session import session_scope
 
-    engine, sessions = _api_key_database()
+    engine, sessions = open_database("api_keys")
     with session_scope(sessions) as session:
         keys = list_api_keys(session)
     engine.dispose()
@@ -119,7 +98,7 @@ def keys_revoke(
     from app.auth.service import find_api_key, revoke_api_key
     from app.db.session import session_scope
 
-    engine, sessions = _api_key_database()
+    engine, sessions = open_database("api_keys")
     with session_scope(sessions) as session:
         key = find_api_key(session, key_id)
         already = key is not None and key.revoked_at is not None

@@ -1,5 +1,6 @@
 """Analytics reads: calls per reason over time and top products, from the rollups for whole
-days and from the extractions for the parts of a day at either end of a range."""
+days and from the extractions for the parts of a day at either end of a range. They count each
+call's answer: the human label's where there is one, else the model's."""
 
 from __future__ import annotations
 
@@ -94,6 +95,8 @@ class Slice:
 
 
 ALL = Slice()
+# A call counts in the analytics when it has an answer: the model's (succeeded) or a label's.
+ANSWERED = Extraction.answer_reason.is_not(None)
 
 
 def _whole_days(rollup: Any, first: date | None, end: date | None, where: Slice = ALL) -> list[Any]:
@@ -142,13 +145,10 @@ def reason_counts(
         ).where(*whole_days)
     ]
     for day, start, stop in edges:
-        code = func.coalesce(Extraction.reason, NO_REASON)
+        code = Extraction.answer_reason
         parts.append(
             select(literal(day, Date).label("day"), code.label("reason"), func.count())
-            .where(
-                *current_conditions(where.extraction_filter(None, start, stop)),
-                Extraction.status == "succeeded",
-            )
+            .where(*current_conditions(where.extraction_filter(None, start, stop)), ANSWERED)
             .group_by(code)
         )
     counted = _union(parts).subquery("counted")
@@ -189,16 +189,16 @@ def _per_reason_from_extractions(
     """Calls per product and reason (with the first spelling) in [since, until), counted in
     the extractions."""
     conditions = current_conditions(where.extraction_filter(reason, since, until))
-    conditions += [Extraction.status == "succeeded", Extraction.product_key.is_not(None)]
+    conditions += [ANSWERED, Extraction.answer_product_key.is_not(None)]
     return (
         select(
-            Extraction.product_key.label("product_key"),
-            Extraction.reason.label("reason"),
-            func.min(Extraction.product).label("product"),
+            Extraction.answer_product_key.label("product_key"),
+            Extraction.answer_reason.label("reason"),
+            func.min(Extraction.answer_product).label("product"),
             func.count().label("calls"),
         )
         .where(*conditions)
-        .group_by(Extraction.product_key, Extraction.reason)
+        .group_by(Extraction.answer_product_key, Extraction.answer_reason)
         .cte("per_reason")
     )
 
@@ -225,9 +225,11 @@ def _product_counts_between(
     if reason is not None:
         whole_days.append(rollup.reason == reason)
 
+    key = Extraction.answer_product_key
+
     def in_edge(start: datetime, stop: datetime) -> list[Any]:
         conditions = current_conditions(where.extraction_filter(reason, start, stop))
-        return [*conditions, Extraction.status == "succeeded", Extraction.product_key.is_not(None)]
+        return [*conditions, ANSWERED, key.is_not(None)]
 
     totals: list[Any] = [
         select(rollup.product_key.label("product_key"), rollup.calls.label("calls")).where(
@@ -235,11 +237,7 @@ def _product_counts_between(
         )
     ]
     for _, start, stop in edges:
-        totals.append(
-            select(Extraction.product_key, func.count())
-            .where(*in_edge(start, stop))
-            .group_by(Extraction.product_key)
-        )
+        totals.append(select(key, func.count()).where(*in_edge(start, stop)).group_by(key))
     counted = _union(totals).subquery("counted")
     total = func.sum(counted.c.calls)
     top = (
@@ -259,12 +257,12 @@ def _product_counts_between(
         ).where(*whole_days, rollup.product_key.in_(top_keys))
     ]
     for _, start, stop in edges:
-        product = func.coalesce(Extraction.product, "")
-        code = func.coalesce(Extraction.reason, NO_REASON)
+        product = func.coalesce(Extraction.answer_product, "")
+        code = Extraction.answer_reason
         parts.append(
-            select(Extraction.product_key, product, code, func.count())
-            .where(*in_edge(start, stop), Extraction.product_key.in_(top_keys))
-            .group_by(Extraction.product_key, product, code)
+            select(key, product, code, func.count())
+            .where(*in_edge(start, stop), key.in_(top_keys))
+            .group_by(key, product, code)
         )
     rows = _union(parts).subquery("rows")
     # The first spelling over all the product's rows: per group, then across its groups.

@@ -1,4 +1,5 @@
-"""The tables: transcripts, their extractions (every attempt kept), batches, API keys."""
+"""The tables: transcripts, their extractions (every attempt kept), human labels, batches, API
+keys."""
 
 from __future__ import annotations
 
@@ -96,28 +97,37 @@ class Extraction(Base):
             postgresql_where=text("is_current"),
             sqlite_where=text("is_current"),
         ),
+        # Filters and analytics read the answer (the human label where there is one).
         Index(
-            "ix_extractions_current_reason_occurred_at",
-            "reason",
+            "ix_extractions_current_answer_reason_occurred_at",
+            "answer_reason",
             "occurred_at",
             postgresql_where=text("is_current"),
             sqlite_where=text("is_current"),
         ),
         Index(
-            "ix_extractions_current_product_key",
-            "product_key",
-            "reason",
+            "ix_extractions_current_answer_product_key",
+            "answer_product_key",
+            "answer_reason",
             postgresql_where=text("is_current"),
             sqlite_where=text("is_current"),
         ),
         # Analytics over a time range the rollups below do not cover (part of a day; products
         # between two dates): an index-only scan of just the rows counted.
         Index(
-            "ix_extractions_succeeded_occurred_at",
+            "ix_extractions_answered_occurred_at",
             "occurred_at",
-            postgresql_include=["reason", "product_key", "product"],
-            postgresql_where=text("is_current AND status = 'succeeded'"),
-            sqlite_where=text("is_current AND status = 'succeeded'"),
+            postgresql_include=["answer_reason", "answer_product_key", "answer_product"],
+            postgresql_where=text("is_current AND answer_reason IS NOT NULL"),
+            sqlite_where=text("is_current AND answer_reason IS NOT NULL"),
+        ),
+        # The review queue: the calls waiting for a person, lowest confidence first.
+        Index(
+            "ix_extractions_review_queue",
+            "review_priority",
+            "id",
+            postgresql_where=text("is_current AND review_priority IS NOT NULL"),
+            sqlite_where=text("is_current AND review_priority IS NOT NULL"),
         ),
     )
 
@@ -136,6 +146,8 @@ class Extraction(Base):
     confidence_calibrated: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # The model's own probability of its product answer (migration 0008): not calibrated.
+    product_confidence: Mapped[float | None] = mapped_column(Float)
     backend: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(200))
     prompt_version: Mapped[str] = mapped_column(String(32))
@@ -149,6 +161,61 @@ class Extraction(Base):
     error: Mapped[str | None] = mapped_column(Text)
     error_kind: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The answer that counts (migration 0008): the current human label's where the call has
+    # one, else the model's (product, reason above); NULL for a failed call nobody labelled.
+    # Analytics, filters and the rollups read these. answer_by: "model" or "label".
+    answer_reason: Mapped[str | None] = mapped_column(String(40))
+    answer_product: Mapped[str | None] = mapped_column(String(200))
+    answer_product_key: Mapped[str | None] = mapped_column(String(200))
+    answer_by: Mapped[str | None] = mapped_column(String(8))
+    # The review decision, made when the extraction was stored (app/extraction/routing.py):
+    # why it needs a person (failed, low_confidence, uncalibrated; NULL: auto-accepted),
+    # whether it is in the audit sample, and the threshold and rate it was decided with. NULL
+    # threshold: stored before callx decided (no decision). review_priority: its place in the
+    # review queue (lowest first), NULL once labelled or when it needs no review.
+    review_cause: Mapped[str | None] = mapped_column(String(16))
+    in_audit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    review_threshold: Mapped[float | None] = mapped_column(Float)
+    audit_rate: Mapped[float | None] = mapped_column(Float)
+    review_priority: Mapped[float | None] = mapped_column(Float)
+
+
+class Label(Base):
+    """A person's answer for a call, kept apart from the model's extractions, with its history:
+    each correction is a new version; `is_current` marks the latest."""
+
+    __tablename__ = "labels"
+    __table_args__ = (
+        # Two reviewers writing version n+1 at once: one insert wins, the other is a 409.
+        UniqueConstraint("transcript_id", "version"),
+        Index(
+            "uq_labels_current_transcript",
+            "transcript_id",
+            unique=True,
+            postgresql_where=text("is_current"),
+            sqlite_where=text("is_current"),
+        ),
+        Index("ix_labels_created_at", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    transcript_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transcripts.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    product: Mapped[str | None] = mapped_column(String(200))
+    product_key: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    taxonomy_version: Mapped[str] = mapped_column(String(64))
+    labelled_by: Mapped[str] = mapped_column(String(100))
+    key_id: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The model's answer this label replaces: the call's current extraction when it was written.
+    extraction_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("extractions.id"))
+    machine_status: Mapped[str | None] = mapped_column(String(16))
+    machine_reason: Mapped[str | None] = mapped_column(String(40))
+    machine_product: Mapped[str | None] = mapped_column(String(200))
+    machine_confidence: Mapped[float | None] = mapped_column(Float)
 
 
 # ---- analytics rollups -------------------------------------------------------------------
@@ -223,7 +290,9 @@ class ApiKey(Base):
     """A key for the REST API. Only a hash of its secret is kept: the key is shown once."""
 
     __tablename__ = "api_keys"
-    __table_args__ = (CheckConstraint("scope IN ('ingest', 'read', 'admin')", name="scope"),)
+    __table_args__ = (
+        CheckConstraint("scope IN ('ingest', 'read', 'review', 'admin')", name="scope"),
+    )
 
     # The public part of the key (cx_<id>_<secret>): names it in lists, logs and revocations.
     id: Mapped[str] = mapped_column(String(8), primary_key=True)

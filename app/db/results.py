@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from app.db.base import cast_table
 from app.db.models import (
     Extraction,
+    Label,
     Transcript,
 )
 from app.db.rollups import COUNTED, update_rollups
@@ -33,21 +34,60 @@ def add_current_extractions(session: Session, extractions: Sequence[dict[str, An
     """Store new attempts (column values, one per transcript) as the current ones; earlier
     attempts are kept, no longer current.
 
-    The analytics rollups follow in the same transaction: the replaced extractions' counts
-    out, the new ones' in."""
+    Each one's answer (answer_*) is the call's current human label where it has one (a label
+    outlives a re-extraction: a person's word is not overwritten by a model's), else the
+    model's. A labelled call leaves the review queue. The analytics rollups follow in the same
+    transaction: the replaced extractions' counts out, the new ones' in."""
     if not extractions:
         return
     e = _EXTRACTIONS.c
     connection = session.connection()
+    ids = [x["transcript_id"] for x in extractions]
     replaced = connection.execute(
         update(_EXTRACTIONS)
-        .where(e.transcript_id.in_([x["transcript_id"] for x in extractions]), e.is_current)
+        .where(e.transcript_id.in_(ids), e.is_current)
         .values(is_current=False)
         .returning(*(_EXTRACTIONS.c[column.key] for column in COUNTED))
     ).all()
-    connection.execute(insert(_EXTRACTIONS), [{**x, "is_current": True} for x in extractions])
-    added = [tuple(x[column.key] for column in COUNTED) for x in extractions]
+    labels = {
+        row.transcript_id: row
+        for row in connection.execute(
+            select(Label.transcript_id, Label.reason, Label.product, Label.product_key).where(
+                Label.transcript_id.in_(ids), Label.is_current
+            )
+        )
+    }
+    rows = [
+        {**x, **_answer(x, labels.get(x["transcript_id"])), "is_current": True} for x in extractions
+    ]
+    connection.execute(insert(_EXTRACTIONS), rows)
+    added = [tuple(x[column.key] for column in COUNTED) for x in rows]
     update_rollups(session, removed=[tuple(r) for r in replaced], added=added)
+
+
+def _answer(extraction: dict[str, Any], label: Any) -> dict[str, Any]:
+    """The answer columns of a new extraction: the label's, else the model's (none: failed)."""
+    if label is not None:
+        return {
+            "answer_reason": label.reason,
+            "answer_product": label.product,
+            "answer_product_key": label.product_key,
+            "answer_by": "label",
+            "review_priority": None,
+        }
+    if extraction["status"] != "succeeded":
+        return {
+            "answer_reason": None,
+            "answer_product": None,
+            "answer_product_key": None,
+            "answer_by": None,
+        }
+    return {
+        "answer_reason": extraction["reason"],
+        "answer_product": extraction["product"],
+        "answer_product_key": extraction["product_key"],
+        "answer_by": "model",
+    }
 
 
 def current_extraction(session: Session, transcript_id: uuid.UUID) -> Extraction | None:
@@ -58,7 +98,8 @@ def current_extraction(session: Session, transcript_id: uuid.UUID) -> Extraction
 
 @dataclass(frozen=True)
 class ExtractionFilter:
-    """Conditions on current extractions (None: any). `product` is a product_key."""
+    """Conditions on current extractions (None: any). `reason` and `product` (a product_key)
+    are on the answer (the label's where the call has one)."""
 
     reason: str | None = None
     product: str | None = None
@@ -78,9 +119,9 @@ def current_conditions(filters: ExtractionFilter) -> list[Any]:
     """The conditions on Extraction alone (not batch_id or language: see list_extractions)."""
     conditions: list[Any] = [Extraction.is_current]
     if filters.reason is not None:
-        conditions.append(Extraction.reason == filters.reason)
+        conditions.append(Extraction.answer_reason == filters.reason)
     if filters.product is not None:
-        conditions.append(Extraction.product_key == filters.product)
+        conditions.append(Extraction.answer_product_key == filters.product)
     if filters.since is not None:
         conditions.append(Extraction.occurred_at >= filters.since)
     if filters.until is not None:

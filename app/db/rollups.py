@@ -20,22 +20,22 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from app.db.models import (
-    NO_REASON,
     Extraction,
     ProductDayCount,
     ProductReasonCount,
     ReasonDayCount,
 )
 
-# What an extraction contributes to the rollups, in this order.
+# What an extraction contributes to the rollups, in this order: its answer (the human label's
+# where there is one, else the model's). An extraction without one (failed, not labelled)
+# counts nowhere.
 COUNTED = (
-    Extraction.status,
     Extraction.occurred_at,
     Extraction.source,
     Extraction.taxonomy_version,
-    Extraction.reason,
-    Extraction.product_key,
-    Extraction.product,
+    Extraction.answer_reason,
+    Extraction.answer_product_key,
+    Extraction.answer_product,
 )
 
 
@@ -48,15 +48,15 @@ def update_rollups(
     session: Session, removed: Sequence[tuple[Any, ...]], added: Sequence[tuple[Any, ...]]
 ) -> None:
     """Add the `added` extractions' counts to the rollups and take the `removed` ones' out
-    (tuples as COUNTED). Only succeeded extractions count, as in the analytics."""
+    (tuples as COUNTED). Only extractions with an answer count, as in the analytics."""
     days: dict[tuple[date, str, str, str], int] = {}
     products: dict[tuple[str, str, str, str, str], int] = {}
     product_days: dict[tuple[date, str, str, str, str, str], int] = {}
     for sign, extractions in ((-1, removed), (1, added)):
-        for status, occurred_at, source, taxonomy, reason, key, product in extractions:
-            if status != "succeeded":
+        for occurred_at, source, taxonomy, reason, key, product in extractions:
+            if reason is None:
                 continue
-            code = NO_REASON if reason is None else reason
+            code = reason
             day = _utc_date(occurred_at)
             day_reason = (day, source, taxonomy, code)
             days[day_reason] = days.get(day_reason, 0) + sign
@@ -173,31 +173,29 @@ def rebuild_rollups(session: Session) -> None:
     session.execute(delete(ProductReasonCount))
     session.execute(delete(ProductDayCount))
     day = _utc_day_sql(dialect, Extraction.occurred_at)
-    reason = func.coalesce(Extraction.reason, NO_REASON)
-    keys = (Extraction.source, Extraction.taxonomy_version, reason)
+    keys = (Extraction.source, Extraction.taxonomy_version, Extraction.answer_reason)
     names = ["source", "taxonomy_version", "reason", "calls"]
-    succeeded = (Extraction.is_current, Extraction.status == "succeeded")
+    succeeded = (Extraction.is_current, Extraction.answer_reason.is_not(None))
     session.execute(
         insert(ReasonDayCount).from_select(
             ["day", *names],
             select(day, *keys, func.count()).where(*succeeded).group_by(day, *keys),
         )
     )
-    product = func.coalesce(Extraction.product, "")
-    named = (*succeeded, Extraction.product_key.is_not(None))
+    product = func.coalesce(Extraction.answer_product, "")
+    key = Extraction.answer_product_key
+    named = (*succeeded, key.is_not(None))
     session.execute(
         insert(ProductReasonCount).from_select(
             ["product_key", "product", *names],
-            select(Extraction.product_key, product, *keys, func.count())
-            .where(*named)
-            .group_by(Extraction.product_key, product, *keys),
+            select(key, product, *keys, func.count()).where(*named).group_by(key, product, *keys),
         )
     )
     session.execute(
         insert(ProductDayCount).from_select(
             ["day", "product_key", "product", *names],
-            select(day, Extraction.product_key, product, *keys, func.count())
+            select(day, key, product, *keys, func.count())
             .where(*named)
-            .group_by(day, Extraction.product_key, product, *keys),
+            .group_by(day, key, product, *keys),
         )
     )

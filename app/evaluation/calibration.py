@@ -1,10 +1,11 @@
 """Fitting the temperature of a model's confidence on evaluated dev sets (`callx calibrate`),
 and recording it, with the figures it was measured by, in the adapter's card.
 
-The temperature is the one that gives the evaluated calls the highest likelihood (the mean log
-loss of "right" under the scaled confidence), searched on a fine grid: one number, fitted on a
-few hundred calls, cannot overfit much, and the order of the calls is kept, so the accuracy at
-a coverage does not change. It applies to the taxonomies it was fitted on only.
+Each taxonomy version's temperature is the one that gives its evaluated calls the highest
+likelihood (the mean log loss of "right" under the scaled confidence), searched on a fine grid:
+one number, fitted on a few hundred calls, cannot overfit much, and the order of the calls is
+kept, so the accuracy at a coverage does not change. A taxonomy's temperature applies to its
+calls only; refitting one taxonomy keeps the others' temperatures.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def read_evaluated(path: Path, adapter: str, label: str | None) -> Evaluated:
 
 
 def raw_confidences(
-    result: BackendResult, current: Calibration | None
+    result: BackendResult, current: Calibration | None, taxonomy_version: str
 ) -> tuple[list[float], list[bool]]:
     """The model's own confidences of the calls with one (a calibrated one unscaled by the
     temperature it had), and whether each reason was right."""
@@ -87,12 +88,13 @@ def raw_confidences(
         if p.confidence is None:
             continue
         if p.confidence_calibrated:
-            if current is None:
+            temperature = None if current is None else current.temperature(taxonomy_version)
+            if temperature is None:
                 raise ValueError(
                     f"{result.label}: its confidences were calibrated by a temperature the "
                     "card no longer holds: evaluate again"
                 )
-            confidences.append(scaled(p.confidence, 1.0 / current.temperature))
+            confidences.append(scaled(p.confidence, 1.0 / temperature))
         else:
             confidences.append(p.confidence)
         right.append(p.reason_right)
@@ -102,7 +104,7 @@ def raw_confidences(
 def _entry(item: Evaluated, current: Calibration | None, new: Calibration) -> dict[str, Any]:
     """What the card records of one evaluation: dataset, taxonomy, accuracy, confidence."""
     r = item.result
-    confidences, right = raw_confidences(r, current)
+    confidences, right = raw_confidences(r, current, item.taxonomy_version)
     entry: dict[str, Any] = {
         "dataset": item.meta.get("dataset", item.source),
         "taxonomy_version": item.taxonomy_version,
@@ -117,7 +119,7 @@ def _entry(item: Evaluated, current: Calibration | None, new: Calibration) -> di
         "calibration_error_raw": round(calibration_error(confidences, right), 4),
     }
     if new.applies_to(item.taxonomy_version):
-        calibrated = [new(c) for c in confidences]
+        calibrated = [new.scale(c, item.taxonomy_version) for c in confidences]
         entry["calibration_error"] = round(calibration_error(calibrated, right), 4)
     entry["accuracy_at_coverage"] = {
         f"{c:.0%}": _rounded(accuracy_at_coverage(confidences, right, c)) for c in COVERAGES
@@ -141,14 +143,33 @@ def calibrate_card(
                 f"{item.source}: results of {item.result.model}, not of the adapter {adapter}"
             )
     current = card_calibration(card)
-    confidences: list[float] = []
-    right: list[bool] = []
-    for item in fit:
-        c, r = raw_confidences(item.result, current)
-        confidences += c
-        right += r
-    temperature = round(fit_temperature(confidences, right), 4)
-    new = Calibration(temperature, frozenset(item.taxonomy_version for item in fit))
+    fits: dict[str, dict[str, Any]] = {}
+    if isinstance((card.get("calibration") or {}).get("taxonomies"), dict):
+        fits = dict(card["calibration"]["taxonomies"])  # the taxonomies not refitted stay
+    elif current is not None:
+        fits = {v: {"temperature": current.temperature(v)} for v in current.taxonomies}
+    for version in sorted({item.taxonomy_version for item in fit}):
+        confidences: list[float] = []
+        right: list[bool] = []
+        for item in fit:
+            if item.taxonomy_version == version:
+                c, r = raw_confidences(item.result, current, version)
+                confidences += c
+                right += r
+        temperature = round(fit_temperature(confidences, right), 4)
+        fits[version] = {
+            "temperature": temperature,
+            "fitted_on": sorted(
+                {i.meta.get("dataset", i.source) for i in fit if i.taxonomy_version == version}
+            ),
+            "calls": len(confidences),
+            "calibration_error_raw": round(calibration_error(confidences, right), 4),
+            "calibration_error": round(
+                calibration_error([scaled(c, temperature) for c in confidences], right), 4
+            ),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    new = Calibration.of({version: float(f["temperature"]) for version, f in fits.items()})
     entries = [_entry(item, current, new) for item in [*fit, *measured]]
     replaced = {(e["dataset"], e["taxonomy_version"]) for e in entries}
     kept = [
@@ -158,16 +179,7 @@ def calibrate_card(
     ]
     updated = {
         **card,
-        "calibration": {
-            "method": METHOD,
-            "temperature": temperature,
-            "taxonomies": sorted(new.taxonomies),
-            "fitted_on": sorted({item.meta.get("dataset", item.source) for item in fit}),
-            "calls": len(confidences),
-            "calibration_error_raw": round(calibration_error(confidences, right), 4),
-            "calibration_error": round(calibration_error([new(c) for c in confidences], right), 4),
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
+        "calibration": {"method": METHOD, "taxonomies": dict(sorted(fits.items()))},
         "evaluations": kept + entries,
     }
     return {**updated, "taxonomies": taxonomies_summary(updated)}

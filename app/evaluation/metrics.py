@@ -4,47 +4,20 @@ how far an accuracy can be trusted (Wilson interval) and whether two differ (exa
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-PRODUCT_RULE = (
-    "lenient: both texts are case-folded, accents and punctuation removed, whitespace collapsed; "
-    "a prediction matches when both are null, or when one contains the other as whole words, "
-    "or when their word sets overlap by at least half of the shorter one (words of 1-2 letters "
-    "ignored)"
-)
+from app.scoring import PRODUCT_RULE, normal_text, product_matches, wilson_interval
 
-
-def _normal(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", stripped)).strip()
-
-
-def product_matches(predicted: str | None, expected: str | None) -> bool:
-    """The lenient product rule (PRODUCT_RULE)."""
-    if expected is None or predicted is None:
-        return expected is None and predicted is None
-    a, b = _normal(predicted), _normal(expected)
-    if not a or not b:
-        return a == b
-    if _contains_words(a, b) or _contains_words(b, a):
-        return True
-    words_a = {w for w in a.split() if len(w) > 2}
-    words_b = {w for w in b.split() if len(w) > 2}
-    if not words_a or not words_b:
-        return False
-    return len(words_a & words_b) >= 0.5 * min(len(words_a), len(words_b))
+__all__ = ["PRODUCT_RULE", "product_matches", "wilson_interval"]
 
 
 def product_in_call(product: str, text: str) -> bool:
     """Every word of the product (3 letters or more, folded as for the match) is a word of the
     call: false for an answer that names something the call never says."""
-    words = {w for w in _normal(product).split() if len(w) > 2}
-    return words <= set(_normal(text).split())
+    words = {w for w in normal_text(product).split() if len(w) > 2}
+    return words <= set(normal_text(text).split())
 
 
 CALIBRATION_RULE = (
@@ -79,11 +52,6 @@ def accuracy_at_coverage(
         return None
     order = sorted(range(len(confidences)), key=lambda i: -confidences[i])[:kept]
     return sum(bool(right[i]) for i in order) / kept
-
-
-def _contains_words(inner: str, outer: str) -> bool:
-    """`inner` appears in `outer` as whole words ("box" is not in "freebox")."""
-    return re.search(rf"(?<!\w){re.escape(inner)}(?!\w)", outer) is not None
 
 
 @dataclass(frozen=True)
@@ -131,21 +99,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% (z = 1.96) Wilson score interval of a proportion: sound near 0 and 1 and on small n,
-    where the normal approximation is not."""
-    if n == 0:
-        return 0.0, 1.0
-    p = correct / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    # At 0 and n correct a bound is exactly 0 or 1: rounding made it 0.9999999999999999.
-    low = 0.0 if correct == 0 else max(0.0, centre - half)
-    high = 1.0 if correct == n else min(1.0, centre + half)
-    return low, high
 
 
 def mcnemar_exact_p(only_a: int, only_b: int) -> float:

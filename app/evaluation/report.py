@@ -102,6 +102,7 @@ def confidence_rows(results: list[BackendResult]) -> list[list[str]]:
             "calibrated",
             "calibration error",
             *(f"acc. of top {c}" for c in coverages),
+            "product calibration error",
             "product not in call",
         ]
     ]
@@ -115,6 +116,9 @@ def confidence_rows(results: list[BackendResult]) -> list[list[str]]:
                 f"{r.calibrated}/{r.n}",
                 "-" if r.calibration_error is None else f"{r.calibration_error:.3f}",
                 *("-" if at.get(c) is None else f"{at[c]:.1%}" for c in coverages),
+                "-"
+                if r.product_calibration_error is None
+                else f"{r.product_calibration_error:.3f} (raw)",
                 f"{r.products_not_in_call}/{r.products_answered}",
             ]
         )
@@ -205,6 +209,91 @@ def confusion_svg(result: BackendResult, labels: list[str]) -> str:
     return "\n".join(parts)
 
 
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
+_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+
+def _by_confidence(result: BackendResult) -> list[tuple[float, bool]]:
+    """(confidence, reason right) of each call, most confident first; a call without a
+    confidence (failed, or a backend that gives none) counts as 0."""
+    calls = [(p.confidence or 0.0, p.reason_right) for p in result.predictions]
+    return sorted(calls, key=lambda call: -call[0])
+
+
+def threshold_rows(results: list[BackendResult]) -> list[list[str]]:
+    """Per configuration with confidences and threshold: the share of calls at or above it
+    (auto-accepted by CALLX_REVIEW__THRESHOLD) and their reason accuracy."""
+    rows = [["configuration", *(f"≥ {t:g}" for t in THRESHOLDS)]]
+    for r in results:
+        if r.calibration_error is None:
+            continue
+        calls = _by_confidence(r)
+        cells = []
+        for threshold in THRESHOLDS:
+            kept = [right for confidence, right in calls if confidence >= threshold]
+            share = len(kept) / len(calls)
+            cells.append(f"{share:.0%}: {sum(kept) / len(kept):.1%}" if kept else "0%: -")
+        rows.append([r.label, *cells])
+    return rows
+
+
+def coverage_svg(results: list[BackendResult]) -> str | None:
+    """The coverage-accuracy curve of each configuration with confidences: the reason accuracy
+    of its most confident calls against their share of all calls (None: none has)."""
+    curves = [r for r in results if r.calibration_error is not None]
+    if not curves:
+        return None
+    left, top, plot_w, plot_h = 60, 30, 420, 260
+    floor = 0.5  # accuracy axis from 50% to 100%
+
+    def x(coverage: float) -> float:
+        return left + coverage * plot_w
+
+    def y(accuracy: float) -> float:
+        return top + (1 - (max(accuracy, floor) - floor) / (1 - floor)) * plot_h
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + plot_w + 200}" '
+        f'height="{top + plot_h + 50}" font-family="sans-serif" font-size="11">',
+        f'<text x="{left}" y="16" font-size="13">Reason accuracy of the most confident calls, '
+        "by the share of calls kept</text>",
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '
+        'stroke="#999"/>',
+    ]
+    for tick in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        parts.append(
+            f'<text x="{x(tick)}" y="{top + plot_h + 16}" text-anchor="middle">{tick:.0%}</text>'
+        )
+    for tick in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{y(tick)}" y2="{y(tick)}" stroke="#eee"/>'
+        )
+        parts.append(f'<text x="{left - 6}" y="{y(tick) + 4}" text-anchor="end">{tick:.0%}</text>')
+    parts.append(
+        f'<text x="{left + plot_w / 2}" y="{top + plot_h + 36}" text-anchor="middle">'
+        "calls kept (most confident first)</text>"
+    )
+    for number, result in enumerate(curves):
+        calls = _by_confidence(result)
+        colour = _COLOURS[number % len(_COLOURS)]
+        points, right = [], 0
+        for k, (_, ok) in enumerate(calls, start=1):
+            right += ok
+            points.append(f"{x(k / len(calls)):.1f},{y(right / k):.1f}")
+        parts.append(
+            f'<polyline points="{" ".join(points)}" fill="none" stroke="{colour}" '
+            'stroke-width="2"/>'
+        )
+        legend_y = top + 14 + 16 * number
+        parts.append(
+            f'<rect x="{left + plot_w + 12}" y="{legend_y - 9}" width="10" height="10" '
+            f'fill="{colour}"/>'
+        )
+        parts.append(f'<text x="{left + plot_w + 28}" y="{legend_y}">{escape(result.label)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
 def write_report(
     directory: Path, results: list[BackendResult], labels: list[str], meta: dict[str, Any]
 ) -> Path:
@@ -230,6 +319,20 @@ def write_report(
             "",
             f"Rule: {CALIBRATION_RULE}. A product is not in the call when one of its words "
             "(3 letters or more) is in no part of the transcript.",
+            "",
+        ]
+    curve = coverage_svg(results)
+    if curve is not None:
+        (directory / "coverage.svg").write_text(curve, "utf-8")
+        sections += [
+            "## Choosing the review threshold",
+            "",
+            "![coverage-accuracy curve](coverage.svg)",
+            "",
+            "Per confidence threshold (`CALLX_REVIEW__THRESHOLD`): the share of calls at or "
+            "above it, which callx accepts without a person, and their reason accuracy.",
+            "",
+            _table(threshold_rows(results)),
             "",
         ]
     comparisons = compare_all(results)

@@ -146,10 +146,15 @@ class Prediction:
     confidence_calibrated: bool = False
     # Whether every word of the answered product is in the call (None: no product answered).
     product_in_call: bool | None = None
+    product_confidence: float | None = None
 
     @property
     def reason_right(self) -> bool:
         return self.reason == self.expected_reason
+
+    @property
+    def product_right(self) -> bool:
+        return self.status == "succeeded" and product_matches(self.product, self.expected_product)
 
 
 @dataclass
@@ -177,6 +182,8 @@ class BackendResult:
     calibrated: int = 0  # calls whose confidence is calibrated
     products_answered: int = 0
     products_not_in_call: int = 0  # answered products with a word the call never says
+    # The product's confidence (the model's own) against the product match; None: none given.
+    product_calibration_error: float | None = None
     predictions: list[Prediction] = field(repr=False, default_factory=list)
 
 
@@ -225,6 +232,7 @@ def evaluate(
                 error=outcome.error,
                 error_kind=outcome.error_kind,
                 confidence_calibrated=outcome.confidence_calibrated,
+                product_confidence=outcome.product_confidence,
                 product_in_call=None
                 if outcome.product is None
                 else product_in_call(outcome.product, text),
@@ -282,7 +290,17 @@ def score(
         calibrated=sum(p.confidence_calibrated for p in predictions),
         products_answered=sum(p.product_in_call is not None for p in predictions),
         products_not_in_call=sum(p.product_in_call is False for p in predictions),
+        product_calibration_error=_product_calibration_error(predictions),
         predictions=predictions,
+    )
+
+
+def _product_calibration_error(predictions: list[Prediction]) -> float | None:
+    scored = [p for p in predictions if p.product_confidence is not None]
+    if not scored:
+        return None
+    return calibration_error(
+        [p.product_confidence or 0.0 for p in scored], [p.product_right for p in scored]
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from app.config import Settings, SettingsError
 from app.extraction.pipeline import ExtractionOutcome, extract
 from app.extraction.retry import RetryPolicy
+from app.extraction.routing import ReviewPolicy
 from app.llm import BackendInfo, build_backend, check_backend
 from app.llm.base import Backend
 from schemas.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
@@ -70,4 +71,5 @@ def check_extraction_settings(settings: Settings) -> tuple[BackendInfo, Taxonomy
         taxonomy = load_taxonomy(settings.extraction.taxonomy_path)
     except TaxonomyError as exc:
         raise SettingsError(f"CALLX_EXTRACTION__TAXONOMY_PATH: {exc}") from None
+    ReviewPolicy.from_settings(settings.review, taxonomy)  # per-reason thresholds' codes
     return check_backend(settings), taxonomy

@@ -41,6 +41,7 @@ class ExtractionOutcome:
     error: str | None = None
     error_kind: str | None = None
     confidence_calibrated: bool = False
+    product_confidence: float | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -102,6 +103,7 @@ def extract(
             reason=answer.answer.reason,
             confidence=answer.confidence,
             confidence_calibrated=answer.confidence_calibrated,
+            product_confidence=answer.product_confidence,
             latency_ms=_elapsed_ms(started),
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,

@@ -7,6 +7,7 @@ calls run at once in a worker of an API backend; their writes share transactions
 connections: one writer per worker process, whatever its concurrency.
 
 Each claim's lease is renewed while its call runs (HeldLeases), until its result is stored.
+Each result is stored with its review decision (app/extraction/routing.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from app.db import results as results_db
 from app.db.group_commit import GroupCommitter
 from app.extraction.leases import HeldLeases
 from app.extraction.pipeline import ExtractionOutcome
+from app.extraction.routing import ReviewPolicy
 from schemas.extraction import product_key
 
 
@@ -58,9 +60,22 @@ class ExtractionStore:
     kinds queue up, and the next transaction takes them all (claims first, results last: the
     results' rollup rows are the hot ones, locked until the commit)."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, max_batch: int = 200) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        review: ReviewPolicy | None = None,
+        max_batch: int = 200,
+    ) -> None:
+        policy = review or ReviewPolicy()
+
+        def write_group(
+            session: Session, requests: Sequence[_ClaimRequest | _Result]
+        ) -> list[Claim | None | bool]:
+            return _write_group(session, requests, policy)
+
         self._writes: GroupCommitter[_ClaimRequest | _Result, Claim | None | bool] = GroupCommitter(
-            sessions, _write_group, key=_transcript_of, name="callx-writes", max_batch=max_batch
+            sessions, write_group, key=_transcript_of, name="callx-writes", max_batch=max_batch
         )
         # Renewals and releases take a connection of their own: never behind a group.
         self.leases = HeldLeases(sessions)
@@ -102,12 +117,12 @@ def _transcript_of(request: _ClaimRequest | _Result) -> uuid.UUID:
 
 
 def _write_group(
-    session: Session, requests: Sequence[_ClaimRequest | _Result]
+    session: Session, requests: Sequence[_ClaimRequest | _Result], review: ReviewPolicy
 ) -> list[Claim | None | bool]:
     claims = [r for r in requests if isinstance(r, _ClaimRequest)]
     results = [r for r in requests if isinstance(r, _Result)]
     claimed = iter(_claim_group(session, claims) if claims else [])
-    stored = iter(_store_group(session, results) if results else [])
+    stored = iter(_store_group(session, results, review) if results else [])
     return [next(claimed) if isinstance(r, _ClaimRequest) else next(stored) for r in requests]
 
 
@@ -139,25 +154,27 @@ def _claim_group(session: Session, requests: Sequence[_ClaimRequest]) -> list[Cl
     return answers
 
 
-def _store_group(session: Session, results: Sequence[_Result]) -> list[bool]:
+def _store_group(session: Session, results: Sequence[_Result], review: ReviewPolicy) -> list[bool]:
     closed = leases_db.finish_transcripts(
         session,
         [(r.claim.transcript_id, r.claim.token, r.outcome.status) for r in results],
         datetime.now(UTC),
     )
     results_db.add_current_extractions(
-        session, [_extraction_row(r) for r in results if r.claim.transcript_id in closed]
+        session, [_extraction_row(r, review) for r in results if r.claim.transcript_id in closed]
     )
     return [r.claim.transcript_id in closed for r in results]
 
 
-def _extraction_row(result: _Result) -> dict[str, Any]:
+def _extraction_row(result: _Result, review: ReviewPolicy) -> dict[str, Any]:
     outcome = result.outcome
+    transcript_id = result.claim.transcript_id
     return {
         "id": uuid.uuid4(),
-        "transcript_id": result.claim.transcript_id,
+        "transcript_id": transcript_id,
         "occurred_at": result.claim.occurred_at,
         "source": result.claim.source,
         "product_key": product_key(outcome.product),
         **asdict(outcome),
+        **review.decide(transcript_id, outcome).columns(),
     }

@@ -58,7 +58,7 @@ def check_backend(settings: Settings) -> BackendInfo:
     if name == "fake":
         from app.llm.fake import FakeBackend
 
-        return BackendInfo(name, FakeBackend.model)
+        return BackendInfo(name, FakeBackend.MODEL)
     raise SettingsError(f"CALLX_EXTRACTION__BACKEND: unknown backend {name!r}")
 
 

@@ -26,6 +26,8 @@ class BackendAnswer:
     # Whether `confidence` is a calibrated probability of being right (the adapter's card holds
     # a calibration fitted on this taxonomy), or only the model's own score.
     confidence_calibrated: bool = False
+    # The model's own probability of its product answer (null or the name), where it has one.
+    product_confidence: float | None = None
 
 
 class Backend(Protocol):

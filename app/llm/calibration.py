@@ -2,11 +2,13 @@
 taxonomies it was trained or measured on.
 
 A local model's confidence is the probability it gives the reason it chose, which a fine-tuned
-model puts near 1 whether it is right or not. `callx calibrate` fits a temperature on dev sets
-(on the confidence's log-odds: `sigmoid(logit(p) / T)`, which keeps the order of the calls and
-moves them toward or away from 0.5) and writes it into the adapter's card, with the taxonomies
-it was fitted on. The backend applies it to calls of those taxonomies only: elsewhere the
-confidence is the model's raw probability, marked uncalibrated.
+model puts near 1 whether it is right or not. `callx calibrate` fits a temperature per taxonomy
+version on dev sets (on the confidence's log-odds: `sigmoid(logit(p) / T)`, which keeps the
+order of the calls and moves them toward or away from 0.5) and writes them into the adapter's
+card. The backend applies a taxonomy's temperature to its calls: on a taxonomy without one the
+confidence is the model's raw probability, marked uncalibrated. (A model is far surer of
+itself, wrongly, on long calls of an unseen industry than on short banking queries it was
+trained on: one temperature for both would be wrong for both.)
 """
 
 from __future__ import annotations
@@ -30,14 +32,28 @@ def scaled(probability: float, temperature: float) -> float:
 
 @dataclass(frozen=True)
 class Calibration:
-    temperature: float
-    taxonomies: frozenset[str]  # the taxonomy versions it was fitted on
+    """A temperature per taxonomy version it was fitted on."""
+
+    temperatures: tuple[tuple[str, float], ...]
+
+    @classmethod
+    def of(cls, temperatures: dict[str, float]) -> Calibration:
+        return cls(tuple(sorted(temperatures.items())))
+
+    @property
+    def taxonomies(self) -> frozenset[str]:
+        return frozenset(version for version, _ in self.temperatures)
+
+    def temperature(self, taxonomy_version: str) -> float | None:
+        return dict(self.temperatures).get(taxonomy_version)
 
     def applies_to(self, taxonomy_version: str) -> bool:
         return taxonomy_version in self.taxonomies
 
-    def __call__(self, probability: float) -> float:
-        return scaled(probability, self.temperature)
+    def scale(self, probability: float, taxonomy_version: str) -> float:
+        """The calibrated probability (`probability` as it is on a taxonomy without one)."""
+        temperature = self.temperature(taxonomy_version)
+        return probability if temperature is None else scaled(probability, temperature)
 
 
 def card_path(adapter: Path) -> Path:
@@ -54,10 +70,15 @@ def read_card(adapter: Path | None) -> dict[str, Any] | None:
 
 
 def card_calibration(card: dict[str, Any] | None) -> Calibration | None:
+    """The card's temperatures: `calibration.taxonomies` maps each version to its own; a card
+    of the first format (one `temperature` for a list of versions) gives each that one."""
     section = (card or {}).get("calibration")
     if not isinstance(section, dict):
         return None
-    return Calibration(float(section["temperature"]), frozenset(section.get("taxonomies", ())))
+    taxonomies = section.get("taxonomies", ())
+    if isinstance(taxonomies, dict):
+        return Calibration.of({v: float(fit["temperature"]) for v, fit in taxonomies.items()})
+    return Calibration.of({version: float(section["temperature"]) for version in taxonomies})
 
 
 def _cards(card: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 from pathlib import Path
@@ -157,9 +158,13 @@ class LlamaCppBackend:
             logits = self._eval(self._kinds[kind.label][len(kind.tokens) - 1 :])
             product: str | None = None
             reason_key = self.tokens.reason_key
+            # The product's confidence: the probability of null, or of a name and then of each
+            # of its tokens (the model's own scores over its whole vocabulary, not calibrated).
+            product_confidence = kind.probability
             if kind.label == "string":
                 words = CallWords(request.transcript) if self.product_from_call else None
-                product, generated = self._generate_string(logits, words)
+                product, generated, name_probability = self._generate_string(logits, words)
+                product_confidence *= name_probability
                 reason_key = self.tokens.reason_key_after_string
             logits = self._eval(reason_key)
             reason = choose(self._reason_trie(taxonomy), logits, self._eval)
@@ -167,7 +172,8 @@ class LlamaCppBackend:
         raw = json.dumps({"product": product, "reason": reason.label}, ensure_ascii=False)
         confidence, calibrated = reason.probability, False
         if self.calibration is not None and self.calibration.applies_to(taxonomy.version):
-            confidence, calibrated = self.calibration(reason.probability), True
+            confidence = self.calibration.scale(reason.probability, taxonomy.version)
+            calibrated = True
         answer = answer_model(taxonomy).model_validate(
             {"product": normalise_product(product), "reason": reason.label}
         )
@@ -182,6 +188,8 @@ class LlamaCppBackend:
             attempts=1,
             confidence=round(confidence, 4),
             confidence_calibrated=calibrated,
+            # Four significant digits: a long unlikely name's probability is tiny, not 0.
+            product_confidence=float(f"{product_confidence:.4g}"),
         )
 
     def measured_on(self, taxonomy: Taxonomy) -> bool:
@@ -190,22 +198,25 @@ class LlamaCppBackend:
 
     def _generate_string(
         self, logits: np.ndarray, words: CallWords | None = None
-    ) -> tuple[str, int]:
+    ) -> tuple[str, int, float]:
         """Greedy tokens up to the closing quote (or a newline, or the token limit); with
-        `words`, the best token that keeps the name to the call's words (grounding.py).
+        `words`, the best token that keeps the name to the call's words (grounding.py). Returns
+        the name, the tokens generated and the probability the model gave that sequence.
 
         The token that closes the string is not evaluated: the caller forces its own.
         """
         pieces: list[bytes] = []
+        log_probability = 0.0
         for count in range(1, self.max_product_tokens + 1):
             token = self._product_token(logits, pieces, words)
+            log_probability += _log_softmax_at(logits, token)
             piece = self._llm.detokenize([token])
             if token == self._llm.token_eos() or b'"' in piece or b"\n" in piece:
                 pieces.append(piece.split(b'"')[0].split(b"\n")[0])
-                return self._text(pieces), count
+                return self._text(pieces), count, math.exp(log_probability)
             pieces.append(piece)
             logits = self._eval([token])
-        return self._text(pieces), self.max_product_tokens
+        return self._text(pieces), self.max_product_tokens, math.exp(log_probability)
 
     def _product_token(
         self, logits: np.ndarray, pieces: list[bytes], words: CallWords | None
@@ -261,6 +272,13 @@ def _keep_llama_cpp_quiet() -> None:
 
     llama_cpp.llama_log_set(errors_only, ctypes.c_void_p(0))
     _quiet_callback = errors_only
+
+
+def _log_softmax_at(logits: np.ndarray, token: int) -> float:
+    """log p(token) under the softmax of the scores over the whole vocabulary."""
+    scores = logits.astype(np.float64)
+    peak = float(scores.max())
+    return float(scores[token]) - peak - math.log(float(np.exp(scores - peak).sum()))
 
 
 def _decisive(options: dict[str, list[int]]) -> dict[str, list[int]]:

@@ -10,19 +10,24 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.db import analytics as analytics_db
+from app.db import labels as labels_db
 from app.db import results as results_db
 from app.db import transcripts as transcripts_db
 from app.db.analytics import ALL, Slice
-from app.db.models import Extraction, Transcript
+from app.db.models import Extraction, Label, Transcript
 from app.db.results import ExtractionFilter
 from app.errors import InvalidRequestError, NotFoundError
 from app.results.cursor import decode_cursor, encode_cursor
 from schemas.api import (
+    Answer,
     ExtractionListItem,
     ExtractionPage,
     ExtractionRead,
+    LabelRead,
+    MachineAnswer,
     ProductCount,
     ProductCounts,
+    ReviewState,
     TranscriptRead,
 )
 from schemas.extraction import product_key
@@ -34,6 +39,7 @@ def transcript_view(
     """A transcript with its current extraction (read here when it has one and none is given)."""
     if extraction is None and transcript.status in ("succeeded", "failed"):
         extraction = results_db.current_extraction(session, transcript.id)
+    label = labels_db.current_label(session, transcript.id)
     return TranscriptRead(
         id=transcript.id,
         external_id=transcript.external_id,
@@ -43,7 +49,9 @@ def transcript_view(
         occurred_at=transcript.occurred_at,
         batch_id=transcript.batch_id,
         metadata=transcript.metadata_,
-        extraction=_extraction_read(extraction),
+        extraction=extraction_read(extraction),
+        label=None if label is None else label_read(label),
+        answer=None if extraction is None else answer_of(extraction),
     )
 
 
@@ -84,6 +92,8 @@ def list_extractions(
     filters = replace(filters, product=product_key(filters.product))
     after = decode_cursor(cursor) if cursor else None
     rows = results_db.list_extractions(session, filters, page_size + 1, after)
+    labelled = [e.transcript_id for e, _ in rows[:page_size] if e.answer_by == "label"]
+    labels = labels_db.current_labels(session, labelled)
     items = [
         ExtractionListItem(
             transcript_id=t.id,
@@ -93,7 +103,9 @@ def list_extractions(
             occurred_at=e.occurred_at,
             batch_id=t.batch_id,
             metadata=t.metadata_,
-            extraction=_extraction_read(e),  # type: ignore[arg-type]
+            extraction=extraction_read(e),  # type: ignore[arg-type]
+            label=label_read(labels[t.id]) if t.id in labels else None,
+            answer=answer_of(e),
         )
         for e, t in rows[:page_size]
     ]
@@ -145,8 +157,50 @@ def check_range(since: datetime | None, until: datetime | None) -> None:
         raise InvalidRequestError("since must be before until", loc=("query", "since"))
 
 
-def _extraction_read(extraction: Extraction | None) -> ExtractionRead | None:
-    return None if extraction is None else ExtractionRead.model_validate(extraction)
+def extraction_read(extraction: Extraction | None) -> ExtractionRead | None:
+    """The model's answer as the API shows it, with the review decision stored with it."""
+    if extraction is None:
+        return None
+    read = ExtractionRead.model_validate(extraction)
+    if extraction.review_threshold is not None:
+        read.review = ReviewState(
+            cause=extraction.review_cause,  # type: ignore[arg-type]
+            in_audit=extraction.in_audit,
+            threshold=extraction.review_threshold,
+            audit_rate=extraction.audit_rate,
+            waiting=extraction.review_priority is not None,
+        )
+    return read
+
+
+def label_read(label: Label) -> LabelRead:
+    return LabelRead(
+        transcript_id=label.transcript_id,
+        version=label.version,
+        current=label.is_current,
+        reason=label.reason,
+        product=label.product,
+        note=label.note,
+        taxonomy_version=label.taxonomy_version,
+        labelled_by=label.labelled_by,
+        labelled_at=label.created_at,
+        replaces=MachineAnswer(
+            extraction_id=label.extraction_id,
+            status=label.machine_status,
+            reason=label.machine_reason,
+            product=label.machine_product,
+            confidence=label.machine_confidence,
+        ),
+    )
+
+
+def answer_of(extraction: Extraction) -> Answer:
+    """The answer that counts, as stored with the current extraction."""
+    return Answer(
+        reason=extraction.answer_reason,
+        product=extraction.answer_product,
+        by=extraction.answer_by,  # type: ignore[arg-type]
+    )
 
 
 def _as_datetime(value: object) -> datetime:

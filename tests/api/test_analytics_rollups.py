@@ -1,7 +1,9 @@
 """The analytics endpoints read rollups kept in step with the extractions: their answers must be
-exactly what a direct count over the extractions gives, after new extractions, re-extractions
-that change a call's reason or product (or make it fail), and for ranges that start or end in
-the middle of a day. Real PostgreSQL; extractions stored by the real service code."""
+exactly what a direct count over the calls' answers gives, after new extractions, human labels
+that correct them (a failed call's too, and a label corrected again), re-extractions that
+change a call's reason or product (or make it fail) under a label or not, and for ranges that
+start or end in the middle of a day. Real PostgreSQL; extractions stored by the real service
+code, labels through the API."""
 
 from __future__ import annotations
 
@@ -75,8 +77,8 @@ def _direct_reasons(
     with engine.connect() as connection:
         rows = connection.execute(
             text(
-                "SELECT date_trunc(:bucket, occurred_at AT TIME ZONE 'UTC') AS b, reason, "
-                "count(*) FROM extractions WHERE is_current AND status = 'succeeded' "
+                "SELECT date_trunc(:bucket, occurred_at AT TIME ZONE 'UTC') AS b, answer_reason, "
+                "count(*) FROM extractions WHERE is_current AND answer_reason IS NOT NULL "
                 "AND (CAST(:since AS timestamptz) IS NULL OR occurred_at >= :since) "
                 "AND (CAST(:until AS timestamptz) IS NULL OR occurred_at < :until) "
                 f"{SLICE}GROUP BY 1, 2 ORDER BY 1, 2"
@@ -92,12 +94,14 @@ def _direct_products(
     with engine.connect() as connection:
         rows = connection.execute(
             text(
-                "SELECT product_key, min(product), count(*), reason FROM extractions "
-                "WHERE is_current AND status = 'succeeded' AND product_key IS NOT NULL "
-                "AND (CAST(:reason AS varchar) IS NULL OR reason = :reason) "
+                "SELECT answer_product_key, min(answer_product), count(*), answer_reason "
+                "FROM extractions WHERE is_current AND answer_reason IS NOT NULL "
+                "AND answer_product_key IS NOT NULL "
+                "AND (CAST(:reason AS varchar) IS NULL OR answer_reason = :reason) "
                 "AND (CAST(:since AS timestamptz) IS NULL OR occurred_at >= :since) "
                 "AND (CAST(:until AS timestamptz) IS NULL OR occurred_at < :until) "
-                f"{SLICE}GROUP BY GROUPING SETS ((product_key), (product_key, reason))"
+                f"{SLICE}GROUP BY GROUPING SETS "
+                "((answer_product_key), (answer_product_key, answer_reason))"
             ),
             {"reason": reason, "since": since, "until": until, **where},
         ).all()
@@ -231,6 +235,24 @@ def test_rollup_answers_equal_direct_counts(
                 )
             )
         assert outcomes == ["succeeded"] * 240
+        _assert_exact(client, engine)
+
+        # Labels: 60 calls corrected (another reason, another product or none), 20 of them
+        # corrected again; below, some of them are re-extracted: the label stays their answer.
+        labelled = [i for i, _ in queue.sent][::4]
+        for n, transcript_id in enumerate(labelled):
+            reasons = ("other", "billing", "usage_help")
+            products = ("Freebox Pop", None, "LIVEBOX 6", "Galaxy S24")
+            for version in range(1 + (n % 3 == 0)):
+                response = client.put(
+                    f"/v1/transcripts/{transcript_id}/label",
+                    json={
+                        "reason": reasons[(n + version) % 3],
+                        "product": products[(n + version) % 4],
+                        "version": version,
+                    },
+                )
+                assert response.status_code == 200, response.text
         _assert_exact(client, engine)
 
         # Re-extractions: another reason and product, a failure, a success again, the same.

@@ -86,6 +86,12 @@ READ_CALLS = [
     ("GET", "/v1/extractions", None),
     ("GET", "/v1/analytics/reasons", None),
     ("GET", "/v1/analytics/products", None),
+    ("GET", f"/v1/transcripts/{uuid.uuid4()}/labels", None),
+    ("GET", "/v1/quality", None),
+]
+REVIEW_CALLS = [
+    ("GET", "/v1/review", None),
+    ("PUT", f"/v1/transcripts/{uuid.uuid4()}/label", {"reason": "billing"}),
 ]
 
 
@@ -111,7 +117,7 @@ def test_health_and_docs_stay_open(client: TestClient) -> None:
     assert client.get("/openapi.json").status_code == 200
 
 
-@pytest.mark.parametrize(("method", "path", "body"), INGEST_CALLS + READ_CALLS)
+@pytest.mark.parametrize(("method", "path", "body"), INGEST_CALLS + READ_CALLS + REVIEW_CALLS)
 def test_without_a_key_every_v1_route_is_a_401(
     client: TestClient, method: str, path: str, body: object
 ) -> None:
@@ -204,6 +210,32 @@ def test_each_scope_does_its_job_and_admin_does_both(
     # Authorization: Bearer works as well as X-API-Key.
     bearer = client.get("/v1/extractions", headers={"Authorization": f"Bearer {read}"})
     assert bearer.status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path", "body"), REVIEW_CALLS)
+def test_only_review_and_admin_keys_review(
+    client: TestClient, new_key: Callable[..., str], method: str, path: str, body: object
+) -> None:
+    for scope in ("ingest", "read"):
+        refused = call(client, method, path, body, headers=with_key(new_key(scope)))
+        assert refused.status_code == 403, (scope, refused.text)
+        detail = f"this key has scope {scope!r}; this endpoint needs 'review'"
+        assert refused.json() == problem(detail, "forbidden")
+    for scope in ("review", "admin"):
+        allowed = call(client, method, path, body, headers=with_key(new_key(scope)))
+        # Past the key check: the queue (200) or the unknown call (404).
+        assert allowed.status_code in (200, 404), (scope, allowed.text)
+        assert allowed.status_code == (200 if method == "GET" else 404)
+
+
+def test_a_review_key_reads_but_does_not_ingest(
+    client: TestClient, new_key: Callable[..., str]
+) -> None:
+    reviewer = new_key("review", "alice")
+    for path in ("/v1/extractions", "/v1/analytics/reasons", "/v1/quality"):
+        assert client.get(path, headers=with_key(reviewer)).status_code == 200, path
+    refused = client.post("/v1/transcripts", json={"text": "x"}, headers=with_key(reviewer))
+    assert refused.status_code == 403
 
 
 def test_the_key_is_stored_hashed_and_shown_once(
@@ -378,3 +410,32 @@ def test_serve_says_whether_keys_are_required(
         "set CALLX_AUTH__REQUIRED=true to require them"
     ) in " ".join(embedded.log().split())
     assert httpx.get(f"http://127.0.0.1:{local}/v1/extractions").status_code == 200
+
+
+def test_a_label_records_the_name_of_the_reviewers_key(
+    client: TestClient, new_key: Callable[..., str], auth_settings: Settings
+) -> None:
+    from support.factories import extract_stored
+
+    created = client.post(
+        "/v1/transcripts",
+        json={"text": "Client: ma box est en panne"},
+        headers=with_key(new_key("ingest")),
+    )
+    transcript_id = created.json()["id"]
+    assert extract_stored(auth_settings, [transcript_id]) == ["succeeded"]
+    reviewer = new_key("review", "alice")
+    put = client.put(
+        f"/v1/transcripts/{transcript_id}/label",
+        json={"reason": "billing"},
+        headers=with_key(reviewer),
+    )
+    assert put.status_code == 200, put.text
+    assert put.json()["labelled_by"] == "alice"
+    unnamed = new_key("admin")
+    again = client.put(
+        f"/v1/transcripts/{transcript_id}/label",
+        json={"reason": "other", "version": 1},
+        headers=with_key(unnamed),
+    )
+    assert again.json()["labelled_by"] == unnamed.split("_")[1]  # the key's id

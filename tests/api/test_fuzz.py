@@ -49,7 +49,7 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
-TABLES = ("transcripts", "extractions", "batches", "api_keys")
+TABLES = ("transcripts", "extractions", "batches", "api_keys", "labels")
 
 
 @pytest.fixture
@@ -237,11 +237,21 @@ QUERY_PARAMETERS: dict[tuple[str, str], str] = {
     ("/v1/analytics/products", "since"): "refused",
     ("/v1/analytics/products", "until"): "refused",
     ("/v1/analytics/products", "limit"): "refused",
+    ("/v1/review", "reason"): "refused",
+    ("/v1/review", "source"): "matches nothing",
+    ("/v1/review", "since"): "refused",
+    ("/v1/review", "limit"): "refused",
+    ("/v1/review", "cursor"): "refused",
+    ("/v1/quality", "since"): "refused",
+    ("/v1/quality", "until"): "refused",
+    ("/v1/quality", "model"): "counts nothing",
+    ("/v1/quality", "taxonomy_version"): "counts nothing",
 }
 # And the ids in paths: not UUIDs, so 422.
 PATH_PARAMETERS = {
     "/v1/transcripts/{transcript_id}": "transcript_id",
     "/v1/batches/{batch_id}": "batch_id",
+    "/v1/transcripts/{transcript_id}/labels": "transcript_id",
 }
 
 
@@ -300,6 +310,8 @@ def test_sql_looking_query_values_are_harmless(
     client = seeded_client
     # What the filters return without the value: the empty answers below mean "no match".
     assert len(client.get("/v1/extractions").json()["items"]) == 4
+    assert len(client.get("/v1/review").json()["items"]) == 4  # the FakeBackend: uncalibrated
+    assert client.get("/v1/quality").json()["auto_accepted"]["calls"] == 4
     assert client.get("/v1/analytics/products").json()["items"]
     assert client.get("/v1/transcripts", params={"external_id": CALLS[0]["external_id"]}).is_success
     before = database_state(fuzz_settings.database_url)
@@ -313,6 +325,9 @@ def test_sql_looking_query_values_are_harmless(
             assert response.status_code == 404, where
         elif expected == "matches nothing":
             assert response.status_code == 200 and response.json()["items"] == [], where
+        elif expected == "counts nothing":
+            assert response.status_code == 200, where
+            assert response.json()["auto_accepted"]["calls"] == 0, where
         else:
             assert response.status_code == 422, where
     for template, name in PATH_PARAMETERS.items():

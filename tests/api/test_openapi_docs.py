@@ -97,6 +97,7 @@ def test_every_request_body_has_an_example_that_the_api_accepts() -> None:
         ("/v1/batches", "application/json"),
         ("/v1/batches", "application/x-ndjson"),
         ("/v1/batches", "text/csv"),
+        ("/v1/transcripts/{transcript_id}/label", "application/json"),
     }
     for where, media in bodies.items():
         assert media.get("example") or media.get("examples"), where
@@ -132,7 +133,7 @@ def reason_parameters(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_reason_filters_are_an_enum_of_the_configured_taxonomy() -> None:
     default = reason_parameters(document())
-    assert set(default) == {"/v1/extractions", "/v1/analytics/products"}
+    assert set(default) == {"/v1/extractions", "/v1/analytics/products", "/v1/review"}
     for parameter in default.values():
         assert parameter["schema"]["enum"] == DEFAULT_CODES
         assert "`breakdown` (breakdown)" in parameter["description"]

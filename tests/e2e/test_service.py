@@ -34,9 +34,15 @@ def wait_batch_done(client: httpx.Client, batch_id: str, timeout: float) -> dict
 def test_single_batch_results_and_analytics_with_the_real_model(
     api_url: str, settings: Settings, start_callx: Callable[..., CallxProcess]
 ) -> None:
+    # A threshold above every calibrated confidence of these calls: all go to review.
     start_callx(
         ["worker", "--concurrency", "1"],
-        process_env(settings, CALLX_EXTRACTION__BACKEND="llamacpp"),
+        process_env(
+            settings,
+            CALLX_EXTRACTION__BACKEND="llamacpp",
+            CALLX_REVIEW__THRESHOLD="0.999",
+            CALLX_REVIEW__AUDIT_RATE="0.5",
+        ),
         "worker",
     )
     client = httpx.Client(base_url=api_url, timeout=30)
@@ -91,6 +97,7 @@ def test_single_batch_results_and_analytics_with_the_real_model(
     assert extraction["model"] == "gemma-3-270m-q4_k_m.gguf+callx-default.gguf"
     # Its card holds a calibration for the default taxonomy: the confidence is a probability.
     assert extraction["confidence_calibrated"] is True and 0 < extraction["confidence"] < 1
+    assert 0 < extraction["product_confidence"] <= 1  # the model's own, of null or the name
     assert (
         extraction["prompt_version"] and extraction["taxonomy_version"] == load_taxonomy().version
     )
@@ -125,6 +132,42 @@ def test_single_batch_results_and_analytics_with_the_real_model(
     named = [i for i in page1["items"] + page2["items"] if i["extraction"]["product"]]
     assert sum(p["total"] for p in products) == len(named)
     assert all(sum(p["by_reason"].values()) == p["total"] for p in products)
+
+    # The review loop on the real model's answers: every call below the threshold is queued,
+    # lowest confidence first, with the decision the worker made.
+    queue = client.get("/v1/review").json()["items"]
+    assert len(queue) == 6
+    confidences = [item["extraction"]["confidence"] for item in queue]
+    assert confidences == sorted(confidences)
+    for item in queue:
+        decision = item["extraction"]["review"]
+        assert decision["cause"] == "low_confidence" and decision["threshold"] == 0.999
+        assert decision["audit_rate"] == 0.5 and decision["waiting"] is True
+    # A reviewer corrects the least confident call: it leaves the queue, its answer changes.
+    unsure = queue[0]
+    corrected = "other" if unsure["extraction"]["reason"] != "other" else "billing"
+    put = client.put(
+        f"/v1/transcripts/{unsure['transcript_id']}/label",
+        json={"reason": corrected, "product": None, "note": "checked by hand"},
+    )
+    assert put.status_code == 200, put.text
+    assert len(client.get("/v1/review").json()["items"]) == 5
+    answer = client.get(f"/v1/transcripts/{unsure['transcript_id']}").json()["answer"]
+    assert answer == {"reason": corrected, "product": None, "by": "label"}
+    after = client.get("/v1/analytics/reasons", params={"bucket": "day"}).json()["items"]
+    assert sum(i["count"] for i in after if i["reason"] == corrected) == 1 + sum(
+        i["count"] for i in reasons["items"] if i["reason"] == corrected
+    )
+    quality = client.get("/v1/quality").json()
+    assert quality["auto_accepted"] == {
+        **quality["auto_accepted"],
+        "calls": 6,
+        "accepted": 0,
+        "share": 0.0,
+    }
+    audited = quality["audit_calls"]
+    assert audited == sum(item["extraction"]["review"]["in_audit"] for item in queue)
+    assert quality["audit_reviewed"] + quality["low_confidence_reviewed"]["reason"]["n"] == 1
 
 
 def test_a_batch_of_10000_is_accepted_and_queued_after_commit(

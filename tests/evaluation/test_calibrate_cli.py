@@ -60,8 +60,9 @@ def test_a_fitted_temperature_calibrates_the_next_evaluation(tmp_path: Path) -> 
     assert run.returncode == 0, run.stderr
     assert "temperature" in run.stderr and "written" in run.stderr
     written = json.loads(adapter.with_suffix(".json").read_text())
-    temperature = written["calibration"]["temperature"]
-    assert written["calibration"]["taxonomies"] == [before["meta"]["taxonomy_version"]]
+    (version, fitted), *others = written["calibration"]["taxonomies"].items()
+    assert version == before["meta"]["taxonomy_version"] and others == []
+    temperature = fitted["temperature"]
     assert written["evaluations"][0]["n"] == 6
 
     after = _eval(tmp_path, adapter, tmp_path / "after.json")["results"][0]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -114,8 +115,9 @@ def test_the_card_records_the_temperature_and_the_taxonomies_it_covers() -> None
 
     calibration = card_calibration(updated)
     assert calibration is not None and calibration.taxonomies == {"default-1"}
-    assert calibration.temperature == pytest.approx(2.0, rel=0.15)
-    section = updated["calibration"]
+    temperature = calibration.temperature("default-1")
+    assert temperature == pytest.approx(2.0, rel=0.15)
+    section = updated["calibration"]["taxonomies"]["default-1"]
     assert section["calibration_error"] < section["calibration_error_raw"]
     # The evaluation of dev.jsonl is replaced, not repeated; the measured one carries no
     # calibrated figure: the temperature was not fitted on its taxonomy.
@@ -126,14 +128,54 @@ def test_the_card_records_the_temperature_and_the_taxonomies_it_covers() -> None
 
     # Refitted on confidences already calibrated by that temperature: the same temperature
     # (the stored one is undone first), not one compounded on top of it.
-    already = [calibration(c) for c in raw]
+    already = [calibration.scale(c, "default-1") for c in raw]
     again = Evaluated("dev.json", _result(model, already, right, True), dev.meta)
     refitted = card_calibration(calibrate_card(updated, "a.gguf", [again], []))
     assert refitted is not None
-    assert refitted.temperature == pytest.approx(calibration.temperature, rel=0.02)
+    assert refitted.temperature("default-1") == pytest.approx(temperature, rel=0.02)
+
+    # Another taxonomy fitted on its own dev set: its own temperature, the first one kept.
+    sure = [scaled(p, 1.0) for p in true_p]
+    other = Evaluated("b77.json", _result(model, sure, right, False), {"dataset": "b77.jsonl", "taxonomy_version": "intents8-1"})  # fmt: skip
+    both = card_calibration(calibrate_card(updated, "a.gguf", [other], []))
+    assert both is not None and both.taxonomies == {"default-1", "intents8-1"}
+    assert both.temperature("default-1") == temperature
+    assert both.temperature("intents8-1") == pytest.approx(1.0, rel=0.15)
+
+
+def test_a_card_of_the_first_format_gives_each_taxonomy_its_temperature() -> None:
+    card = {"calibration": {"temperature": 3.0, "taxonomies": ["a-1", "b-1"]}}
+    calibration = card_calibration(card)
+    assert calibration is not None
+    assert calibration.temperature("a-1") == calibration.temperature("b-1") == 3.0
+    assert calibration.scale(0.9, "c-1") == 0.9  # no temperature for it: unchanged
 
 
 def test_results_of_another_adapter_are_refused() -> None:
     other = Evaluated("x.json", _result("base.gguf+b.gguf", [0.9, 0.6], [True, False], False), {"dataset": "d", "taxonomy_version": "t"})  # fmt: skip
     with pytest.raises(ValueError, match=r"x\.json: results of base\.gguf\+b\.gguf"):
         calibrate_card({"adapter": "a.gguf"}, "a.gguf", [other], [])
+
+
+def test_the_report_plots_coverage_against_accuracy_and_tabulates_thresholds(
+    tmp_path: Path,
+) -> None:
+    from app.evaluation.report import threshold_rows, write_report
+
+    # 10 calls: the 6 most confident right, then 2 wrong, 1 right, 1 wrong.
+    confidences = [0.99, 0.98, 0.97, 0.96, 0.92, 0.91, 0.88, 0.75, 0.6, 0.3]
+    right = [True] * 6 + [False, False, True, False]
+    result = _result("base.gguf+a.gguf", confidences, right, True)
+    result.calibration_error = 0.1
+    rows = threshold_rows([result])
+    header, values = rows[0], dict(zip(rows[0], rows[1], strict=True))
+    assert header[0] == "configuration" and values["configuration"] == "candidate"
+    assert values["≥ 0.9"] == "60%: 100.0%"
+    assert values["≥ 0.85"] == "70%: 85.7%"
+    assert values["≥ 0.5"] == "90%: 77.8%"
+    assert values["≥ 0.99"] == "10%: 100.0%"
+    report = write_report(tmp_path, [result], ["billing", "other"], {"dataset": "d"})
+    markdown = report.read_text()
+    assert "![coverage-accuracy curve](coverage.svg)" in markdown and "| ≥ 0.9 |" in markdown
+    svg = (tmp_path / "coverage.svg").read_text()
+    assert svg.count("<polyline") == 1 and "candidate" in svg

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import Engine, text
 
 from app.db.session import build_sessionmaker
+from app.extraction.routing import ReviewPolicy
 from app.extraction.store import ExtractionStore
 from support.factories import add_transcripts, succeeded_outcome
 
@@ -107,7 +108,7 @@ def test_claims_and_results_share_a_transaction_each_caller_gets_its_answer(
     ]
     sessions = build_sessionmaker(engine)
     with sessions.begin() as session:
-        answers = store_module._write_group(session, requests)
+        answers = store_module._write_group(session, requests, ReviewPolicy())
     assert answers[:3] == [True, True, True]
     assert [a.transcript_id for a in answers[3:6]] == ids[3:]  # type: ignore[union-attr]
     assert answers[6] is None  # claims run first: the transcript was still running then

@@ -32,6 +32,8 @@ def test_french_and_english_calls_always_give_a_valid_answer(backend: LlamaCppBa
         # The raw answer itself parses and validates, not only the object we return.
         assert model.model_validate_json(answer.raw_answer).reason == answer.answer.reason
         assert 0 < answer.confidence <= 1
+        # The product's confidence: the model's probability of null, or of the name it gave.
+        assert answer.product_confidence is not None and 0 < answer.product_confidence <= 1
         assert answer.prompt_tokens > 100 and answer.completion_tokens > 0
         if answer.answer.product is not None:
             assert answer.answer.product == " ".join(answer.answer.product.split())

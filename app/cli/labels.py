@@ -1,0 +1,90 @@
+"""`callx labels export`: the calls people labelled, as data for `callx eval` and `finetune`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.cli.app import cli, err, open_database
+from app.cli.errors import CliError
+
+labels_cli = typer.Typer(
+    help="Human labels from the review queue: export them as training and test data.",
+    no_args_is_help=True,
+)
+cli.add_typer(labels_cli, name="labels")
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"--since {value!r}: not an ISO 8601 date or date-time") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+@labels_cli.command("export")
+def labels_export(
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="A directory: train.jsonl, dev.jsonl, test.jsonl and manifest.json are "
+            "written into it (replaced if there).",
+        ),
+    ],
+    since: Annotated[
+        str | None,
+        typer.Option(help="Labels written at or after this time (ISO 8601; no offset: UTC)."),
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="Only the calls of this source.")] = None,
+    taxonomy_version: Annotated[
+        str | None,
+        typer.Option(
+            help="Only the labels of this taxonomy version (needed when there are "
+            "several: a file mixes no two taxonomies)."
+        ),
+    ] = None,
+) -> None:
+    """Write the labelled calls as JSONL (`id`, `text`, `reason`, `product`, `audit`,
+    `provenance`), split into train, dev and test by a stable hash of the call's id: files
+    that `callx eval --dataset` and `callx finetune --train/--dev` read as they are. Calls of
+    the audit sample (drawn at random) are marked `audit: true`: an unbiased test set."""
+    from app.db.session import session_scope
+    from app.review.export import ExportError, export_labels
+    from schemas.api import normalize_source
+
+    start = _since(since)
+    try:
+        wanted_source = None if source is None else normalize_source(source)
+    except ValueError as exc:
+        raise CliError(f"--source {source!r}: {exc}") from None
+    engine, sessions = open_database("labels")
+    try:
+        with session_scope(sessions) as session:
+            summary = export_labels(
+                session,
+                output,
+                since=start,
+                source=wanted_source,
+                taxonomy_version=taxonomy_version,
+            )
+    except ExportError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        engine.dispose()
+    if not summary.total:
+        err.print("no labelled calls match: wrote empty files", markup=False)
+    for split in ("train", "dev", "test"):
+        typer.echo(
+            f"{output / (split + '.jsonl')}: {summary.counts[split]} calls "
+            f"({summary.audit[split]} of the audit sample)"
+        )
+    if summary.taxonomy_version:
+        typer.echo(f"taxonomy version: {summary.taxonomy_version}")

@@ -1,0 +1,93 @@
+"""Which calls need a person: the review decision, made when an extraction is stored and stored
+with it (the threshold and audit rate it was made with too), so that changing the settings
+later does not rewrite history."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from app.config import ReviewSettings, SettingsError
+from app.extraction.pipeline import ExtractionOutcome
+from schemas.taxonomy import Taxonomy
+
+# Why a call needs review, besides the audit sample (which is drawn apart, in_audit).
+FAILED = "failed"
+LOW_CONFIDENCE = "low_confidence"
+UNCALIBRATED = "uncalibrated"
+CAUSES = (FAILED, LOW_CONFIDENCE, UNCALIBRATED)
+# A call without a confidence (failed, or a backend that gives none) comes first in the queue.
+NO_CONFIDENCE_PRIORITY = -1.0
+
+
+def in_audit_sample(transcript_id: uuid.UUID, rate: float) -> bool:
+    """Whether the call is in the audit sample at `rate`: a draw from a hash of its id, so
+    independent of everything the model says, and the same on every extraction of the call
+    (a re-extracted audit call stays one, and its labels keep measuring the model)."""
+    digest = hashlib.sha256(b"callx-audit:" + transcript_id.bytes).digest()
+    return int.from_bytes(digest[:8], "big") < rate * 2**64
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    cause: str | None  # one of CAUSES; None: auto-accepted
+    in_audit: bool
+    threshold: float
+    audit_rate: float
+    priority: float | None  # the queue's order (lowest first); None: not in the queue
+
+    def columns(self) -> dict[str, Any]:
+        """The extraction's review columns (app/db/models.py)."""
+        return {
+            "review_cause": self.cause,
+            "in_audit": self.in_audit,
+            "review_threshold": self.threshold,
+            "audit_rate": self.audit_rate,
+            "review_priority": self.priority,
+        }
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    threshold: float = 0.9
+    reason_thresholds: tuple[tuple[str, float], ...] = ()
+    audit_rate: float = 0.02
+    uncalibrated: str = "review"
+
+    @classmethod
+    def from_settings(cls, settings: ReviewSettings, taxonomy: Taxonomy) -> ReviewPolicy:
+        """The policy of CALLX_REVIEW__*; a per-reason threshold for a code the taxonomy does
+        not have stops start-up (SettingsError) rather than never applying."""
+        unknown = sorted(set(settings.reason_thresholds) - set(taxonomy.codes))
+        if unknown:
+            raise SettingsError(
+                f"CALLX_REVIEW__REASON_THRESHOLDS: {unknown[0]!r} is not a reason code of the "
+                f"taxonomy {taxonomy.version}; its codes: {', '.join(taxonomy.codes)}"
+            )
+        return cls(
+            threshold=settings.threshold,
+            reason_thresholds=tuple(sorted(settings.reason_thresholds.items())),
+            audit_rate=settings.audit_rate,
+            uncalibrated=settings.uncalibrated,
+        )
+
+    def threshold_for(self, reason: str | None) -> float:
+        return dict(self.reason_thresholds).get(reason or "", self.threshold)
+
+    def decide(self, transcript_id: uuid.UUID, outcome: ExtractionOutcome) -> ReviewDecision:
+        threshold = self.threshold_for(outcome.reason)
+        confidence = outcome.confidence
+        cause: str | None = None
+        if not outcome.succeeded:
+            cause = FAILED
+        elif not outcome.confidence_calibrated and self.uncalibrated == "review":
+            cause = UNCALIBRATED
+        elif (confidence if confidence is not None else 0.0) < threshold:
+            cause = LOW_CONFIDENCE
+        in_audit = in_audit_sample(transcript_id, self.audit_rate)
+        priority = None
+        if cause is not None or in_audit:
+            priority = confidence if confidence is not None else NO_CONFIDENCE_PRIORITY
+        return ReviewDecision(cause, in_audit, threshold, self.audit_rate, priority)

@@ -1,0 +1,79 @@
+"""The review decision made when an extraction is stored (app/extraction/routing.py)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+import pytest
+
+from app.config import ReviewSettings, SettingsError
+from app.extraction.routing import ReviewPolicy, in_audit_sample
+from schemas.taxonomy import load_taxonomy
+from support.factories import succeeded_outcome
+
+TAXONOMY = load_taxonomy()
+
+
+def outcome(confidence: float | None, calibrated: bool = True, reason: str = "breakdown") -> object:
+    return replace(
+        succeeded_outcome(), confidence=confidence, confidence_calibrated=calibrated, reason=reason
+    )
+
+
+def test_below_the_threshold_failed_and_uncalibrated_calls_need_review() -> None:
+    policy = ReviewPolicy.from_settings(ReviewSettings(threshold=0.9, audit_rate=0), TAXONOMY)
+    call = uuid.uuid4()
+    assert policy.decide(call, outcome(0.95)).cause is None
+    assert policy.decide(call, outcome(0.9)).cause is None  # at the threshold: accepted
+    unsure = policy.decide(call, outcome(0.5))
+    assert unsure.cause == "low_confidence" and unsure.priority == 0.5
+    failed = policy.decide(call, replace(succeeded_outcome(), status="failed", reason=None))
+    assert failed.cause == "failed" and failed.priority == -1.0
+    # A raw score (a taxonomy the model was never measured on), however high: a person.
+    raw = policy.decide(call, outcome(0.99, calibrated=False))
+    assert raw.cause == "uncalibrated" and raw.priority == 0.99
+    accepted = policy.decide(call, outcome(0.95))
+    assert accepted.columns() == {
+        "review_cause": None,
+        "in_audit": False,
+        "review_threshold": 0.9,
+        "audit_rate": 0,
+        "review_priority": None,
+    }
+
+
+def test_uncalibrated_threshold_applies_the_threshold_to_raw_and_missing_scores() -> None:
+    settings = ReviewSettings(threshold=0.8, audit_rate=0, uncalibrated="threshold")
+    policy = ReviewPolicy.from_settings(settings, TAXONOMY)
+    call = uuid.uuid4()
+    assert policy.decide(call, outcome(0.85, calibrated=False)).cause is None
+    assert policy.decide(call, outcome(0.7, calibrated=False)).cause == "low_confidence"
+    assert policy.decide(call, outcome(None, calibrated=False)).cause == "low_confidence"
+    # Threshold 0: a backend without confidences sends only its failures to people.
+    anything = ReviewPolicy.from_settings(settings.model_copy(update={"threshold": 0}), TAXONOMY)
+    assert anything.decide(call, outcome(None, calibrated=False)).cause is None
+
+
+def test_per_reason_thresholds_and_their_codes() -> None:
+    settings = ReviewSettings(threshold=0.8, reason_thresholds={"other": 0.95}, audit_rate=0)
+    policy = ReviewPolicy.from_settings(settings, TAXONOMY)
+    call = uuid.uuid4()
+    assert policy.decide(call, outcome(0.9, reason="billing")).cause is None
+    decided = policy.decide(call, outcome(0.9, reason="other"))
+    assert decided.cause == "low_confidence" and decided.threshold == 0.95
+    wrong = ReviewSettings(reason_thresholds={"Facturation": 0.9})
+    with pytest.raises(SettingsError, match="'Facturation' is not a reason code .* billing"):
+        ReviewPolicy.from_settings(wrong, TAXONOMY)
+    with pytest.raises(ValueError, match=r"not in \[0, 1\]"):
+        ReviewSettings(reason_thresholds={"other": 1.5})
+
+
+def test_the_audit_draw_is_stable_and_its_rate() -> None:
+    ids = [uuid.UUID(int=n * 7919 + 1) for n in range(20_000)]
+    drawn = [i for i in ids if in_audit_sample(i, 0.02)]
+    assert 320 <= len(drawn) <= 480  # 400 expected; 99.9% bounds
+    assert drawn == [i for i in ids if in_audit_sample(i, 0.02)]  # the same call, the same draw
+    assert set(drawn) <= {i for i in ids if in_audit_sample(i, 0.1)}  # a higher rate keeps them
+    assert not any(in_audit_sample(i, 0.0) for i in ids[:1000])
+    assert all(in_audit_sample(i, 1.0) for i in ids[:1000])
