@@ -95,6 +95,13 @@ class OpenAISettings(BaseModel):
         default=3.0, gt=0, description="Conservative token estimate for remote models."
     )
     temperature: float = Field(default=0.0, ge=0, le=2)
+    logprobs: bool = Field(
+        default=False,
+        description="Ask the endpoint for token log-probabilities and give the reason's "
+        "probability as the confidence (uncalibrated). Only in the JSON, JSON_SCHEMA and "
+        "MD_JSON modes: providers give none for tool calls. Null where the endpoint returns "
+        "none.",
+    )
     redact_pii: Literal["auto", "always", "never"] = Field(
         default="auto",
         description="Replace e-mails, phone, card and IBAN numbers in transcripts with "
@@ -271,7 +278,8 @@ class ReviewSettings(BaseModel):
         default="review",
         description="A call whose confidence is not calibrated for its taxonomy (a taxonomy "
         "the model was never measured on, a backend without a confidence): review sends it to "
-        "a person; threshold applies the threshold to the raw score (never to a missing one).",
+        "a person; threshold applies the threshold to the raw score (a missing one counts as "
+        "0: with threshold 0, only failures and the audit sample go to people).",
     )
 
     @field_validator("reason_thresholds")

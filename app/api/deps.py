@@ -143,7 +143,8 @@ INVALID_KEY = "invalid or revoked API key"
 _key_header = APIKeyHeader(
     name="X-API-Key",
     scheme_name="ApiKey",
-    description="A key from `callx keys create --scope ingest|read|admin`. Not needed when the "
+    description="A key from `callx keys create --scope ingest|read|review|admin`. Not needed "
+    "when the "
     "server says it runs without API keys (loopback only, by default).",
     auto_error=False,
 )

@@ -47,6 +47,7 @@ _LABEL_EXAMPLES: dict[str, Example] = {
 def review_queue(
     session: SessionDep,
     _caller: ReviewerDep,
+    taxonomy: TaxonomyDep,
     page_size: PageSizeDep,
     reason: ReasonFilterDep,
     source: SourceQuery = None,
@@ -56,10 +57,14 @@ def review_queue(
         Query(max_length=200, description="The previous page's `next_cursor`, for the next page."),
     ] = None,
 ) -> ReviewPage:
-    """The calls that need a person, lowest confidence first (failed calls first of all): below
-    the confidence threshold, without a calibrated confidence, failed, or drawn into the audit
-    sample. A labelled call leaves the queue. `reason` is the model's."""
-    filters = QueueFilter(source=source, reason=reason, since=since)
+    """The calls that need a person: those drawn into the audit sample first (so that the
+    unbiased figure of /v1/quality fills up), then failed calls and calls without a
+    confidence, then the lowest confidence first; below the threshold or without a calibrated
+    confidence. Only calls extracted with this API's taxonomy (the ones it can label). A
+    labelled call leaves the queue. `reason` is the model's."""
+    filters = QueueFilter(
+        source=source, reason=reason, since=since, taxonomy_version=taxonomy.version
+    )
     return review.review_queue(session, filters, page_size=page_size, cursor=cursor)
 
 

@@ -68,7 +68,9 @@ def keys_list() -> None:
         keys = list_api_keys(session)
     engine.dispose()
     if not keys:
-        err.print("no API keys yet: callx keys create --scope ingest|read|admin", markup=False)
+        err.print(
+            "no API keys yet: callx keys create --scope ingest|read|review|admin", markup=False
+        )
         return
     rows = [("ID", "NAME", "SCOPE", "CREATED", "LAST USED", "REVOKED")]
     rows += [

@@ -35,8 +35,8 @@ def labels_export(
         typer.Option(
             "--output",
             "-o",
-            help="A directory: train.jsonl, dev.jsonl, test.jsonl and manifest.json are "
-            "written into it (replaced if there).",
+            help="A directory: train.jsonl, dev.jsonl, test.jsonl, audit.jsonl and "
+            "manifest.json are written into it (replaced if there).",
         ),
     ],
     since: Annotated[
@@ -53,9 +53,9 @@ def labels_export(
     ] = None,
 ) -> None:
     """Write the labelled calls as JSONL (`id`, `text`, `reason`, `product`, `audit`,
-    `provenance`), split into train, dev and test by a stable hash of the call's id: files
-    that `callx eval --dataset` and `callx finetune --train/--dev` read as they are. Calls of
-    the audit sample (drawn at random) are marked `audit: true`: an unbiased test set."""
+    `provenance`): the audit sample's calls (drawn at random) in audit.jsonl, an unbiased test
+    set; the others split into train, dev and test by a stable hash of the call's id. Files
+    that `callx eval --dataset` and `callx finetune --train` read as they are."""
     from app.db.session import session_scope
     from app.review.export import ExportError, export_labels
     from schemas.api import normalize_source
@@ -81,10 +81,12 @@ def labels_export(
         engine.dispose()
     if not summary.total:
         err.print("no labelled calls match: wrote empty files", markup=False)
-    for split in ("train", "dev", "test"):
-        typer.echo(
-            f"{output / (split + '.jsonl')}: {summary.counts[split]} calls "
-            f"({summary.audit[split]} of the audit sample)"
-        )
+    for split, what in (
+        ("train", "to train on"),
+        ("dev", "to choose on"),
+        ("test", "to test on (mostly calls the model was unsure of)"),
+        ("audit", "the audit sample: an unbiased test set, never to train on"),
+    ):
+        typer.echo(f"{output / (split + '.jsonl')}: {summary.counts[split]} calls, {what}")
     if summary.taxonomy_version:
         typer.echo(f"taxonomy version: {summary.taxonomy_version}")

@@ -81,13 +81,15 @@ class QueueFilter:
     source: str | None = None
     reason: str | None = None  # the model's reason
     since: datetime | None = None
+    taxonomy_version: str | None = None
 
 
 def review_queue(
     session: Session, filters: QueueFilter, limit: int, after: tuple[float, uuid.UUID] | None
 ) -> list[tuple[Extraction, Transcript]]:
-    """Current extractions waiting for a person, lowest review_priority (confidence) first,
-    keyset-paginated on (review_priority, id)."""
+    """Current extractions waiting for a person, lowest review_priority first (the audit
+    sample, then calls without a confidence, then the lowest confidence), keyset-paginated on
+    (review_priority, id)."""
     conditions: list[Any] = [Extraction.is_current, Extraction.review_priority.is_not(None)]
     if filters.source is not None:
         conditions.append(Extraction.source == filters.source)
@@ -95,6 +97,8 @@ def review_queue(
         conditions.append(Extraction.reason == filters.reason)
     if filters.since is not None:
         conditions.append(Extraction.occurred_at >= filters.since)
+    if filters.taxonomy_version is not None:
+        conditions.append(Extraction.taxonomy_version == filters.taxonomy_version)
     if after is not None:
         priority, extraction_id = after
         conditions.append(

@@ -52,9 +52,13 @@ def add_current_extractions(session: Session, extractions: Sequence[dict[str, An
     labels = {
         row.transcript_id: row
         for row in connection.execute(
-            select(Label.transcript_id, Label.reason, Label.product, Label.product_key).where(
-                Label.transcript_id.in_(ids), Label.is_current
-            )
+            select(
+                Label.transcript_id,
+                Label.reason,
+                Label.product,
+                Label.product_key,
+                Label.taxonomy_version,
+            ).where(Label.transcript_id.in_(ids), Label.is_current)
         )
     }
     rows = [
@@ -66,8 +70,9 @@ def add_current_extractions(session: Session, extractions: Sequence[dict[str, An
 
 
 def _answer(extraction: dict[str, Any], label: Any) -> dict[str, Any]:
-    """The answer columns of a new extraction: the label's, else the model's (none: failed)."""
-    if label is not None:
+    """The answer columns of a new extraction: the label's (of the same taxonomy: a label's
+    code means nothing in another), else the model's (none: failed)."""
+    if label is not None and label.taxonomy_version == extraction["taxonomy_version"]:
         return {
             "answer_reason": label.reason,
             "answer_product": label.product,

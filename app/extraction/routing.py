@@ -18,7 +18,10 @@ FAILED = "failed"
 LOW_CONFIDENCE = "low_confidence"
 UNCALIBRATED = "uncalibrated"
 CAUSES = (FAILED, LOW_CONFIDENCE, UNCALIBRATED)
-# A call without a confidence (failed, or a backend that gives none) comes first in the queue.
+# The queue's order: the audit sample first (the unbiased figure of /v1/quality needs its calls
+# reviewed, not left behind the unsure ones), then calls without a confidence (failed, or a
+# backend that gives none), then the lowest confidence.
+AUDIT_PRIORITY = -2.0
 NO_CONFIDENCE_PRIORITY = -1.0
 
 
@@ -88,6 +91,8 @@ class ReviewPolicy:
             cause = LOW_CONFIDENCE
         in_audit = in_audit_sample(transcript_id, self.audit_rate)
         priority = None
-        if cause is not None or in_audit:
+        if in_audit:
+            priority = AUDIT_PRIORITY
+        elif cause is not None:
             priority = confidence if confidence is not None else NO_CONFIDENCE_PRIORITY
         return ReviewDecision(cause, in_audit, threshold, self.audit_rate, priority)

@@ -52,8 +52,15 @@ def check_backend(settings: Settings) -> BackendInfo:
             _check_gguf("CALLX_LLAMACPP__LORA_PATH", adapter)
         return BackendInfo(name, model_file + (f"+{adapter.name}" if adapter else ""))
     if name == "openai":
-        from app.llm.presets import endpoint
+        from app.llm.presets import PRESETS, endpoint
 
+        preset = PRESETS.get(settings.openai.preset or "")
+        mode = settings.openai.mode or (preset.mode if preset else "TOOLS")
+        if settings.openai.logprobs and mode == "TOOLS":
+            raise SettingsError(
+                "CALLX_OPENAI__LOGPROBS=true needs CALLX_OPENAI__MODE JSON, JSON_SCHEMA or "
+                "MD_JSON: providers give no log-probabilities for tool calls (the mode is TOOLS)"
+            )
         return BackendInfo(name, endpoint(settings)[1])
     if name == "fake":
         from app.llm.fake import FakeBackend

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from typing import Any, cast
 
@@ -54,6 +55,7 @@ class OpenAICompatBackend:
         temperature: float = 0.0,
         redact_pii: str = "auto",
         rate_limiter: RateLimiter | None = None,
+        logprobs: bool = False,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"unknown instructor mode {mode!r}: use one of {', '.join(_MODES)}")
@@ -66,6 +68,8 @@ class OpenAICompatBackend:
         self.chars_per_token = chars_per_token
         self.validation_retries = validation_retries
         self.temperature = temperature
+        # Tool calls carry no log-probabilities at any provider: asked only where they can.
+        self.logprobs = logprobs and mode != "TOOLS"
         # Decided once: transcripts sent off this machine lose e-mails, phones, cards, IBANs.
         self.is_remote = is_remote_url(base_url)
         self.redacts = redact_pii == "always" or (redact_pii == "auto" and self.is_remote)
@@ -104,6 +108,7 @@ class OpenAICompatBackend:
             temperature=section.temperature,
             redact_pii=section.redact_pii,
             rate_limiter=RateLimiter.from_settings(settings, base_url=base_url, model=model),
+            logprobs=section.logprobs,
         )
 
     def count_tokens(self, text: str) -> int:
@@ -157,6 +162,10 @@ class OpenAICompatBackend:
             )
         return model
 
+    def _logprobs_kwargs(self) -> Any:
+        # top_logprobs too: llama-cpp-python returns none without it.
+        return {"logprobs": True, "top_logprobs": 1} if self.logprobs else {}
+
     def extract(self, request: ExtractionRequest) -> BackendAnswer:
         model_class = self.response_model(request.taxonomy)
         # Only what is sent is redacted: the stored transcript keeps the original.
@@ -173,6 +182,7 @@ class OpenAICompatBackend:
                 ],
                 temperature=self.temperature,
                 max_tokens=self.max_answer_tokens,
+                **self._logprobs_kwargs(),
             )
         except InstructorRetryException as exc:
             cause = exc.__cause__
@@ -187,13 +197,37 @@ class OpenAICompatBackend:
         except openai.APIError as exc:
             raise _map_api_error(exc, transcript) from None
         usage = getattr(completion, "usage", None)
+        extracted = cast(CallExtractionBase, answer)  # an instance of answer_model(taxonomy)
         return BackendAnswer(
-            answer=cast(CallExtractionBase, answer),  # an instance of answer_model(taxonomy)
+            answer=extracted,
             raw_answer=_raw_text(completion) or answer.model_dump_json(),
             prompt_tokens=getattr(usage, "prompt_tokens", None),
             completion_tokens=getattr(usage, "completion_tokens", None),
             attempts=max(1, getattr(self._calls, "count", 1)),
+            confidence=reason_probability(completion, extracted.reason) if self.logprobs else None,
         )
+
+
+def reason_probability(completion: Any, reason: str) -> float | None:
+    """The probability the model gave the reason's value in its JSON answer: the product of
+    the probabilities of the tokens that spell it (from the completion's log-probabilities).
+    None where the completion has none, or its text does not hold this reason."""
+    choices = getattr(completion, "choices", None) or []
+    logprobs = getattr(choices[0], "logprobs", None) if choices else None
+    tokens = getattr(logprobs, "content", None) or []
+    if not tokens:
+        return None
+    text = "".join(token.token for token in tokens)
+    key = re.search(r'"reason"\s*:\s*"', text)
+    if key is None or not text.startswith(reason + '"', key.end()):
+        return None
+    start, end = key.end(), key.end() + len(reason)
+    total, position = 0.0, 0
+    for token in tokens:
+        token_start, position = position, position + len(token.token)
+        if position > start and token_start < end:  # the token spells part of the value
+            total += token.logprob
+    return round(math.exp(total), 4)
 
 
 def _map_api_error(exc: openai.APIError, transcript: str = "") -> BackendError:

@@ -1,5 +1,6 @@
 """`callx labels export`: the labelled calls as JSONL that `callx eval` and `callx finetune`
-read as they are, split into train, dev and test by a stable hash of the call's id."""
+read as they are: the audit sample's calls (drawn at random: an unbiased test set) in
+audit.jsonl, the others split into train, dev and test by a stable hash of the call's id."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ from sqlalchemy.orm import Session
 from app.db import labels as labels_db
 from app.db.labels import LabelledCall
 
-SPLITS = ("train", "dev", "test")
+SPLITS = ("train", "dev", "test", "audit")
 # A call's split from its id alone: the same call is in the same split in every export, so a
-# model trained on one export's train split never sees a later export's test calls.
+# model trained on one export's train split never sees a later export's test calls. The audit
+# sample's calls (a hash of the id too: routing.in_audit_sample) are never trained on.
 SPLIT_RULE = (
-    "sha256('callx-split:' + the call's id) read as a fraction of 2^64: below 0.8 train, "
-    "below 0.9 dev, else test"
+    "calls of the audit sample: audit; the others: sha256('callx-split:' + the call's id) read "
+    "as a fraction of 2^64: below 0.8 train, below 0.9 dev, else test"
 )
 
 
@@ -70,7 +72,6 @@ class ExportSummary:
     output: Path
     taxonomy_version: str | None
     counts: dict[str, int] = field(default_factory=dict)
-    audit: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -85,7 +86,7 @@ def export_labels(
     source: str | None = None,
     taxonomy_version: str | None = None,
 ) -> ExportSummary:
-    """Write OUTPUT/{train,dev,test}.jsonl and OUTPUT/manifest.json. All files are written
+    """Write OUTPUT/{train,dev,test,audit}.jsonl and OUTPUT/manifest.json. All files are written
     aside and renamed into place at the end: an export that fails leaves the previous one.
 
     ExportError: labels of several taxonomy versions and none chosen (a file mixes no two
@@ -108,24 +109,23 @@ def export_labels(
     summary = ExportSummary(output, taxonomy_version or next(iter(versions), None))
     records: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
     for call in calls:
-        records[split_of(call.transcript.id)].append(record_of(call))
+        record = record_of(call)
+        records["audit" if record["audit"] else split_of(call.transcript.id)].append(record)
     pending: list[tuple[Path, Path]] = []
     for split, rows in records.items():
         target = output / f"{split}.jsonl"
         text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         pending.append((_write_aside(target, text), target))
         summary.counts[split] = len(rows)
-        summary.audit[split] = sum(row["audit"] for row in rows)
     manifest = {
         "exported_at": _iso(datetime.now(UTC)),
         "taxonomy_version": summary.taxonomy_version,
         "filters": {"since": _iso(since), "source": source},
         "split_rule": SPLIT_RULE,
         "calls": summary.counts,
-        "audit_calls": summary.audit,
-        "audit_note": "records with audit true were drawn at random whatever the model's "
-        "confidence: an unbiased test set; the others were mostly reviewed because the model "
-        "was unsure (hard calls).",
+        "audit_note": "audit.jsonl: calls drawn at random whatever the model's confidence, "
+        "then labelled: an unbiased test set, never to be trained on. train, dev and test: "
+        "mostly calls reviewed because the model was unsure (hard calls), a biased sample.",
     }
     target = output / "manifest.json"
     pending.append((_write_aside(target, json.dumps(manifest, indent=2) + "\n"), target))

@@ -47,6 +47,7 @@ VIEW = VIEW_BEFORE.replace(
     e.product_confidence,
     e.answer_reason,
     e.answer_product,
+    e.answer_product_key,
     e.answer_by,
     l.reason AS label_reason,
     l.product AS label_product,
@@ -192,7 +193,43 @@ def upgrade() -> None:
     op.execute(VIEW)
 
 
+def _count_model_answers() -> None:
+    """The rollups as revision 0007 counts them: the model's succeeded answers (labels gone)."""
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    day = "(occurred_at AT TIME ZONE 'UTC')::date" if postgresql else "date(occurred_at)"
+    counted = "is_current AND status = 'succeeded'"
+    keys = "source, taxonomy_version, coalesce(reason, '')"
+    for table in ("reason_day_counts", "product_reason_counts", "product_day_counts"):
+        op.execute(f"DELETE FROM {table}")
+    op.execute(
+        f"INSERT INTO reason_day_counts (day, source, taxonomy_version, reason, calls) "
+        f"SELECT {day}, {keys}, count(*) FROM extractions WHERE {counted} "
+        f"GROUP BY {day}, {keys}"
+    )
+    named = f"{counted} AND product_key IS NOT NULL"
+    op.execute(
+        "INSERT INTO product_reason_counts "
+        "(product_key, product, source, taxonomy_version, reason, calls) "
+        f"SELECT product_key, coalesce(product, ''), {keys}, count(*) FROM extractions "
+        f"WHERE {named} GROUP BY product_key, coalesce(product, ''), {keys}"
+    )
+    op.execute(
+        "INSERT INTO product_day_counts "
+        "(day, product_key, product, source, taxonomy_version, reason, calls) "
+        f"SELECT {day}, product_key, coalesce(product, ''), {keys}, count(*) FROM extractions "
+        f"WHERE {named} GROUP BY {day}, product_key, coalesce(product, ''), {keys}"
+    )
+
+
 def downgrade() -> None:
+    # People's work is not thrown away by a schema change: export it, then delete it.
+    labels = op.get_bind().execute(sa.text("SELECT count(*) FROM labels")).scalar_one()
+    if labels:
+        raise RuntimeError(
+            f"the labels table holds {labels} human labels, which revision 0007 has no place "
+            "for: export them (callx labels export --output DIR), delete them "
+            "(DELETE FROM labels), then downgrade"
+        )
     op.execute("DROP VIEW call_extractions")
     op.execute("DELETE FROM api_keys WHERE scope = 'review'")
     _scope_check("'ingest', 'read', 'admin'")
@@ -214,4 +251,5 @@ def downgrade() -> None:
         ):
             batch_op.drop_column(name)
     _create_indexes(OLD_INDEXES)
+    _count_model_answers()
     op.execute(VIEW_BEFORE)

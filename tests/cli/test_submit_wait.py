@@ -45,11 +45,13 @@ def test_submit_waits_and_writes_the_results_in_the_files_order(
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     assert [r["external_id"] for r in rows] == ["c-1", "c-2", None, "c-4", "known"]
     assert [r["status"] for r in rows] == [
-        "succeeded", "succeeded", "succeeded", "rejected", "succeeded"
+        "succeeded",
+        "succeeded",
+        "succeeded",
+        "rejected",
+        "succeeded",
     ]
-    assert [r["reason"] for r in rows] == [
-        "breakdown", "billing", "delivery", None, "cancellation"
-    ]
+    assert [r["reason"] for r in rows] == ["breakdown", "billing", "delivery", None, "cancellation"]
     assert rows[4]["transcript_id"] == known.json()["id"]
     assert "text" in rows[3]["error"]
     # The same file again: every call is a duplicate now, answered from what is stored.

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from app.db.migrate import check, upgrade
+from app.db.session import build_sessionmaker, session_scope
+from app.extraction.store import ExtractionStore
+from app.review.service import Reviewer, write_label
+from schemas.review import LabelWrite
+from schemas.taxonomy import load_taxonomy
+from support.factories import add_transcripts, succeeded_outcome
 
 
 def test_postgres_schema_matches_the_models_and_has_the_view(database_url: str) -> None:
@@ -55,10 +62,36 @@ def test_sqlite_downgrades_through_the_review_revision_and_back(tmp_path: Path) 
 
     url = f"sqlite:///{tmp_path / 'callx.sqlite3'}"
     upgrade(url)
-    config = alembic_config(url)
-    command.downgrade(config, "0007")
     engine = create_engine(url)
+    sessions = build_sessionmaker(engine)
+    ids = add_transcripts(engine, 3)
+    store = ExtractionStore(sessions)
+    for transcript_id in ids:
+        claim = store.claim(transcript_id, lease_s=60, taxonomy_version="t")
+        assert claim is not None and store.store(claim, succeeded_outcome())
+    store.close()
+    with session_scope(sessions) as session:
+        write_label(
+            session,
+            ids[0],
+            LabelWrite(reason="other"),
+            Reviewer("test"),
+            load_taxonomy(None).model_copy(update={"version": "t"}),
+        )
+    config = alembic_config(url)
+    # Labels there: the downgrade refuses, saying how to keep them.
+    with pytest.raises(RuntimeError, match="export them"):
+        command.downgrade(config, "0007")
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM labels"))
+    command.downgrade(config, "0007")
     assert "labels" not in inspect(engine).get_table_names()
+    # The rollups count the model's answers again (the label's `other` is gone from them).
+    with engine.connect() as connection:
+        counts = connection.execute(
+            text("SELECT reason, sum(calls) FROM reason_day_counts GROUP BY reason")
+        ).all()
+    assert [tuple(c) for c in counts] == [("breakdown", 3)]
     engine.dispose()
     upgrade(url)
     check(url)

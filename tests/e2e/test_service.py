@@ -137,13 +137,20 @@ def test_single_batch_results_and_analytics_with_the_real_model(
     # lowest confidence first, with the decision the worker made.
     queue = client.get("/v1/review").json()["items"]
     assert len(queue) == 6
-    confidences = [item["extraction"]["confidence"] for item in queue]
-    assert confidences == sorted(confidences)
+    # The audit sample first (its unbiased figure needs its calls reviewed), then the others.
+    audit = [item["extraction"]["review"]["in_audit"] for item in queue]
+    assert audit == sorted(audit, reverse=True)
+    others = [
+        item["extraction"]["confidence"]
+        for item in queue
+        if not item["extraction"]["review"]["in_audit"]
+    ]
+    assert others == sorted(others)
     for item in queue:
         decision = item["extraction"]["review"]
         assert decision["cause"] == "low_confidence" and decision["threshold"] == 0.999
         assert decision["audit_rate"] == 0.5 and decision["waiting"] is True
-    # A reviewer corrects the least confident call: it leaves the queue, its answer changes.
+    # A reviewer corrects the first call: it leaves the queue, its answer changes.
     unsure = queue[0]
     corrected = "other" if unsure["extraction"]["reason"] != "other" else "billing"
     put = client.put(

@@ -77,3 +77,16 @@ def test_the_audit_draw_is_stable_and_its_rate() -> None:
     assert set(drawn) <= {i for i in ids if in_audit_sample(i, 0.1)}  # a higher rate keeps them
     assert not any(in_audit_sample(i, 0.0) for i in ids[:1000])
     assert all(in_audit_sample(i, 1.0) for i in ids[:1000])
+    # Pinned: a change of the hash would move calls in and out of the sample of record.
+    assert drawn[:3] == [uuid.UUID(int=0x4977B), uuid.UUID(int=0x9AAB1), uuid.UUID(int=0x15DEFC)]
+
+
+def test_the_queue_order_audit_first_then_no_confidence_then_lowest() -> None:
+    audit = ReviewPolicy.from_settings(ReviewSettings(threshold=0.9, audit_rate=1), TAXONOMY)
+    plain = ReviewPolicy.from_settings(ReviewSettings(threshold=0.9, audit_rate=0), TAXONOMY)
+    call = uuid.uuid4()
+    sure_audit = audit.decide(call, outcome(0.99))
+    assert sure_audit.cause is None and sure_audit.in_audit and sure_audit.priority == -2.0
+    failed = plain.decide(call, replace(succeeded_outcome(), status="failed", reason=None))
+    assert failed.priority == -1.0
+    assert plain.decide(call, outcome(0.3)).priority == 0.3

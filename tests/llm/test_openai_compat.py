@@ -41,6 +41,9 @@ def llama_server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> 
             "2048",
             "--n_threads",
             "2",
+            # Token log-probabilities need every position's logits (CALLX_OPENAI__LOGPROBS).
+            "--logits_all",
+            "true",
             "--host",
             "127.0.0.1",
             "--port",
@@ -82,3 +85,35 @@ def test_tools_mode_against_llama_cpp_server_gives_valid_answers(llama_server: s
     outcomes = [extract(c["text"], backend=backend, taxonomy=TAXONOMY) for c in CALLS]
     assert sum(o.succeeded for o in outcomes) >= len(CALLS) // 2, [o.error for o in outcomes]
     assert all(o.backend == "openai" and o.model == "gemma-3-270m" for o in outcomes)
+
+
+def test_the_reasons_probability_is_read_from_the_servers_logprobs(llama_server: str) -> None:
+    """llama-cpp-python's server returns token log-probabilities in JSON mode (its
+    response_format takes json_object): the confidence is read from them as the backend does.
+    The base model is asked to copy an answer (it does not answer this task reliably alone)."""
+    import openai
+
+    from app.llm.openai_compat import reason_probability
+
+    client = openai.OpenAI(base_url=llama_server, api_key="unused", max_retries=0)
+    completion = client.chat.completions.create(
+        model="gemma-3-270m",
+        messages=[
+            {
+                "role": "user",
+                "content": 'Copy this JSON exactly: {"product": null, "reason": "billing"}',
+            }
+        ],
+        response_format={"type": "json_object"},
+        logprobs=True,
+        top_logprobs=1,
+        temperature=0,
+        max_tokens=40,
+    )
+    tokens = completion.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert tokens and all(t.logprob <= 0 for t in tokens)
+    content = completion.choices[0].message.content or ""
+    assert '"reason": "billing"' in content, content
+    confidence = reason_probability(completion, "billing")
+    assert confidence is not None and 0 < confidence <= 1
+    assert reason_probability(completion, "delivery") is None  # not the answer given

@@ -53,29 +53,25 @@ def test_the_export_splits_by_id_marks_the_audit_and_eval_reads_it(
     out = tmp_path / "labels"
     result = export(review_settings, "--output", str(out))
     assert result.returncode == 0, result.stderr
-    records = {split: read_split(out, split) for split in ("train", "dev", "test")}
+    records = {split: read_split(out, split) for split in ("train", "dev", "test", "audit")}
     assert sum(map(len, records.values())) == 60
-    assert len(records["train"]) > len(records["dev"])  # 80 / 10 / 10
+    # The audit sample alone in audit.jsonl: never trained on.
+    assert sorted(r["id"] for r in records["audit"]) == sorted(labelled[:20])
+    assert all(r["audit"] for r in records["audit"])
+    assert len(records["train"]) > len(records["dev"])  # 80 / 10 / 10 of the other 40
+    fields = {"id", "text", "reason", "product", "language", "audit", "provenance"}
     for split, rows in records.items():
         for row in rows:
-            assert split_of(uuid.UUID(row["id"])) == split
-            assert set(row) == {
-                "id",
-                "text",
-                "reason",
-                "product",
-                "language",
-                "audit",
-                "provenance",
-            }
+            if split != "audit":
+                assert split_of(uuid.UUID(row["id"])) == split and not row["audit"]
+            assert set(row) == fields
             assert row["provenance"]["labelled_by"] == "local"
             assert row["provenance"]["model_confidence"] is not None
-    audit = [r for rows in records.values() for r in rows if r["audit"]]
-    assert sorted(r["id"] for r in audit) == sorted(labelled[:20])
     manifest = json.loads((out / "manifest.json").read_text("utf-8"))
     assert manifest["calls"] == {split: len(rows) for split, rows in records.items()}
-    assert sum(manifest["audit_calls"].values()) == 20
-    assert "train.jsonl: " in result.stdout and "of the audit sample" in result.stdout
+    assert "audit.jsonl: 20 calls, the audit sample" in result.stdout
+    # Pinned: a change of the hash would move calls between train and test of earlier exports.
+    assert [split_of(uuid.UUID(int=n)) for n in (1, 2, 3, 8)] == ["train", "train", "test", "dev"]
     # The same labels, exported again: the same files (a call never changes split).
     again = export(review_settings, "--output", str(out))
     assert again.returncode == 0
@@ -120,11 +116,14 @@ def test_export_errors_are_one_line_and_write_nothing(
         review_settings, "--output", str(tmp_path / "c"), "--taxonomy-version", "old-1"
     )
     assert only_old.returncode == 0, only_old.stderr
-    rows = [r for s in ("train", "dev", "test") for r in read_split(tmp_path / "c", s)]
+    rows = [r for s in ("train", "dev", "test", "audit") for r in read_split(tmp_path / "c", s)]
     assert rows and {r["reason"] for r in rows} == {"other"}
     # --since in the future, --source of nobody: empty files, said so.
     empty = export(review_settings, "--output", str(tmp_path / "d"), "--source", "nobody")
     assert empty.returncode == 0 and "no labelled calls match" in empty.stderr
+    later = export(review_settings, "--output", str(tmp_path / "e"), "--since", "2100-01-01")
+    assert later.returncode == 0 and "no labelled calls match" in later.stderr
+    assert (tmp_path / "e" / "audit.jsonl").read_text() == ""
 
 
 @pytest.mark.model

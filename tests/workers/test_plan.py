@@ -21,9 +21,7 @@ from workers.plan import WorkerPlan, default_worker_processes, plan_worker
 def test_local_model_never_oversubscribes_the_cores(
     cores: int, concurrency: int | None, threads_setting: int | None, expected: tuple[int, int]
 ) -> None:
-    plan = plan_worker(
-        "llamacpp", cores, concurrency=concurrency, llama_threads=threads_setting
-    )
+    plan = plan_worker("llamacpp", cores, concurrency=concurrency, llama_threads=threads_setting)
     assert (plan.concurrency, plan.llama_threads) == expected
     assert plan.pool == "prefork" and plan.processes == 1
     if concurrency is None:
