@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
@@ -350,3 +351,130 @@ def test_labels_before_any_review_decision_are_not_counted_as_audited(
         report["auto_accepted"]["calls"] == 0
         and report["low_confidence_reviewed"]["reason"]["n"] == 0
     )
+
+
+def test_a_re_extraction_keeps_the_label_as_the_answer_within_its_taxonomy(
+    client: TestClient, store_calls: Store, review_settings: Settings
+) -> None:
+    from app.llm.fake import FakeBackend
+    from support.factories import extract_stored
+
+    ids = store_calls([call("breakdown", 0.5), call("billing", 0.5)])
+    assert label(client, ids[0], reason="other", product=None).status_code == 200
+    assert label(client, ids[1], reason="delivery", product="Colis").status_code == 200
+    engine = create_engine(review_settings.database_url)
+    with engine.begin() as connection:
+        # Queued again; as calls queued before callx recorded their taxonomy, for any worker.
+        connection.execute(
+            text("UPDATE transcripts SET status = 'queued', taxonomy_version = NULL")
+        )
+    engine.dispose()
+    # The first again with the same taxonomy, the second with another one.
+    backend = FakeBackend(scored=True, model="fake-a")
+    assert extract_stored(review_settings, [ids[0]], backend=backend) == ["succeeded"]
+    assert extract_stored(
+        review_settings, [ids[1]], backend=backend, taxonomy_version="other-1"
+    ) == ["succeeded"]
+    same = client.get(f"/v1/transcripts/{ids[0]}").json()
+    assert same["answer"] == {"reason": "other", "product": None, "by": "label"}
+    assert same["extraction"]["reason"] == "breakdown"  # the new attempt, the model's answer
+    assert same["extraction"]["review"]["waiting"] is False  # labelled: not queued again
+    # A label's code means nothing in another taxonomy: the model's answer counts there.
+    other = client.get(f"/v1/transcripts/{ids[1]}").json()
+    assert other["answer"]["by"] == "model" and other["answer"]["reason"] == "billing"
+    counts = {i["reason"]: i["count"] for i in client.get("/v1/analytics/reasons").json()["items"]}
+    assert counts == {"other": 1, "billing": 1}
+    assert queue_ids(client) == []  # the other taxonomy's call is not this API's to label
+
+
+def test_labels_racing_re_extractions_leave_the_label_as_the_answer(
+    client: TestClient, store_calls: Store, review_settings: Settings
+) -> None:
+    """A label and a worker storing a new extraction of the same call, started together (the
+    interleavings are the scheduler's; the next test pins the lock that orders them): the
+    label is the call's answer and the rollups stay exact."""
+    from app.db.rollups import rebuild_rollups
+    from app.llm.fake import FakeBackend
+    from support.factories import extract_stored
+
+    ids = store_calls([call("breakdown", 0.5, f"{i} ") for i in range(8)])
+    engine = build_engine(review_settings)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE transcripts SET status = 'queued'"))
+    sessions = build_sessionmaker(engine)
+    taxonomy = load_taxonomy(None)
+    for transcript_id in ids:
+        start = threading.Barrier(2)
+
+        def write_label(transcript_id: str = transcript_id, start: Any = start) -> None:
+            start.wait()
+            with session_scope(sessions) as session:
+                review.write_label(
+                    session, uuid.UUID(transcript_id), LabelWrite(reason="other"),
+                    review.Reviewer("r"), taxonomy,
+                )  # fmt: skip
+
+        def re_extract(transcript_id: str = transcript_id, start: Any = start) -> None:
+            start.wait()
+            backend = FakeBackend(scored=True, model="fake-b")
+            assert extract_stored(review_settings, [transcript_id], backend=backend) == [
+                "succeeded"
+            ]
+
+        threads = [threading.Thread(target=write_label), threading.Thread(target=re_extract)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    with engine.connect() as connection:
+        answers = connection.execute(
+            text("SELECT answer_reason, answer_by, model FROM extractions WHERE is_current")
+        ).all()
+        kept = connection.execute(
+            text("SELECT day, reason, calls FROM reason_day_counts WHERE calls <> 0 ORDER BY 1, 2")
+        ).all()
+    assert {(r.answer_reason, r.answer_by, r.model) for r in answers} == {
+        ("other", "label", "fake-b")
+    }
+    with session_scope(sessions) as session:
+        rebuild_rollups(session)
+    with engine.connect() as connection:
+        rebuilt = connection.execute(
+            text("SELECT day, reason, calls FROM reason_day_counts WHERE calls <> 0 ORDER BY 1, 2")
+        ).all()
+    engine.dispose()
+    assert kept == rebuilt
+
+
+@pytest.mark.parametrize("review_settings", ["postgresql"], indirect=True)
+def test_a_label_waits_for_a_worker_holding_the_call(
+    store_calls: Store, review_settings: Settings
+) -> None:
+    """On PostgreSQL a worker storing a result holds the transcript's row until it commits
+    (finish_transcripts updates it); a label locks the same row first, so it waits and then
+    sees the worker's new extraction, instead of correcting the one it replaces."""
+    ids = store_calls([call("breakdown", 0.5)])
+    engine = build_engine(review_settings)
+    sessions = build_sessionmaker(engine)
+    done = threading.Event()
+
+    def write() -> None:
+        with session_scope(sessions) as session:
+            review.write_label(
+                session, uuid.UUID(ids[0]), LabelWrite(reason="other"),
+                review.Reviewer("r"), load_taxonomy(None),
+            )  # fmt: skip
+        done.set()
+
+    with engine.connect() as worker:
+        transaction = worker.begin()
+        worker.execute(
+            text("UPDATE transcripts SET updated_at = now() WHERE id = :id"), {"id": ids[0]}
+        )
+        labeller = threading.Thread(target=write)
+        labeller.start()
+        assert not done.wait(1.0)  # blocked on the worker's row lock
+        transaction.commit()
+    labeller.join(10)
+    assert done.is_set()
+    engine.dispose()
