@@ -22,9 +22,8 @@ from app.api.deps import (
     TaxonomyVersionQuery,
     UntilQuery,
 )
-from app.db.labels import QualityFilter, QueueFilter
 from app.review import service as review
-from app.review.quality import quality_report
+from app.review.quality import QualityFilter, quality_report
 from schemas.api import NO_CONTROL_CHARS, LabelRead, Problem
 from schemas.review import LabelHistory, LabelWrite, QualityAnswer, QualityQuery, ReviewPage
 
@@ -62,7 +61,7 @@ def review_queue(
     confidence, then the lowest confidence first; below the threshold or without a calibrated
     confidence. Only calls extracted with this API's taxonomy (the ones it can label). A
     labelled call leaves the queue. `reason` is the model's."""
-    filters = QueueFilter(
+    filters = review.QueueFilter(
         source=source, reason=reason, since=since, taxonomy_version=taxonomy.version
     )
     return review.review_queue(session, filters, page_size=page_size, cursor=cursor)

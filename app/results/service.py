@@ -129,7 +129,7 @@ def reason_counts(
     which documents it) rather than validated twice as models."""
     check_range(since, until)
     rows = analytics_db.reason_counts(session, bucket, since, until, where)
-    items = [{"bucket": _utc_iso(_as_datetime(b)), "reason": r, "count": c} for b, r, c in rows]
+    items = [{"bucket": utc_iso(_as_datetime(b)), "reason": r, "count": c} for b, r, c in rows]
     return {"bucket": bucket, "items": items}
 
 
@@ -211,6 +211,7 @@ def _as_datetime(value: object) -> datetime:
     return datetime.fromisoformat(str(value))
 
 
-def _utc_iso(value: datetime) -> str:
+def utc_iso(value: datetime) -> str:
+    """A time as ISO 8601 in UTC, with a Z."""
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value.isoformat().replace("+00:00", "Z")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.db import labels as labels_db
 from app.db.labels import LabelledCall
+from app.results.service import utc_iso
 
 SPLITS = ("train", "dev", "test", "audit")
 # A call's split from its id alone: the same call is in the same split in every export, so a
@@ -141,7 +142,4 @@ def _write_aside(target: Path, text: str) -> Path:
 
 
 def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.isoformat().replace("+00:00", "Z")
+    return None if value is None else utc_iso(value)

@@ -7,13 +7,12 @@ the biased figure they are."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from app.db import labels as labels_db
 from app.db.labels import JudgedAnswer, QualityFilter
-from app.errors import InvalidRequestError
+from app.results.service import check_range
 from app.scoring import product_matches, wilson_interval
 from schemas.review import AutoAccepted, ModelQuality, Proportion, QualityFigures, QualityReport
 
@@ -55,7 +54,7 @@ def figures(answers: Iterable[JudgedAnswer]) -> QualityFigures:
 
 def quality_report(session: Session, filters: QualityFilter) -> QualityReport:
     """The model's production accuracy in the filter (calls by when they happened)."""
-    _check_range(filters.since, filters.until)
+    check_range(filters.since, filters.until)
     judged = list(labels_db.judged_answers(session, filters))
     audit = [a for a in judged if a.in_audit]
     groups: dict[tuple[str, str], list[JudgedAnswer]] = {}
@@ -81,8 +80,3 @@ def quality_report(session: Session, filters: QualityFilter) -> QualityReport:
             a for a in judged if not a.in_audit and a.review_cause is not None
         ),
     )
-
-
-def _check_range(since: datetime | None, until: datetime | None) -> None:
-    if since is not None and until is not None and since >= until:
-        raise InvalidRequestError("since must be before until", loc=("query", "since"))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import struct
 import uuid
 from dataclasses import dataclass
 
@@ -16,6 +14,7 @@ from app.db import transcripts as transcripts_db
 from app.db.labels import QueueFilter
 from app.db.models import Label
 from app.errors import ConflictError, InvalidRequestError, NotFoundError
+from app.results.cursor import decode_queue_cursor, encode_queue_cursor
 from app.results.service import extraction_read, label_read
 from schemas.api import LabelRead
 from schemas.extraction import product_key
@@ -35,7 +34,7 @@ def review_queue(
     session: Session, filters: QueueFilter, *, page_size: int, cursor: str | None
 ) -> ReviewPage:
     """The calls that need a person, lowest confidence first (failed calls first of all)."""
-    after = _decode_cursor(cursor) if cursor else None
+    after = decode_queue_cursor(cursor) if cursor else None
     rows = labels_db.review_queue(session, filters, page_size + 1, after)
     items = [
         ReviewItem(
@@ -56,7 +55,7 @@ def review_queue(
     if len(rows) > page_size:
         last = rows[page_size - 1][0]
         assert last.review_priority is not None
-        next_cursor = _encode_cursor(last.review_priority, last.id)
+        next_cursor = encode_queue_cursor(last.review_priority, last.id)
     return ReviewPage(items=items, next_cursor=next_cursor)
 
 
@@ -149,20 +148,3 @@ def label_history(session: Session, transcript_id: uuid.UUID) -> LabelHistory:
     return LabelHistory(
         items=[label_read(label) for label in labels_db.label_history(session, transcript_id)]
     )
-
-
-def _encode_cursor(priority: float, extraction_id: uuid.UUID) -> str:
-    raw = struct.pack(">d", priority) + extraction_id.bytes
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[float, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        if len(raw) != 24:
-            raise ValueError(len(raw))
-        return struct.unpack(">d", raw[:8])[0], uuid.UUID(bytes=raw[8:])
-    except ValueError as exc:
-        raise InvalidRequestError(
-            "invalid cursor: pass back the next_cursor of a page", loc=("query", "cursor")
-        ) from exc
