@@ -308,6 +308,25 @@ class AuthSettings(BaseModel):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+class WebSettings(BaseModel):
+    session_hours: float = Field(
+        default=12.0,
+        gt=0,
+        le=24 * 30,
+        description="A console session ends this many hours after sign-in.",
+    )
+    secure_cookie: Literal["auto"] | bool = Field(
+        default="auto",
+        description="The console's cookies carry Secure: true, false, or auto (when the "
+        "request came over HTTPS, as uvicorn sees it behind a proxy that says so).",
+    )
+
+    @field_validator("secure_cookie", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
 class Settings(BaseSettings):
     """callx settings; every field can be set as CALLX_<SECTION>__<NAME>."""
 
@@ -335,6 +354,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     ratelimit: RateLimitSettings = RateLimitSettings()
     review: ReviewSettings = ReviewSettings()
+    web: WebSettings = WebSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -9,13 +9,14 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app.api import analytics, batches, extractions, health, metrics, review, transcripts
-from app.api.errors import register_error_handlers
+from app.api.errors import PAGE_ERRORS, register_error_handlers
 from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.api.openapi import complete_openapi
 from app.auth.policy import decide_auth
 from app.config import Settings, get_settings
 from app.db.session import build_engine, build_sessionmaker
 from app.jobs.queue import TaskQueue, build_celery
+from app.web import mount_console
 from schemas.taxonomy import load_taxonomy
 
 DOCS_ASSETS_URL = "/docs/assets"
@@ -63,5 +64,6 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)  # the outermost: even a 413 carries the request id
     for module in (transcripts, batches, extractions, analytics, review, health, metrics):
         app.include_router(module.router)
+    mount_console(app, PAGE_ERRORS)
     complete_openapi(app, taxonomy)
     return app

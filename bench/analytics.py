@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,14 @@ from sqlalchemy.orm import Session
 
 from app.db import analytics as analytics_db
 from app.db import results as results_db
+from app.results import service as listing
 from app.results.cursor import encode_cursor
+from app.review.quality import QualityFilter, audit_reason_accuracy
 from bench.common import BenchRow, machine, report
-from bench.data_gen import ANCHOR, generate, psycopg_url, stack
+from bench.data_gen import ANCHOR, TAXONOMY_VERSION, generate, psycopg_url, stack
 
 TARGET_MS = 50.0
+CONSOLE_TARGET_MS = 100.0  # a console page: its services' queries and the template
 PLANS = Path("reports/analytics-plans.txt")
 
 # A range that starts and ends inside a day (the rollup covers the whole days in between).
@@ -79,6 +82,7 @@ class Case:
     params: dict[str, Any]
     query: Callable[[Session], Any]  # what the endpoint runs, to capture its SQL
     statements: list[tuple[str, Any]] = field(default_factory=list)
+    target_ms: float = TARGET_MS
 
 
 def _iso(value: datetime) -> str:
@@ -137,6 +141,62 @@ def cases(deep_cursor: tuple[datetime, Any]) -> list[Case]:
             lambda s: results_db.list_extractions(s, listed, 51, deep_cursor),
         ),
     ]
+    return result + console_cases()
+
+
+def _console_overview(session: Session, first: date, last: date, bucket: str) -> None:
+    """What the console's overview runs for the days first..last (app/web/pages.py)."""
+    since = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    until = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+    where = listing.Slice(source=None, taxonomy_version=TAXONOMY_VERSION)
+    listing.reason_counts(session, bucket, since, until, where)
+    listing.product_counts(session, None, since, until, 10, where)
+    listing.call_counts(session, since, until, None, TAXONOMY_VERSION)
+    audit_reason_accuracy(
+        session, QualityFilter(since=since, until=until, taxonomy_version=TAXONOMY_VERSION)
+    )
+
+
+def console_cases() -> list[Case]:
+    """The console's overview and calls list, as a browser asks for them."""
+    last = (ANCHOR - timedelta(days=1)).date()
+    result = []
+    for days, bucket in ((30, "day"), (90, "week"), (365, "month")):
+        first = last - timedelta(days=days - 1)
+        result.append(
+            Case(
+                f"console overview, {days} days by {bucket}",
+                "/ui",
+                {"from": first.isoformat(), "to": last.isoformat(), "bucket": bucket},
+                lambda s, f=first, b=bucket: _console_overview(s, f, last, b),
+                target_ms=CONSOLE_TARGET_MS,
+            )
+        )
+    for name, params, filters in (
+        ("console calls, first page", {}, results_db.ExtractionFilter()),
+        (
+            "console calls, reason=billing waiting for review",
+            {"reason": "billing", "review": "waiting"},
+            results_db.ExtractionFilter(reason="billing", review="waiting"),
+        ),
+        (
+            "console calls, language=en, last 30 days",
+            {"language": "en", "from": (last - timedelta(days=29)).isoformat()},
+            results_db.ExtractionFilter(
+                language="en",
+                since=datetime.combine(last - timedelta(days=29), datetime.min.time(), UTC),
+            ),
+        ),
+    ):
+        result.append(
+            Case(
+                name,
+                "/ui/calls",
+                params,
+                lambda s, f=filters: listing.list_extractions(s, f, page_size=50, cursor=None),
+                target_ms=CONSOLE_TARGET_MS,
+            )
+        )
     return result
 
 
@@ -265,8 +325,8 @@ def run(quick: bool) -> list[BenchRow]:
                 floor=floor["p95_ms"],
                 callx=api["p95_ms"],
                 ratio=api["p95_ms"] / floor["p95_ms"],
-                target=f"p95 <= {TARGET_MS:.0f} ms",
-                met=api["p95_ms"] <= TARGET_MS,
+                target=f"p95 <= {case.target_ms:.0f} ms",
+                met=api["p95_ms"] <= case.target_ms,
                 better="lower",
                 notes=f"p50 {api['p50_ms']:.1f} ms (SQL alone {floor['p50_ms']:.1f} ms); "
                 f"{n:,} calls, {runs} requests",

@@ -29,13 +29,21 @@ from sqlalchemy.orm import Session
 
 from app.db import rollups as rollups_db
 from app.db.migrate import upgrade
+from schemas.taxonomy import load_taxonomy
 from support.services import CallxProcess, PostgresServer, RedisServer, free_port
 
 # The newest generated call is just before ANCHOR; the oldest 365 days earlier.
 ANCHOR = datetime(2026, 11, 29, tzinfo=UTC)
 DAYS = 365
 PRODUCTS = 2000
-ROLLUPS = ("reason_day_counts", "product_reason_counts", "product_day_counts")
+# The default taxonomy's version: the calls are the API's own (the console shows its taxonomy's).
+TAXONOMY_VERSION = load_taxonomy(None).version
+ROLLUPS = (
+    "reason_day_counts",
+    "product_reason_counts",
+    "product_day_counts",
+    "product_month_counts",
+)
 
 # (code, cumulative share)
 REASONS = [
@@ -183,7 +191,8 @@ def generate(
                        random() AS r_product,
                        random() AS r_case,
                        random() AS r_redo,
-                       random() AS r_latency
+                       random() AS r_latency,
+                       random() AS r_audit
                 FROM generate_series(1, %(n)s) AS i
                 """,
                 {"anchor": ANCHOR, "n": n},
@@ -218,10 +227,26 @@ def generate(
                  product_key, reason, confidence, backend, model, prompt_version, taxonomy_version,
                  latency_ms, prompt_tokens, completion_tokens, attempts, truncated, raw_answer,
                  error, error_kind, created_at, answer_product, answer_product_key,
-                 answer_reason, answer_by)
+                 answer_reason, answer_by, review_cause, in_audit, review_threshold, audit_rate,
+                 review_priority)
             """
             ok = "r_status < 0.96"
             named = f"{ok} AND r_product >= 0.08"
+            # The review decision at threshold 0.9 with a 2% audit sample; people labelled half
+            # of the audit sample (agreeing with the model on 19 calls in 20), and those calls
+            # left the review queue.
+            confidence = "0.5 + r_reason / 2"
+            audit = "r_audit < 0.02"
+            labelled = f"r_audit < 0.01 AND {ok}"
+            review = f"""
+                CASE WHEN NOT ({ok}) THEN 'failed'
+                     WHEN {confidence} < 0.9 THEN 'low_confidence' END,
+                {audit}, 0.9, 0.02,
+                CASE WHEN {labelled} THEN NULL
+                     WHEN {audit} THEN -2
+                     WHEN NOT ({ok}) THEN -1
+                     WHEN {confidence} < 0.9 THEN {confidence} END
+            """
             current = f"""
                 INSERT INTO extractions {extraction_columns}
                 SELECT eid, tid, true,
@@ -233,7 +258,7 @@ def generate(
                        CASE WHEN {named} THEN lower({product}) END,
                        CASE WHEN {ok} THEN {_reason_case("r_reason")} END,
                        CASE WHEN {ok} THEN 0.5 + r_reason / 2 END,
-                       'llamacpp', 'qwen2.5-1.5b-instruct-q4_k_m', 'v3', 'default@1a2b3c4d',
+                       'llamacpp', 'qwen2.5-1.5b-instruct-q4_k_m', 'v3', '{TAXONOMY_VERSION}',
                        (300 + r_latency * 900)::int, 180 + (i % 400), 12 + (i % 9),
                        1, false,
                        CASE WHEN {ok} THEN '{{"product": "x", "reason": "y"}}' END,
@@ -244,20 +269,41 @@ def generate(
                             CASE WHEN r_case < 0.1 THEN upper({product}) ELSE {product} END
                        END,
                        CASE WHEN {named} THEN lower({product}) END,
-                       CASE WHEN {ok} THEN {_reason_case("r_reason")} END,
-                       CASE WHEN {ok} THEN 'model' END
+                       CASE WHEN {labelled} AND r_product < 0.05 THEN 'other'
+                            WHEN {ok} THEN {_reason_case("r_reason")} END,
+                       CASE WHEN {labelled} THEN 'label' WHEN {ok} THEN 'model' END,
+                       {review}
                 FROM gen
             """
             conn.execute(current)
+            conn.execute(
+                f"""
+                INSERT INTO labels (id, transcript_id, version, is_current, reason, product,
+                    product_key, note, taxonomy_version, labelled_by, key_id, created_at,
+                    extraction_id, machine_status, machine_reason, machine_product,
+                    machine_confidence)
+                SELECT gen_random_uuid(), tid, 1, true,
+                       CASE WHEN r_product < 0.05 THEN 'other'
+                            ELSE {_reason_case("r_reason")} END,
+                       CASE WHEN {named} THEN {product} END,
+                       CASE WHEN {named} THEN lower({product}) END,
+                       NULL, '{TAXONOMY_VERSION}', 'reviewer-' || (i % 5), NULL,
+                       occurred + interval '1 day', eid, 'succeeded',
+                       {_reason_case("r_reason")}, CASE WHEN {named} THEN {product} END,
+                       {confidence}
+                FROM gen WHERE {labelled}
+                """
+            )
             # The earlier, superseded attempt of 3% of the calls: failed, not current.
             conn.execute(
                 f"""
                 INSERT INTO extractions {extraction_columns}
                 SELECT gen_random_uuid(), tid, false, 'failed', occurred, {source_literal},
                        NULL, NULL, NULL, NULL,
-                       'llamacpp', 'qwen2.5-1.5b-instruct-q4_k_m', 'v3', 'default@1a2b3c4d',
+                       'llamacpp', 'qwen2.5-1.5b-instruct-q4_k_m', 'v3', '{TAXONOMY_VERSION}',
                        60000, NULL, NULL, 3, false, NULL, 'timed out after 60 s', 'timeout',
-                       occurred + interval '5 minutes 30 seconds', NULL, NULL, NULL, NULL
+                       occurred + interval '5 minutes 30 seconds', NULL, NULL, NULL, NULL,
+                       NULL, false, NULL, NULL, NULL
                 FROM gen WHERE r_redo < 0.03
                 """
             )
@@ -271,7 +317,7 @@ def generate(
         timings["rollups_s"] = time.perf_counter() - mark
         mark = time.perf_counter()
         # VACUUM also sets the visibility map: index-only scans need no heap visits.
-        for table in ROLLUPS + ("transcripts", "extractions"):
+        for table in ROLLUPS + ("transcripts", "extractions", "labels"):
             conn.execute(f"VACUUM (ANALYZE) {table}")
         timings["vacuum_analyze_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - started

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Installs the servers the test suite starts (PostgreSQL, Redis) when they are missing.
+# Installs what the test suite starts when it is missing: the PostgreSQL and Redis servers, and
+# the headless Chromium the console's browser tests drive (Playwright, pointed at
+# /usr/bin/chromium: Playwright's own browser download is not needed).
 set -euo pipefail
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+# A font with accents and the symbols the pages use, for the screenshots.
+[ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing: ${missing[*]}"
 SUDO=""

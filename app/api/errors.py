@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -82,28 +82,41 @@ def _validation_errors(exc: RequestValidationError) -> list[dict]:
     return errors
 
 
+# The console's pages (app/web) answer their errors as a page: it sets this app.state
+# attribute to a function (request, status, message) -> Response for paths under /ui.
+PAGE_ERRORS = "render_page_error"
+PAGES_PREFIX = "/ui"
+
+
+def _page_error(request: Request, status: int, detail: str) -> Response | None:
+    render = getattr(request.app.state, PAGE_ERRORS, None)
+    if render is None or not request.url.path.startswith(PAGES_PREFIX):
+        return None
+    return render(request, status, detail)  # type: ignore[no-any-return]
+
+
 def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = _validation_errors(exc)
         where = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5])
-        return problem(422, f"invalid request: {where}", errors)
+        return _page_error(request, 422, where) or problem(422, f"invalid request: {where}", errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return http_problem(exc)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return _page_error(request, exc.status_code, str(exc.detail)) or http_problem(exc)
 
     @app.exception_handler(NotFoundError)
-    async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
-        return _domain_problem(404, "not_found", exc)
+    async def _not_found(request: Request, exc: NotFoundError) -> Response:
+        return _page_error(request, 404, str(exc)) or _domain_problem(404, "not_found", exc)
 
     @app.exception_handler(ConflictError)
-    async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
-        return _domain_problem(409, "conflict", exc)
+    async def _conflict(request: Request, exc: ConflictError) -> Response:
+        return _page_error(request, 409, str(exc)) or _domain_problem(409, "conflict", exc)
 
     @app.exception_handler(InvalidRequestError)
-    async def _invalid_value(_: Request, exc: InvalidRequestError) -> JSONResponse:
-        return _domain_problem(422, "invalid", exc)
+    async def _invalid_value(request: Request, exc: InvalidRequestError) -> Response:
+        return _page_error(request, 422, str(exc)) or _domain_problem(422, "invalid", exc)
 
     @app.exception_handler(BodyError)
     async def _body(_: Request, exc: BodyError) -> JSONResponse:

@@ -75,6 +75,13 @@ def list_extractions(
         str | None,
         Query(max_length=64, pattern=NO_CONTROL_CHARS, description="Extracted with this taxonomy."),
     ] = None,
+    review: Annotated[
+        Literal["waiting", "labelled", "auto", "audit"] | None,
+        Query(
+            description="The call's place in the review loop: waiting for a person, labelled "
+            "by one, accepted without one, or drawn into the audit sample."
+        ),
+    ] = None,
     cursor: Annotated[
         str | None,
         Query(max_length=200, description="The previous page's `next_cursor`, for the next page."),
@@ -94,5 +101,6 @@ def list_extractions(
         min_confidence=min_confidence,
         max_confidence=max_confidence,
         taxonomy_version=taxonomy_version,
+        review=review,
     )
     return results.list_extractions(session, filters, page_size=page_size, cursor=cursor)

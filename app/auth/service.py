@@ -50,12 +50,12 @@ def authenticate(session: Session, plaintext: str, now: datetime) -> ApiKey | No
     key = keys_db.get_api_key(session, key_id)
     if key is None or key.revoked_at is not None or not secret_matches(secret, key.secret_sha256):
         return None
-    if key.last_used_at is None or _aware(key.last_used_at) < now - LAST_USED_RESOLUTION:
+    if key.last_used_at is None or aware(key.last_used_at) < now - LAST_USED_RESOLUTION:
         key.last_used_at = now
         session.flush()
     return key
 
 
-def _aware(value: datetime) -> datetime:
+def aware(value: datetime) -> datetime:
     # SQLite gives timestamps back without their zone; callx always writes UTC.
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

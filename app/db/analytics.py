@@ -24,6 +24,7 @@ from app.db.models import (
     NO_REASON,
     Extraction,
     ProductDayCount,
+    ProductMonthCount,
     ProductReasonCount,
     ReasonDayCount,
 )
@@ -108,6 +109,39 @@ def _whole_days(rollup: Any, first: date | None, end: date | None, where: Slice 
     if end is not None:
         conditions.append(rollup.day < end)
     return conditions
+
+
+def _in_range(column: Any, low: date | None, high: date | None) -> list[Any]:
+    conditions: list[Any] = []
+    if low is not None:
+        conditions.append(column >= low)
+    if high is not None:
+        conditions.append(column < high)
+    return conditions
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def _month_and_day_spans(
+    first: date | None, end: date | None
+) -> list[tuple[Any, Any, date | None, date | None]]:
+    """The whole days [first, end) (None: unbounded) as (rollup, its column, from, to): the
+    whole months in them from product_month_counts, the days before and after them from
+    product_day_counts. Empty spans are left out."""
+    months_from = first if first is None or first.day == 1 else _next_month(first)
+    months_to = None if end is None else end.replace(day=1)
+    if months_from is not None and months_to is not None and months_from >= months_to:
+        return [(ProductDayCount, ProductDayCount.day, first, end)]  # no whole month
+    spans: list[tuple[Any, Any, date | None, date | None]] = [
+        (ProductMonthCount, ProductMonthCount.month, months_from, months_to)
+    ]
+    if first is not None and months_from != first:
+        spans.append((ProductDayCount, ProductDayCount.day, first, months_from))
+    if end is not None and months_to != end:
+        spans.append((ProductDayCount, ProductDayCount.day, months_to, end))
+    return spans
 
 
 def _day_bucket(dialect: str, bucket: str, day: Any) -> Any:
@@ -220,10 +254,19 @@ def _product_counts_between(
     2. `rows`: for those products only (by product_key: an index probe each), their calls per
        reason and spelling; the first spelling names the product."""
     first, end, edges = _split_days(since, until)
-    rollup = ProductDayCount
-    whole_days = _whole_days(rollup, first, end, where)
-    if reason is not None:
-        whole_days.append(rollup.reason == reason)
+    # The whole days as whole months (product_month_counts) and the days around them
+    # (product_day_counts): a year is 12 month rows per product and reason, not 365.
+    spans = [
+        (
+            rollup,
+            column,
+            [*_in_range(column, low, high), rollup.calls > 0, *where.on_rollup(rollup)],
+        )
+        for rollup, column, low, high in _month_and_day_spans(first, end)
+    ]
+    for rollup, _, conditions in spans:
+        if reason is not None:
+            conditions.append(rollup.reason == reason)
 
     key = Extraction.answer_product_key
 
@@ -233,8 +276,9 @@ def _product_counts_between(
 
     totals: list[Any] = [
         select(rollup.product_key.label("product_key"), rollup.calls.label("calls")).where(
-            *whole_days
+            *conditions
         )
+        for rollup, _, conditions in spans
     ]
     for _, start, stop in edges:
         totals.append(select(key, func.count()).where(*in_edge(start, stop)).group_by(key))
@@ -254,7 +298,8 @@ def _product_counts_between(
             rollup.product.label("product"),
             rollup.reason.label("reason"),
             rollup.calls.label("calls"),
-        ).where(*whole_days, rollup.product_key.in_(top_keys))
+        ).where(*conditions, rollup.product_key.in_(top_keys))
+        for rollup, _, conditions in spans
     ]
     for _, start, stop in edges:
         product = func.coalesce(Extraction.answer_product, "")

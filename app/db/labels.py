@@ -159,6 +159,24 @@ class JudgedAnswer:
     review_cause: str | None
 
 
+def audit_reason_counts(session: Session, filters: QualityFilter) -> tuple[int, int]:
+    """(right, labelled) on the audit sample in the filter: the model's reason equal to the
+    current label's (a failed extraction is wrong), read from the audit sample's index."""
+    right = and_(Extraction.status == "succeeded", Extraction.reason == Label.reason)
+    row = session.execute(
+        select(func.count().filter(right), func.count())
+        .select_from(Label)
+        .join(Extraction, Extraction.id == Label.extraction_id)
+        .where(
+            Label.is_current,
+            Extraction.review_threshold.is_not(None),
+            Extraction.in_audit,
+            *_judged(filters),
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
 def judged_answers(session: Session, filters: QualityFilter) -> Iterator[JudgedAnswer]:
     """Each labelled call's current label with the extraction it replaced (the one the model
     was judged on), for calls with a review decision, in the filter."""

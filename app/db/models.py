@@ -121,6 +121,22 @@ class Extraction(Base):
             postgresql_where=text("is_current AND answer_reason IS NOT NULL"),
             sqlite_where=text("is_current AND answer_reason IS NOT NULL"),
         ),
+        # The overview's failures in a date range (migration 0009): a few rows, not all.
+        Index(
+            "ix_extractions_current_failed",
+            "occurred_at",
+            postgresql_where=text("is_current AND status = 'failed'"),
+            sqlite_where=text("is_current AND status = 'failed'"),
+        ),
+        # The audit sample by the time of the call (migration 0009): the overview's accuracy
+        # reads its labelled calls in a range without reading every extraction of the range.
+        Index(
+            "ix_extractions_audit_occurred_at",
+            "occurred_at",
+            postgresql_include=["id", "status", "reason", "taxonomy_version"],
+            postgresql_where=text("in_audit AND review_threshold IS NOT NULL"),
+            sqlite_where=text("in_audit AND review_threshold IS NOT NULL"),
+        ),
         # The review queue: the calls waiting for a person, lowest confidence first.
         Index(
             "ix_extractions_review_queue",
@@ -286,6 +302,36 @@ class ProductDayCount(Base):
     calls: Mapped[int] = mapped_column(Integer)
 
 
+class ProductMonthCount(Base):
+    """Calls per UTC month (its first day), product (product_key, and each spelling of it) and
+    reason (migration 0009): GET /v1/analytics/products and the console's overview over
+    months read a month's row instead of its days' (a year: 30 times fewer rows)."""
+
+    __tablename__ = "product_month_counts"
+    __table_args__ = (
+        Index(
+            "ix_product_month_counts_month_product_key",
+            "month",
+            "product_key",
+            postgresql_include=["source", "taxonomy_version", "reason", "calls"],
+        ),
+        Index(
+            "ix_product_month_counts_product_key_month",
+            "product_key",
+            "month",
+            postgresql_include=["product", "source", "taxonomy_version", "reason", "calls"],
+        ),
+    )
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    product_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    product: Mapped[str] = mapped_column(String(200), primary_key=True)
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    taxonomy_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(40), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer)
+
+
 class ApiKey(Base):
     """A key for the REST API. Only a hash of its secret is kept: the key is shown once."""
 
@@ -319,3 +365,19 @@ class WorkerHeartbeat(Base):
     taxonomy_version: Mapped[str] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebSession(Base):
+    """A browser signed in to the console with an API key (migration 0009). The cookie holds
+    the token; only its hash is kept. The key is checked on every request: revoking it ends
+    its sessions."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_expires_at", "expires_at"),)
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(8), ForeignKey("api_keys.id"))
+    # Every form and POST of the session carries it (app/web/security.py).
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

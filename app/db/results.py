@@ -101,6 +101,22 @@ def current_extraction(session: Session, transcript_id: uuid.UUID) -> Extraction
     ).one_or_none()
 
 
+# A call's place in the review loop, as a condition on its current extraction: waiting for a
+# person (in the review queue), labelled by one, accepted without one, drawn for the audit.
+_REVIEW_STATES: dict[str, Any] = {
+    "waiting": Extraction.review_priority.is_not(None),
+    "labelled": Extraction.answer_by == "label",
+    "auto": and_(
+        Extraction.review_threshold.is_not(None),
+        Extraction.review_cause.is_(None),
+        Extraction.answer_by == "model",
+        Extraction.review_priority.is_(None),
+    ),
+    "audit": Extraction.in_audit,
+}
+REVIEW_STATES = tuple(_REVIEW_STATES)
+
+
 @dataclass(frozen=True)
 class ExtractionFilter:
     """Conditions on current extractions (None: any). `reason` and `product` (a product_key)
@@ -115,6 +131,8 @@ class ExtractionFilter:
     status: str | None = None
     min_confidence: float | None = None
     max_confidence: float | None = None
+    # The call's place in the review loop (REVIEW_STATES).
+    review: str | None = None
     # Conditions on the transcript (list_extractions joins it).
     batch_id: uuid.UUID | None = None
     language: str | None = None
@@ -141,6 +159,8 @@ def current_conditions(filters: ExtractionFilter) -> list[Any]:
         conditions.append(Extraction.confidence >= filters.min_confidence)
     if filters.max_confidence is not None:
         conditions.append(Extraction.confidence <= filters.max_confidence)
+    if filters.review is not None:
+        conditions.append(_REVIEW_STATES[filters.review])
     return conditions
 
 
@@ -175,3 +195,37 @@ def list_extractions(
         .limit(limit)
     )
     return [(e, t) for e, t in session.execute(statement)]
+
+
+def extraction_attempts(session: Session, transcript_id: uuid.UUID) -> list[Extraction]:
+    """Every extraction of a call, the first attempt first."""
+    return list(
+        session.scalars(
+            select(Extraction)
+            .where(Extraction.transcript_id == transcript_id)
+            .order_by(Extraction.created_at, Extraction.id)
+        )
+    )
+
+
+def count_failed(
+    session: Session, since: datetime | None, until: datetime | None, source: str | None
+) -> int:
+    """Calls whose current extraction failed, by the time of the call (a small index)."""
+    filters = ExtractionFilter(since=since, until=until, source=source, status="failed")
+    return int(session.scalar(select(func.count()).where(*current_conditions(filters))) or 0)
+
+
+def count_waiting_for_review(session: Session, taxonomy_version: str | None, cap: int) -> int:
+    """Calls in the review queue now (of one taxonomy version, where given), counted up to
+    `cap` + 1: a queue of a million is "over cap", read from the queue's index in a few
+    milliseconds instead of counted whole."""
+    filters = ExtractionFilter(taxonomy_version=taxonomy_version, review="waiting")
+    waiting = (
+        select(Extraction.id)
+        .where(*current_conditions(filters))
+        .order_by(Extraction.review_priority, Extraction.id)
+        .limit(cap + 1)
+        .subquery()
+    )
+    return int(session.scalar(select(func.count()).select_from(waiting)) or 0)

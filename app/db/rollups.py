@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from app.db.models import (
     Extraction,
     ProductDayCount,
+    ProductMonthCount,
     ProductReasonCount,
     ReasonDayCount,
 )
@@ -52,6 +53,7 @@ def update_rollups(
     days: dict[tuple[date, str, str, str], int] = {}
     products: dict[tuple[str, str, str, str, str], int] = {}
     product_days: dict[tuple[date, str, str, str, str, str], int] = {}
+    product_months: dict[tuple[date, str, str, str, str, str], int] = {}
     for sign, extractions in ((-1, removed), (1, added)):
         for occurred_at, source, taxonomy, reason, key, product in extractions:
             if reason is None:
@@ -66,8 +68,10 @@ def update_rollups(
                 products[product_reason] = products.get(product_reason, 0) + sign
                 day_key = (day, *product_reason)
                 product_days[day_key] = product_days.get(day_key, 0) + sign
+                month_key = (day.replace(day=1), *product_reason)
+                product_months[month_key] = product_months.get(month_key, 0) + sign
     if session.get_bind().dialect.name == "postgresql":
-        _add_calls_postgresql(session, days, products, product_days)
+        _add_calls_postgresql(session, days, products, product_days, product_months)
         return
     dimensions = ("source", "taxonomy_version", "reason")
     _add_calls_sqlite(
@@ -75,6 +79,12 @@ def update_rollups(
     )
     _add_calls_sqlite(
         session, ProductDayCount, ("day", "product_key", "product", *dimensions), product_days
+    )
+    _add_calls_sqlite(
+        session,
+        ProductMonthCount,
+        ("month", "product_key", "product", *dimensions),
+        product_months,
     )
     _add_calls_sqlite(session, ReasonDayCount, ("day", *dimensions), days)
 
@@ -102,7 +112,7 @@ def _add_calls_sqlite(
     session.connection().execute(statement)
 
 
-# The three rollups in one statement on PostgreSQL. Their rows are hot (every call of the day
+# The four rollups in one statement on PostgreSQL. Their rows are hot (every call of the day
 # counts in one of a few rows) and stay locked until the transaction commits: one statement,
 # the last before COMMIT, holds them for one round trip instead of one per table. The rows go
 # as arrays (unnest), so the statement's text never changes: SQLAlchemy compiles it once and
@@ -127,6 +137,15 @@ _UPSERT_ROLLUPS = text(
             CAST(:d_reason AS varchar[]), CAST(:d_calls AS integer[]))
         ON CONFLICT (day, product_key, product, source, taxonomy_version, reason)
         DO UPDATE SET calls = t.calls + excluded.calls
+    ), product_months AS (
+        INSERT INTO product_month_counts AS t
+            (month, product_key, product, source, taxonomy_version, reason, calls)
+        SELECT * FROM unnest(
+            CAST(:m_month AS date[]), CAST(:m_key AS varchar[]), CAST(:m_product AS varchar[]),
+            CAST(:m_source AS varchar[]), CAST(:m_taxonomy AS varchar[]),
+            CAST(:m_reason AS varchar[]), CAST(:m_calls AS integer[]))
+        ON CONFLICT (month, product_key, product, source, taxonomy_version, reason)
+        DO UPDATE SET calls = t.calls + excluded.calls
     )
     INSERT INTO reason_day_counts AS t (day, source, taxonomy_version, reason, calls)
     SELECT * FROM unnest(
@@ -143,8 +162,9 @@ def _add_calls_postgresql(
     days: dict[tuple[date, str, str, str], int],
     products: dict[tuple[str, str, str, str, str], int],
     product_days: dict[tuple[date, str, str, str, str, str], int],
+    product_months: dict[tuple[date, str, str, str, str, str], int],
 ) -> None:
-    """Upsert calls = calls + delta into the three rollups at once (see _UPSERT_ROLLUPS)."""
+    """Upsert calls = calls + delta into the four rollups at once (see _UPSERT_ROLLUPS)."""
 
     def columns(deltas: dict[Any, int], names: str) -> dict[str, list[Any]]:
         values = [[*key, delta] for key, delta in _changed(deltas)]
@@ -153,6 +173,7 @@ def _add_calls_postgresql(
     parameters = {
         **columns(products, "p_key p_product p_source p_taxonomy p_reason p_calls"),
         **columns(product_days, "d_day d_key d_product d_source d_taxonomy d_reason d_calls"),
+        **columns(product_months, "m_month m_key m_product m_source m_taxonomy m_reason m_calls"),
         **columns(days, "r_day r_source r_taxonomy r_reason r_calls"),
     }
     if any(parameters.values()):
@@ -165,6 +186,13 @@ def _utc_day_sql(dialect: str, column: Any) -> Any:
     return func.date(column)  # SQLite keeps UTC times, without their offset
 
 
+def _utc_month_sql(dialect: str, column: Any) -> Any:
+    """The first day of the UTC month of a time."""
+    if dialect == "postgresql":
+        return cast(func.date_trunc("month", func.timezone("UTC", column)), Date)
+    return func.date(column, "start of month")
+
+
 def rebuild_rollups(session: Session) -> None:
     """The rollups computed again from the extractions (after loading them other than through
     add_current_extractions: bulk loads, benchmarks)."""
@@ -172,7 +200,9 @@ def rebuild_rollups(session: Session) -> None:
     session.execute(delete(ReasonDayCount))
     session.execute(delete(ProductReasonCount))
     session.execute(delete(ProductDayCount))
+    session.execute(delete(ProductMonthCount))
     day = _utc_day_sql(dialect, Extraction.occurred_at)
+    month = _utc_month_sql(dialect, Extraction.occurred_at)
     keys = (Extraction.source, Extraction.taxonomy_version, Extraction.answer_reason)
     names = ["source", "taxonomy_version", "reason", "calls"]
     succeeded = (Extraction.is_current, Extraction.answer_reason.is_not(None))
@@ -197,5 +227,13 @@ def rebuild_rollups(session: Session) -> None:
             select(day, key, product, *keys, func.count())
             .where(*named)
             .group_by(day, key, product, *keys),
+        )
+    )
+    session.execute(
+        insert(ProductMonthCount).from_select(
+            ["month", "product_key", "product", *names],
+            select(month, key, product, *keys, func.count())
+            .where(*named)
+            .group_by(month, key, product, *keys),
         )
     )

@@ -158,3 +158,14 @@ def count_by_status(session: Session) -> dict[str, int]:
     """Transcripts per status, over the whole table (the /metrics gauge)."""
     rows = session.execute(select(Transcript.status, func.count()).group_by(Transcript.status))
     return {status: count for status, count in rows}
+
+
+def count_waiting(session: Session, cap: int) -> int:
+    """Transcripts queued or running now, counted up to `cap` + 1 (the status index)."""
+    waiting = (
+        select(Transcript.id)
+        .where(Transcript.status.in_(("queued", "running")))
+        .limit(cap + 1)
+        .subquery()
+    )
+    return int(session.scalar(select(func.count()).select_from(waiting)) or 0)

@@ -269,8 +269,19 @@ def batch_progress(session: Session, batch_id: uuid.UUID) -> BatchRead:
     batch = batches_db.get_batch(session, batch_id)
     if batch is None:
         raise NotFoundError(f"no batch {batch_id}", loc=("path", "batch_id"))
+    return _batch_read(batch, batches_db.batch_status_counts(session, batch_id))
+
+
+def recent_batches(session: Session, limit: int, before: datetime | None = None) -> list[BatchRead]:
+    """The latest batches with their progress, the newest first (received before `before`)."""
+    batches = batches_db.recent_batches(session, limit, before)
+    counts = batches_db.status_counts_of(session, [b.id for b in batches])
+    return [_batch_read(batch, counts[batch.id]) for batch in batches]
+
+
+def _batch_read(batch: Batch, found: dict[str, int]) -> BatchRead:
     counts = {status: 0 for status in ("queued", "running", "succeeded", "failed")}
-    counts.update(batches_db.batch_status_counts(session, batch_id))
+    counts.update(found)
     return BatchRead(
         id=batch.id,
         created_at=batch.created_at,

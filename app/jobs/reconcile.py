@@ -99,7 +99,7 @@ class Reconciler:
         return report
 
     def _give_back_abandoned_messages(self, now: datetime) -> tuple[int, set[uuid.UUID]]:
-        """Messages taken more than the grace ago with calls to do and none running on a live
+        """Messages taken more than the grace ago with none of their calls running on a live
         lease: their worker died. Each goes back to its queue. Returns how many, and the
         calls they carry."""
         taken = self.queue.taken_messages(
@@ -114,7 +114,10 @@ class Reconciler:
         given_back, carried = 0, set()
         for message in taken:
             left = {states.get(i) for i in message.transcript_ids}
-            if left & {"queued", "expired"} and "running" not in left:
+            # Nothing of it runs on a live lease: its worker died. Given back even when its
+            # calls were all finished meanwhile (re-sent by this reconciler): the task skips
+            # finished calls, and the message leaves `unacked` now instead of in an hour.
+            if "running" not in left:
                 self.queue.give_back(message.tag)
                 metrics.REQUEUED.labels("dead_worker").inc(
                     sum(states.get(i) in ("queued", "expired") for i in message.transcript_ids)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import analytics as analytics_db
 from app.db import labels as labels_db
@@ -16,6 +17,7 @@ from app.db import transcripts as transcripts_db
 from app.db.analytics import ALL, Slice
 from app.db.models import Extraction, Label, Transcript
 from app.db.results import ExtractionFilter
+from app.db.session import session_scope
 from app.errors import InvalidRequestError, NotFoundError
 from app.results.cursor import decode_cursor, encode_cursor
 from schemas.api import (
@@ -215,3 +217,78 @@ def utc_iso(value: datetime) -> str:
     """A time as ISO 8601 in UTC, with a Z."""
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class CallDetail:
+    """Everything callx knows of one call: the transcript, every extraction attempt (the
+    first first) and every label (the oldest first)."""
+
+    call: TranscriptRead
+    text: str
+    attempts: list[ExtractionRead]
+    labels: list[LabelRead]
+
+
+def call_detail(session: Session, transcript_id: uuid.UUID) -> CallDetail:
+    transcript = transcripts_db.get_transcript(session, transcript_id)
+    if transcript is None:
+        raise NotFoundError(f"no transcript {transcript_id}", loc=("path", "transcript_id"))
+    attempts = results_db.extraction_attempts(session, transcript_id)
+    current = next((e for e in attempts if e.is_current), None)
+    return CallDetail(
+        call=transcript_view(session, transcript, current),
+        text=transcript.text,
+        attempts=[read for read in map(extraction_read, attempts) if read is not None],
+        labels=[label_read(label) for label in labels_db.label_history(session, transcript_id)],
+    )
+
+
+# The queues' depths are counted up to this many (a deeper queue reads "over 10,000"): a
+# count that stays cheap however deep the queue gets.
+QUEUE_COUNT_CAP = 10_000
+
+
+@dataclass(frozen=True)
+class CallCounts:
+    """The overview's counts besides the analytics: failed calls in the range, calls waiting
+    for a model (queued or running) and for a person (the review queue), now; the waiting
+    ones up to `cap` + 1 (more than `cap`: "over cap")."""
+
+    failed: int
+    waiting_for_model: int
+    waiting_for_review: int
+    cap: int = QUEUE_COUNT_CAP
+
+
+def call_counts(
+    session: Session,
+    since: datetime | None,
+    until: datetime | None,
+    source: str | None,
+    taxonomy_version: str | None,
+) -> CallCounts:
+    check_range(since, until)
+    return CallCounts(
+        failed=results_db.count_failed(session, since, until, source),
+        waiting_for_model=transcripts_db.count_waiting(session, QUEUE_COUNT_CAP),
+        waiting_for_review=results_db.count_waiting_for_review(
+            session, taxonomy_version, QUEUE_COUNT_CAP
+        ),
+    )
+
+
+def iter_extractions(
+    sessions: sessionmaker[Session], filters: ExtractionFilter, *, chunk: int = 1000
+) -> Iterator[ExtractionListItem]:
+    """Every current extraction in the filter, newest call first, read a page at a time, each
+    page in its own short transaction (a download of a million calls holds no connection
+    between pages, and the keyset cursor keeps the pages in step)."""
+    cursor: str | None = None
+    while True:
+        with session_scope(sessions) as session:
+            page = list_extractions(session, filters, page_size=chunk, cursor=cursor)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor

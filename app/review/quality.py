@@ -80,3 +80,12 @@ def quality_report(session: Session, filters: QualityFilter) -> QualityReport:
             a for a in judged if not a.in_audit and a.review_cause is not None
         ),
     )
+
+
+def audit_reason_accuracy(session: Session, filters: QualityFilter) -> Proportion:
+    """The model's reason accuracy on the reviewed audit sample (the overview's figure, the
+    same as /v1/quality's `audit.reason`), counted by the database: one row back, however
+    many calls people reviewed."""
+    check_range(filters.since, filters.until)
+    right, n = labels_db.audit_reason_counts(session, filters)
+    return proportion(right, n)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -15,11 +16,48 @@ from app.db.labels import QueueFilter
 from app.db.models import Label
 from app.errors import ConflictError, InvalidRequestError, NotFoundError
 from app.results.cursor import decode_queue_cursor, encode_queue_cursor
-from app.results.service import extraction_read, label_read
-from schemas.api import LabelRead
+from app.results.service import CallDetail, extraction_read, label_read
+from schemas.api import ExtractionRead, LabelRead
 from schemas.extraction import product_key
 from schemas.review import LabelHistory, LabelWrite, ReviewItem, ReviewPage
 from schemas.taxonomy import Taxonomy
+
+
+@dataclass(frozen=True)
+class ReviewCard:
+    """One call as a reviewer sees it: the transcript, the model's answer, the current label
+    (its version is the one a new label must name), and where the queue goes on after it."""
+
+    transcript_id: uuid.UUID
+    external_id: str | None
+    source: str
+    language: str | None
+    occurred_at: datetime
+    text: str
+    extraction: ExtractionRead | None
+    label: LabelRead | None
+    version: int
+    after: str | None = None  # the queue position it was shown after (saving goes on there)
+    skip_to: str | None = None  # the position after it (skipping goes on there)
+    in_queue: bool = False  # shown as the queue's next call (else opened from its page)
+
+    @classmethod
+    def of_queue_item(cls, item: ReviewItem, after: str | None, skip_to: str | None) -> ReviewCard:
+        return cls(
+            item.transcript_id, item.external_id, item.source, item.language, item.occurred_at,
+            item.text, item.extraction, None, item.label_version, after, skip_to, True,
+        )
+
+    @classmethod
+    def of_call(
+        cls, detail: CallDetail, after: str | None = None, in_queue: bool = False
+    ) -> ReviewCard:
+        call = detail.call
+        return cls(
+            call.id, call.external_id, call.source, call.language, call.occurred_at,
+            detail.text, call.extraction, call.label,
+            0 if call.label is None else call.label.version, after, None, in_queue,
+        )
 
 
 @dataclass(frozen=True)

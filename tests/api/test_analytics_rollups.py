@@ -150,7 +150,7 @@ def _api_products(
     return response.json()["items"]  # type: ignore[no-any-return]
 
 
-def _rollup_rows(engine: Engine) -> tuple[set[Any], set[Any], set[Any]]:
+def _rollup_rows(engine: Engine) -> tuple[set[Any], set[Any], set[Any], set[Any]]:
     with engine.connect() as connection:
         days = connection.execute(
             text(
@@ -172,7 +172,14 @@ def _rollup_rows(engine: Engine) -> tuple[set[Any], set[Any], set[Any]]:
                 "WHERE calls <> 0"
             )
         )
-        return set(days), set(products), set(product_days)
+        product_months = connection.execute(
+            text(
+                "SELECT month, product_key, product, source, taxonomy_version, reason, calls "
+                "FROM product_month_counts "
+                "WHERE calls <> 0"
+            )
+        )
+        return set(days), set(products), set(product_days), set(product_months)
 
 
 def _assert_exact(client: TestClient, engine: Engine) -> None:
@@ -185,6 +192,8 @@ def _assert_exact(client: TestClient, engine: Engine) -> None:
         (START + timedelta(days=10, hours=4), START + timedelta(days=10, hours=20)),  # one day
         (START + timedelta(days=10, hours=20), START + timedelta(days=11, hours=6)),  # two parts
         (START + timedelta(days=12, hours=2, minutes=30), START + timedelta(days=13)),
+        # A whole month (October, from product_month_counts) with days and parts around it.
+        (START + timedelta(hours=2, minutes=30), START + timedelta(days=35, hours=11)),
     ]
     # Every call, one source's, one taxonomy version's (re-extracted calls have another).
     slices = [
@@ -320,6 +329,6 @@ def test_rollup_answers_equal_direct_counts(
         # TRUNCATE extractions (as the tests' clean-up does) empties the rollups too.
         with engine.begin() as connection:
             connection.execute(text("TRUNCATE extractions, transcripts, batches CASCADE"))
-        assert _rollup_rows(engine) == (set(), set(), set())
+        assert _rollup_rows(engine) == (set(), set(), set(), set())
         assert client.get("/v1/analytics/reasons").json()["items"] == []
         assert client.get("/v1/analytics/products").json()["items"] == []

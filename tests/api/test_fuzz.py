@@ -225,6 +225,7 @@ QUERY_PARAMETERS: dict[tuple[str, str], str] = {
     ("/v1/extractions", "min_confidence"): "refused",
     ("/v1/extractions", "max_confidence"): "refused",
     ("/v1/extractions", "taxonomy_version"): "matches nothing",
+    ("/v1/extractions", "review"): "refused",  # not a review state
     ("/v1/analytics/reasons", "source"): "matches nothing",
     ("/v1/analytics/reasons", "taxonomy_version"): "matches nothing",
     ("/v1/analytics/products", "source"): "matches nothing",

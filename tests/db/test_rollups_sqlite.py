@@ -63,6 +63,8 @@ def test_product_counts_between_dates_equal_counting_every_call(tmp_path: Path) 
         (START + timedelta(days=10, hours=4), START + timedelta(days=10, hours=20)),
         (START + timedelta(days=10, hours=20), START + timedelta(days=11, hours=6)),
         (START + timedelta(days=12, hours=2, minutes=30), START + timedelta(days=13)),
+        # A whole month (October, from product_month_counts) with days and parts around it.
+        (START + timedelta(hours=2, minutes=30), START + timedelta(days=35, hours=11)),
     ]
     taxonomy = load_taxonomy(None).model_copy(update={"version": "t"})  # succeeded_outcome()'s
     answered = 0
@@ -103,5 +105,10 @@ def _rollup_rows(engine: Engine) -> list[set[Any]]:
     with engine.connect() as connection:
         return [
             set(connection.execute(text(f"SELECT * FROM {table} WHERE calls <> 0")))
-            for table in ("reason_day_counts", "product_reason_counts", "product_day_counts")
+            for table in (
+                "reason_day_counts",
+                "product_reason_counts",
+                "product_day_counts",
+                "product_month_counts",
+            )
         ]
