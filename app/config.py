@@ -327,6 +327,23 @@ class WebSettings(BaseModel):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+class ModelsSettings(BaseModel):
+    follow: Literal["auto"] | bool = Field(
+        default="auto",
+        description="Workers of the local backend run the registry's promoted adapter and "
+        "switch to a newly promoted one between calls: true, false, or auto (unless "
+        "CALLX_LLAMACPP__LORA_PATH or MODEL_PATH names the files).",
+    )
+    check_interval_s: float = Field(
+        default=5.0, gt=0, le=3600, description="How often a worker looks for a new promotion."
+    )
+
+    @field_validator("follow", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
 class Settings(BaseSettings):
     """callx settings; every field can be set as CALLX_<SECTION>__<NAME>."""
 
@@ -338,6 +355,12 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(default_factory=_default_data_dir)
+    models_dir: Path | None = Field(
+        default=None,
+        description="Where `callx models register` copies adapters (default: DATA_DIR/models). "
+        "Shared by the workers of every machine that loads them (a network file system, or "
+        "the same path synced).",
+    )
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     log_level: str = "INFO"
     verbose: bool = Field(
@@ -355,6 +378,7 @@ class Settings(BaseSettings):
     ratelimit: RateLimitSettings = RateLimitSettings()
     review: ReviewSettings = ReviewSettings()
     web: WebSettings = WebSettings()
+    models: ModelsSettings = ModelsSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -363,6 +387,11 @@ class Settings(BaseSettings):
         if self.api.default_page_size > self.api.max_page_size:
             raise ValueError("api.default_page_size must be <= api.max_page_size")
         return self
+
+    @property
+    def models_path(self) -> Path:
+        """Where registered adapters live: CALLX_MODELS_DIR, else DATA_DIR/models."""
+        return self.models_dir or self.data_dir / "models"
 
     @property
     def database_url(self) -> str:

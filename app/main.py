@@ -8,7 +8,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from app.api import analytics, batches, extractions, health, metrics, review, transcripts
+from app.api import (
+    analytics,
+    batches,
+    extractions,
+    health,
+    metrics,
+    models,
+    reextractions,
+    review,
+    transcripts,
+)
 from app.api.errors import PAGE_ERRORS, register_error_handlers
 from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.api.openapi import complete_openapi
@@ -62,7 +72,17 @@ def create_app(
     register_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)  # the outermost: even a 413 carries the request id
-    for module in (transcripts, batches, extractions, analytics, review, health, metrics):
+    for module in (
+        transcripts,
+        batches,
+        extractions,
+        analytics,
+        review,
+        models,
+        reextractions,
+        health,
+        metrics,
+    ):
         app.include_router(module.router)
     mount_console(app, PAGE_ERRORS)
     complete_openapi(app, taxonomy)

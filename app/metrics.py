@@ -33,3 +33,11 @@ SKIPPED = Counter(
 SUBMITTED = Counter("callx_transcripts_submitted_total", "Transcripts accepted", ["queue"])
 REJECTED = Counter("callx_batch_records_rejected_total", "Batch records rejected")
 REQUEUED = Counter("callx_reconciler_requeued_total", "Transcripts re-sent", ["why"])
+ADAPTER_SWITCHES = Counter(
+    "callx_adapter_switches_total",
+    "Workers that switched to a newly promoted adapter between calls",
+)
+ADAPTER_LOAD_FAILURES = Counter(
+    "callx_adapter_load_failures_total",
+    "Promoted adapters a worker could not load (it kept the one it had)",
+)

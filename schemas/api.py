@@ -292,6 +292,11 @@ class ExtractionRead(BaseModel):
     )
     backend: str = Field(description="llamacpp or openai.")
     model: str = Field(description="The model (and LoRA adapter) that answered.")
+    adapter_sha256: str | None = Field(
+        default=None,
+        description="The SHA-256 of the LoRA adapter that answered (the model registry's id of "
+        "it; null: no adapter).",
+    )
     prompt_version: str = Field(description="The version of callx's prompt.")
     taxonomy_version: str = Field(description="The version of the taxonomy the reason is of.")
     latency_ms: int | None = Field(description="Time spent in the model, in milliseconds.")

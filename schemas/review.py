@@ -138,6 +138,7 @@ class QualityQuery(BaseModel):
     until: UtcDatetime | None = Field(default=None, description="Calls before this time.")
     model: str | None = Field(default=None, description="Only this model's answers.")
     taxonomy_version: str | None = Field(default=None, description="Only this taxonomy's.")
+    source: str | None = Field(default=None, description="Only the calls of this source.")
 
 
 class QualityAnswer(QualityReport):

@@ -61,7 +61,10 @@ def clean_db(database_url: str) -> Iterator[None]:
     engine = create_engine(database_url)
     with engine.begin() as connection:
         connection.execute(
-            text("TRUNCATE extractions, transcripts, batches, api_keys, worker_heartbeats CASCADE")
+            text(
+                "TRUNCATE extractions, transcripts, batches, api_keys, worker_heartbeats, "
+                "promotions, adapter_evaluations, adapters, reextractions RESTART IDENTITY CASCADE"
+            )
         )
     engine.dispose()
     yield

@@ -21,7 +21,9 @@ from celery.signals import (
     worker_shutdown,
     worker_shutting_down,
 )
+from sqlalchemy.orm import Session, sessionmaker
 
+from app import metrics
 from app.config import Settings, get_settings
 from app.db.session import build_engine, build_sessionmaker
 from app.extraction.extractor import Extractor, check_extraction_settings
@@ -31,6 +33,8 @@ from app.jobs.queue import TaskQueue, build_celery
 from app.jobs.reconcile import Reconciler, run_forever
 from app.jobs.stopping import hand_back_calls
 from app.jobs.workers import Heartbeat, WorkerIdentity
+from app.registry.follow import AdapterFollower, follows_registry, promoted_file, with_adapter
+from app.registry.service import check_gguf
 from workers.plan import WorkerPlan
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,15 @@ class WorkerRuntime:
     # The calls of a many-id message run here at once (a backend that allows it); shared by
     # all tasks of the process, as many threads as the pool's: calls in flight stay capped.
     calls: ThreadPoolExecutor | None
+    # The registry's promoted adapter, followed between calls (None: not following).
+    follower: AdapterFollower | None = None
+
+    def current_extractor(self) -> Extractor:
+        """The extractor for the next task: a newly promoted adapter from now on; a task in
+        progress keeps the one it started with."""
+        if self.follower is not None:
+            self.extractor = self.follower.next_extractor(self.extractor)
+        return self.extractor
 
 
 _runtime: WorkerRuntime | None = None
@@ -134,18 +147,20 @@ def worker_runtime() -> WorkerRuntime:
     with _runtime_lock:
         if _runtime is None or _runtime.pid != os.getpid():
             settings = worker_settings()
-            extractor = Extractor.from_settings(settings)
+            sessions = build_sessionmaker(build_engine(settings, pool_size=2))
+            extractor, follower = _extractor_and_follower(settings, sessions)
             threads = _pool_concurrency if extractor.backend.concurrent else 1
             _runtime = WorkerRuntime(
                 pid=os.getpid(),
                 settings=settings,
                 # Group-committed writes: one connection, however many threads.
                 store=ExtractionStore(
-                    build_sessionmaker(build_engine(settings, pool_size=2)),
+                    sessions,
                     review=ReviewPolicy.from_settings(settings.review, extractor.taxonomy),
                 ),
                 extractor=extractor,
                 calls=ThreadPoolExecutor(threads, "callx-call") if threads > 1 else None,
+                follower=follower,
             )
             log.info(
                 "worker runtime ready",
@@ -162,6 +177,36 @@ def worker_runtime() -> WorkerRuntime:
                 daemon=True,
             ).start()
         return _runtime
+
+
+def _extractor_and_follower(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> tuple[Extractor, AdapterFollower | None]:
+    """The extractor this process starts with: the registry's promoted adapter where this
+    worker follows the registry (CALLX_MODELS__FOLLOW), else the configured files."""
+    if not follows_registry(settings):
+        return Extractor.from_settings(settings), None
+    found = promoted_file(sessions, settings)
+    if found is None:  # nothing registered and no default adapter shipped
+        return Extractor.from_settings(settings), None
+    sha256, path = found
+    try:
+        check_gguf(path)
+        extractor = Extractor.from_settings(with_adapter(settings, path))
+        follower = AdapterFollower(sessions, settings, sha256)
+    except Exception as exc:
+        log.error(
+            "cannot load the promoted adapter %s: starting with the configured one",
+            path.name,
+            extra={"error": str(exc)},
+        )
+        metrics.ADAPTER_LOAD_FAILURES.inc()
+        extractor = Extractor.from_settings(settings)
+        follower = AdapterFollower(
+            sessions, settings, getattr(extractor.backend, "adapter_sha256", None)
+        )
+        follower.refused = sha256
+    return extractor, follower
 
 
 def _hand_back_on_stop(runtime: WorkerRuntime) -> None:

@@ -35,12 +35,13 @@ def extract_transcript(self: Task, transcript_id: str) -> str:
     request_id.set(getattr(self.request, "callx_request_id", None))
     logged_transcript_id.set(transcript_id)
     runtime = worker_runtime()
+    extractor = runtime.current_extractor()
     outcome = run_extraction(
         runtime.store,
         uuid.UUID(transcript_id),
-        runtime.extractor,
+        extractor,
         lease_s=runtime.settings.extraction.lease_s,
-        taxonomy_version=runtime.extractor.taxonomy.version,
+        taxonomy_version=extractor.taxonomy.version,
         should_stop=stopping_now,
     )
     return _requeue_if_not_started([outcome])[0]
@@ -52,12 +53,13 @@ def extract_transcripts(self: Task, transcript_ids: list[str]) -> list[str]:
     whole on a database outage: those already stored are skipped."""
     request_id.set(getattr(self.request, "callx_request_id", None))
     runtime = worker_runtime()
+    extractor = runtime.current_extractor()
     outcomes = run_extractions(
         runtime.store,
         [uuid.UUID(i) for i in transcript_ids],
-        runtime.extractor,
+        extractor,
         lease_s=runtime.settings.extraction.lease_s,
-        taxonomy_version=runtime.extractor.taxonomy.version,
+        taxonomy_version=extractor.taxonomy.version,
         calls=runtime.calls,
         should_stop=stopping_now,
     )

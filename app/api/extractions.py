@@ -76,10 +76,11 @@ def list_extractions(
         Query(max_length=64, pattern=NO_CONTROL_CHARS, description="Extracted with this taxonomy."),
     ] = None,
     review: Annotated[
-        Literal["waiting", "labelled", "auto", "audit"] | None,
+        Literal["waiting", "labelled", "auto", "audit", "audit_reviewed"] | None,
         Query(
             description="The call's place in the review loop: waiting for a person, labelled "
-            "by one, accepted without one, or drawn into the audit sample."
+            "by one, accepted without one, drawn into the audit sample, or drawn and labelled "
+            "(the calls /v1/quality counts)."
         ),
     ] = None,
     cursor: Annotated[

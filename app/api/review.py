@@ -127,11 +127,14 @@ def quality(
         ),
     ] = None,
     taxonomy_version: TaxonomyVersionQuery = None,
+    source: SourceQuery = None,
 ) -> QualityAnswer:
     """The model's accuracy in production: its answers against people's labels on the audit
     sample (drawn at random, whatever the confidence: unbiased), with 95% intervals, overall,
     per reason, per model and taxonomy version; the share of calls auto-accepted and their
     accuracy; and apart, the agreement on the low-confidence calls people reviewed (biased)."""
-    query = QualityQuery(since=since, until=until, model=model, taxonomy_version=taxonomy_version)
+    query = QualityQuery(
+        since=since, until=until, model=model, taxonomy_version=taxonomy_version, source=source
+    )
     report = quality_report(session, QualityFilter(**query.model_dump()))
     return QualityAnswer(query=query, **dict(report))

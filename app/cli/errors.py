@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.config import SettingsError
+from app.errors import RequestError
 from app.records import RecordFileError
 from schemas.taxonomy import TaxonomyError
 
@@ -22,7 +23,7 @@ class CliError(Exception):
 
 def describe(exc: BaseException) -> str | None:
     """The message of an expected error; None for an unexpected one (a bug)."""
-    if isinstance(exc, CliError | RecordFileError | TaxonomyError | SettingsError):
+    if isinstance(exc, CliError | RecordFileError | TaxonomyError | SettingsError | RequestError):
         return str(exc)
     if isinstance(exc, ValidationError) and exc.title == "Settings":
         return settings_problem(exc)

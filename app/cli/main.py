@@ -5,7 +5,16 @@ from __future__ import annotations
 import sys
 import traceback
 
-from app.cli import evaluate, files, finetune, keys, labels, service  # noqa: F401  (registers)
+from app.cli import (  # noqa: F401  (registers)
+    evaluate,
+    files,
+    finetune,
+    keys,
+    labels,
+    models,
+    reextract,
+    service,
+)
 from app.cli.app import cli, invocation
 from app.cli.errors import EXIT_USAGE, describe
 

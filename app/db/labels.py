@@ -123,6 +123,7 @@ class QualityFilter:
     until: datetime | None = None
     model: str | None = None
     taxonomy_version: str | None = None
+    source: str | None = None
 
 
 def _range(column: Any, filters: QualityFilter) -> list[Any]:
@@ -141,6 +142,8 @@ def _judged(filters: QualityFilter) -> list[Any]:
         conditions.append(Extraction.model == filters.model)
     if filters.taxonomy_version is not None:
         conditions.append(Extraction.taxonomy_version == filters.taxonomy_version)
+    if filters.source is not None:
+        conditions.append(Extraction.source == filters.source)
     return conditions
 
 

@@ -166,6 +166,9 @@ class Extraction(Base):
     product_confidence: Mapped[float | None] = mapped_column(Float)
     backend: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(200))
+    # The LoRA adapter's file, by its sha256 (migration 0010): which registered adapter
+    # answered (the model's name holds its file name). NULL without an adapter.
+    adapter_sha256: Mapped[str | None] = mapped_column(String(64))
     prompt_version: Mapped[str] = mapped_column(String(32))
     taxonomy_version: Mapped[str] = mapped_column(String(64))
     latency_ms: Mapped[int | None] = mapped_column(Integer)
@@ -381,3 +384,95 @@ class WebSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# ---- the model registry (migration 0010) ---------------------------------------------------
+
+
+class Adapter(Base):
+    """A LoRA adapter callx knows: its file (copied into the models directory, named by its
+    sha256), the base model it was trained for, its card, and who registered it when."""
+
+    __tablename__ = "adapters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    file_name: Mapped[str] = mapped_column(String(200))  # in the models directory
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    base_model: Mapped[str | None] = mapped_column(String(200))
+    base_model_sha256: Mapped[str | None] = mapped_column(String(64))
+    card: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    registered_by: Mapped[str] = mapped_column(String(100))
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AdapterEvaluation(Base):
+    """A candidate adapter measured against the promoted one on the same labelled calls: the
+    gate `callx models promote` reads."""
+
+    __tablename__ = "adapter_evaluations"
+    __table_args__ = (Index("ix_adapter_evaluations_adapter_id", "adapter_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    adapter_id: Mapped[int] = mapped_column(ForeignKey("adapters.id"))
+    baseline_id: Mapped[int | None] = mapped_column(ForeignKey("adapters.id"))
+    dataset: Mapped[str] = mapped_column(String(500))
+    dataset_sha256: Mapped[str] = mapped_column(String(64))
+    taxonomy_version: Mapped[str] = mapped_column(String(64))
+    calls: Mapped[int] = mapped_column(Integer)
+    reason_accuracy: Mapped[float] = mapped_column(Float)
+    baseline_reason_accuracy: Mapped[float | None] = mapped_column(Float)
+    product_rate: Mapped[float | None] = mapped_column(Float)
+    baseline_product_rate: Mapped[float | None] = mapped_column(Float)
+    only_candidate_right: Mapped[int | None] = mapped_column(Integer)
+    only_baseline_right: Mapped[int | None] = mapped_column(Integer)
+    p_value: Mapped[float | None] = mapped_column(Float)  # exact McNemar, paired by call
+    verdict: Mapped[str] = mapped_column(String(16))  # passes / worse
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    evaluated_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Promotion(Base):
+    """Each change of the promoted adapter, the latest first: the one workers load. A rollback
+    is a promotion of the one before."""
+
+    __tablename__ = "promotions"
+    __table_args__ = (Index("ix_promotions_created_at", "created_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    adapter_id: Mapped[int] = mapped_column(ForeignKey("adapters.id"))
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("adapters.id"))
+    action: Mapped[str] = mapped_column(String(16))  # initial / promote / rollback
+    evaluation_id: Mapped[int | None] = mapped_column(ForeignKey("adapter_evaluations.id"))
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    promoted_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Reextraction(Base):
+    """A job that extracts stored calls again (migration 0010): its filter, the taxonomy and
+    model it extracts with, and its calls (reextraction_items). `key` makes the same job
+    submitted twice the same row."""
+
+    __tablename__ = "reextractions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    filters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    taxonomy_version: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(200))
+    calls: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReextractionItem(Base):
+    __tablename__ = "reextraction_items"
+
+    reextraction_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("reextractions.id"), primary_key=True
+    )
+    transcript_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transcripts.id"), primary_key=True)

@@ -113,6 +113,8 @@ _REVIEW_STATES: dict[str, Any] = {
         Extraction.review_priority.is_(None),
     ),
     "audit": Extraction.in_audit,
+    # The audit calls people labelled: those /v1/quality's unbiased figure counts.
+    "audit_reviewed": and_(Extraction.in_audit, Extraction.answer_by == "label"),
 }
 REVIEW_STATES = tuple(_REVIEW_STATES)
 
@@ -133,6 +135,8 @@ class ExtractionFilter:
     max_confidence: float | None = None
     # The call's place in the review loop (REVIEW_STATES).
     review: str | None = None
+    # True: only calls with an answer (the ones the analytics count).
+    answered: bool | None = None
     # Conditions on the transcript (list_extractions joins it).
     batch_id: uuid.UUID | None = None
     language: str | None = None
@@ -161,6 +165,8 @@ def current_conditions(filters: ExtractionFilter) -> list[Any]:
         conditions.append(Extraction.confidence <= filters.max_confidence)
     if filters.review is not None:
         conditions.append(_REVIEW_STATES[filters.review])
+    if filters.answered:
+        conditions.append(Extraction.answer_reason.is_not(None))
     return conditions
 
 

@@ -42,6 +42,7 @@ class ExtractionOutcome:
     error_kind: str | None = None
     confidence_calibrated: bool = False
     product_confidence: float | None = None
+    adapter_sha256: str | None = None  # the LoRA adapter that answered, where there is one
 
     @property
     def succeeded(self) -> bool:
@@ -62,6 +63,7 @@ def extract(
     common: dict[str, Any] = {
         "backend": backend.name,
         "model": backend.model,
+        "adapter_sha256": getattr(backend, "adapter_sha256", None),
         "prompt_version": PROMPT_VERSION,
         "taxonomy_version": taxonomy.version,
     }

@@ -26,7 +26,7 @@ from app.llm.chat_templates import TEMPLATES
 from app.llm.choice import TokenTrie, choose
 from app.llm.errors import BackendError
 from app.llm.grounding import CallWords
-from app.llm.model_files import adapter_for, default_model_path
+from app.llm.model_files import adapter_for, default_model_path, file_sha256
 from app.llm.prompt_tokens import PromptTokens
 from schemas.extraction import PRODUCT_MAX_CHARS, answer_model, normalise_product
 from schemas.taxonomy import Taxonomy
@@ -63,6 +63,7 @@ class LlamaCppBackend:
         if lora_path is not None and not Path(lora_path).is_file():
             raise ValueError(f"LoRA adapter not found: {lora_path}")
         self.model = Path(model_path).name + (f"+{Path(lora_path).name}" if lora_path else "")
+        self.adapter_sha256 = file_sha256(Path(lora_path)) if lora_path else None
         card = read_card(lora_path)
         self.calibration = card_calibration(card)
         self.measured_taxonomies = measured_taxonomies(card)
@@ -81,6 +82,11 @@ class LlamaCppBackend:
             logits_all=False,
             verbose=verbose,
         )
+        # llama-cpp-python only logs an adapter llama.cpp could not read (its NULL check
+        # misses a ctypes NULL pointer): the model would answer without it, silently.
+        if lora_path is not None and not getattr(self._llm, "_lora_adapter", None):
+            self._llm.close()
+            raise ValueError(f"llama.cpp could not load the LoRA adapter {lora_path}")
         self._n_vocab = self._llm.n_vocab()
         self._lock = threading.Lock()
         self._tries: dict[tuple[str, ...], TokenTrie] = {}

@@ -3,6 +3,7 @@ into the cache directory. Nothing is downloaded at run time."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -39,3 +40,12 @@ def default_model_path(cache_dir: Path) -> Path:
         if os.path.exists(partial):
             os.unlink(partial)
     return target
+
+
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256 (an adapter's identity in the registry and in each extraction)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

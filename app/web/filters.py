@@ -16,6 +16,12 @@ from schemas.api import normalize_source
 from schemas.taxonomy import Taxonomy
 
 BUCKETS = ("day", "week", "month")
+# Dates the filters take (a range of centuries would only draw empty bars), and at most this
+# many bars in the chart: a longer range is shown per week, then per month.
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2099, 12, 31)
+MAX_BARS = 400
+_DAYS_PER_BAR = {"day": 1, "week": 7, "month": 30.4}
 STATUSES = ("succeeded", "failed")
 DEFAULT_DAYS = 30
 _LANGUAGE = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})?$")
@@ -41,10 +47,14 @@ class Form:
         if value is None:
             return None
         try:
-            return date.fromisoformat(value)
+            day = date.fromisoformat(value)
         except ValueError:
             self.errors[name] = f"{value!r} is not a date (YYYY-MM-DD)"
             return None
+        if not FIRST_DAY <= day <= LAST_DAY:
+            self.errors[name] = f"{value} is not between {FIRST_DAY} and {LAST_DAY}"
+            return None
+        return day
 
     def choice(self, params: QueryParams, name: str, choices: tuple[str, ...]) -> str | None:
         value = self.text(params, name, 64)
@@ -100,24 +110,47 @@ class OverviewFilter:
     until: datetime
     source: str | None
     bucket: str
+    coarsened_from: str | None = None  # the bucket asked for, where the range was too long
 
 
 def overview_filter(params: QueryParams, today: date) -> tuple[OverviewFilter, Form]:
     form = Form()
     since, until = date_range(form, params, today)
     source = form.text(params, "source", 100)
-    bucket = form.choice(params, "bucket", BUCKETS) or "day"
-    return OverviewFilter(since, until, normalize_source(source) if source else None, bucket), form
+    asked = form.choice(params, "bucket", BUCKETS) or "day"
+    bucket = asked
+    days = (until - since).days
+    for coarser in BUCKETS[BUCKETS.index(asked) :]:
+        bucket = coarser
+        if days / _DAYS_PER_BAR[coarser] <= MAX_BARS:
+            break
+    else:
+        form.errors["from"] = f"at most {MAX_BARS} months at once"
+        since = until - timedelta(days=int(MAX_BARS * _DAYS_PER_BAR["month"]))
+    where = OverviewFilter(
+        since,
+        until,
+        normalize_source(source) if source else None,
+        bucket,
+        coarsened_from=asked if bucket != asked else None,
+    )
+    return where, form
 
 
 def calls_filter(params: QueryParams, taxonomy: Taxonomy) -> tuple[ExtractionFilter, Form]:
     """The Calls page's filter; the same ExtractionFilter as GET /v1/extractions'."""
     form = Form()
     since_day, until_day = form.day(params, "from"), form.day(params, "to")
-    since = _time(form, params, "since") or (_midnight(since_day) if since_day else None)
-    until = _time(form, params, "until") or (
-        _midnight(until_day + timedelta(days=1)) if until_day else None
-    )
+    # The dates typed win over the exact times of a link from the overview (which the form
+    # carries along hidden): a person who changes the dates means them.
+    typed = since_day is not None or until_day is not None
+    since_time, until_time = _time(form, params, "since"), _time(form, params, "until")
+    if typed:
+        form.values.pop("since", None)
+        form.values.pop("until", None)
+        since_time = until_time = None
+    since = since_time or (_midnight(since_day) if since_day else None)
+    until = until_time or (_midnight(until_day + timedelta(days=1)) if until_day else None)
     if since is not None and until is not None and since >= until:
         form.errors["from"] = "must be before the end"
         since = until = None
@@ -143,6 +176,7 @@ def calls_filter(params: QueryParams, taxonomy: Taxonomy) -> tuple[ExtractionFil
         min_confidence=form.fraction(params, "min_confidence"),
         max_confidence=form.fraction(params, "max_confidence"),
         review=form.choice(params, "review", REVIEW_STATES),
+        answered=form.choice(params, "answered", ("yes",)) == "yes" or None,
         batch_id=batch_id,
         language=language,
     )
@@ -158,5 +192,8 @@ def _time(form: Form, params: QueryParams, name: str) -> datetime | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         form.errors[name] = f"{value!r} is not a time (ISO 8601)"
+        return None
+    if not FIRST_DAY <= moment.date() <= LAST_DAY:
+        form.errors[name] = f"{value} is not between {FIRST_DAY} and {LAST_DAY}"
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -48,7 +48,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "filter.from": ("From", "Du"),
     "filter.to": ("To (included)", "Au (inclus)"),
     "filter.source": ("Source", "Source"),
-    "filter.any": ("any", "toutes"),
+    "filter.any": ("any", "indifférent"),
+    "filter.not_applied": (
+        "These filters were not applied:",
+        "Ces filtres n'ont pas été appliqués :",
+    ),
     "filter.bucket": ("Per", "Par"),
     "filter.apply": ("Apply", "Appliquer"),
     "filter.reset": ("Reset", "Réinitialiser"),
@@ -65,6 +69,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "overview.accuracy": ("Production accuracy", "Exactitude en production"),
     "overview.over": ("over {n}", "plus de {n}"),
+    "overview.coarsened": (
+        "Shown per {shown}: per {asked}, this range would draw too many bars.",
+        "Affiché par {shown} : par {asked}, cette période donnerait trop de barres.",
+    ),
     "overview.accuracy_help": (
         "Reason right on the audit sample people reviewed (drawn at random: unbiased), with its "
         "95% interval.",
@@ -108,6 +116,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "review.labelled": ("labelled", "étiqueté"),
     "review.auto": ("accepted automatically", "accepté automatiquement"),
     "review.audit": ("audit sample", "échantillon d'audit"),
+    "review.audit_reviewed": ("audit sample, labelled", "échantillon d'audit, étiqueté"),
     "by.model": ("model", "modèle"),
     "by.label": ("person", "personne"),
     "call.title": ("Call", "Appel"),
@@ -214,6 +223,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "models.production": ("In production (audit sample)", "En production (échantillon d'audit)"),
     "models.auto_accepted": ("Accepted without a person", "Acceptés sans personne"),
     "models.auto_accuracy": ("right on the audit sample:", "justes sur l'échantillon d'audit :"),
+    "models.registry": ("Registered adapters", "Adaptateurs enregistrés"),
+    "models.name": ("Name", "Nom"),
+    "models.registered": ("Registered (UTC)", "Enregistré (UTC)"),
+    "models.gate": (
+        "Reason right: it / the promoted one · calls · verdict",
+        "Motif juste : lui / le promu · appels · verdict",
+    ),
+    "models.promoted": ("promoted", "promu"),
+    "models.registry_help": (
+        "Register, evaluate and promote with `callx models` (see the README).",
+        "Enregistrer, évaluer et promouvoir : `callx models` (voir le README).",
+    ),
     "models.trained_on": ("Taxonomies trained on", "Taxonomies d'entraînement"),
     "models.calibrated_on": ("Calibrated on", "Calibré sur"),
     "error.title": ("Something is wrong", "Un problème est survenu"),
@@ -244,6 +265,8 @@ def negotiate(cookie: str | None, accept_language: str | None) -> str:
                 weight = float(params.strip()[2:])
             except ValueError:
                 continue
+        if weight <= 0:  # q=0: "not this language"
+            continue
         ranked.append((-weight, position, tag.strip().lower().split("-")[0]))
     for _, _, language in sorted(ranked):
         if language in LANGUAGES:

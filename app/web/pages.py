@@ -23,6 +23,7 @@ from app.db.session import session_scope
 from app.errors import ConflictError, InvalidRequestError, NotFoundError
 from app.ingest.service import recent_batches
 from app.jobs.models import models_in_use
+from app.registry import service as registry
 from app.results import service as results
 from app.results.cursor import decode_queue_cursor
 from app.review import service as review
@@ -213,7 +214,12 @@ def overview(request: Request, session: SessionDep, viewer: ViewerDep) -> Respon
     calls = results.call_counts(session, where.since, where.until, where.source, taxonomy.version)
     quality = audit_reason_accuracy(
         session,
-        QualityFilter(since=where.since, until=where.until, taxonomy_version=taxonomy.version),
+        QualityFilter(
+            since=where.since,
+            until=where.until,
+            taxonomy_version=taxonomy.version,
+            source=where.source,
+        ),
     )
     chart = stacked_chart(counts["items"], where.bucket, taxonomy.codes, where.since, where.until)
     per_reason: dict[str, int] = {}
@@ -287,6 +293,14 @@ def calls_csv(request: Request, viewer: ViewerDep) -> Response:
     )
 
 
+def _cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first) is written
+    with a leading apostrophe: a transcript's fields come from outside."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def _csv_lines(items: Iterator[Any]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -294,24 +308,27 @@ def _csv_lines(items: Iterator[Any]) -> Iterator[str]:
     for item in items:
         e = item.extraction
         writer.writerow(
-            [
-                item.transcript_id,
-                item.external_id or "",
-                item.source,
-                item.language or "",
-                results.utc_iso(item.occurred_at),
-                item.answer.reason or "",
-                item.answer.product or "",
-                item.answer.by or "",
-                e.reason or "",
-                e.product or "",
-                "" if e.confidence is None else e.confidence,
-                e.status,
-                (e.review.cause or "") if e.review else "",
-                "" if e.review is None else str(e.review.in_audit).lower(),
-                e.model,
-                e.taxonomy_version,
-            ]
+            map(
+                _cell,
+                [
+                    item.transcript_id,
+                    item.external_id or "",
+                    item.source,
+                    item.language or "",
+                    results.utc_iso(item.occurred_at),
+                    item.answer.reason or "",
+                    item.answer.product or "",
+                    item.answer.by or "",
+                    e.reason or "",
+                    e.product or "",
+                    "" if e.confidence is None else e.confidence,
+                    e.status,
+                    (e.review.cause or "") if e.review else "",
+                    "" if e.review is None else str(e.review.in_audit).lower(),
+                    e.model,
+                    e.taxonomy_version,
+                ],
+            )
         )
         if buffer.tell() > 64 * 1024:
             yield buffer.getvalue()
@@ -361,6 +378,7 @@ def review_next(
         card=card,
         skipped=bool(after) or end,
         saved=_saved(session, saved),
+        saved_name=_call_name(session, saved),
     )
 
 
@@ -370,7 +388,9 @@ def review_call(
 ) -> Response:
     """One call's review form (from its page): to label or correct any call."""
     card = review.ReviewCard.of_call(results.call_detail(session, transcript_id))
-    return render(request, "review.html", viewer, card=card, skipped=False, saved=None)
+    return render(
+        request, "review.html", viewer, card=card, skipped=False, saved=None, saved_name=None
+    )
 
 
 @router.post("/review/{transcript_id}", response_class=HTMLResponse)
@@ -415,12 +435,16 @@ def review_save(
             card=card,
             skipped=False,
             saved=None,
+            saved_name=None,
             refused=_refusal(refused),
             conflict=isinstance(refused, ConflictError) and card.label is not None,
             typed={"reason": reason, "product": product, "note": note},
         )
     if back == "call":
-        return RedirectResponse(f"/ui/calls/{transcript_id}", status_code=303)
+        target = f"/ui/calls/{transcript_id}"
+        if request.headers.get("HX-Request"):  # htmx: load the call's page, not a fragment
+            return Response(status_code=200, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
     query = urlencode({k: v for k, v in {"after": after, "saved": str(transcript_id)}.items() if v})
     return RedirectResponse(f"/ui/review?{query}", status_code=303)
 
@@ -429,6 +453,17 @@ def _refusal(error: Exception) -> str:
     if isinstance(error, ValidationError):
         return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
     return str(error)
+
+
+def _call_name(session: Session, transcript_id: uuid.UUID | None) -> str | None:
+    """How the reviewer knows the call just saved: its external id, else callx's."""
+    if transcript_id is None:
+        return None
+    try:
+        call = results.get_transcript(session, transcript_id)
+    except NotFoundError:
+        return None
+    return call.external_id or str(call.id)
 
 
 def _saved(session: Session, transcript_id: uuid.UUID | None) -> Any:
@@ -468,4 +503,7 @@ def models(request: Request, session: SessionDep, viewer: ViewerDep) -> Response
     taxonomy = _taxonomy(request)
     in_use = models_in_use(session, request.app.state.settings, taxonomy.version)
     quality = quality_report(session, QualityFilter(taxonomy_version=taxonomy.version))
-    return render(request, "models.html", viewer, models=in_use, quality=quality)
+    adapters = registry.list_adapters(session, request.app.state.settings)
+    return render(
+        request, "models.html", viewer, models=in_use, quality=quality, adapters=adapters
+    )

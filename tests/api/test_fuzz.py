@@ -247,12 +247,14 @@ QUERY_PARAMETERS: dict[tuple[str, str], str] = {
     ("/v1/quality", "until"): "refused",
     ("/v1/quality", "model"): "counts nothing",
     ("/v1/quality", "taxonomy_version"): "counts nothing",
+    ("/v1/quality", "source"): "counts nothing",
 }
 # And the ids in paths: not UUIDs, so 422.
 PATH_PARAMETERS = {
     "/v1/transcripts/{transcript_id}": "transcript_id",
     "/v1/batches/{batch_id}": "batch_id",
     "/v1/transcripts/{transcript_id}/labels": "transcript_id",
+    "/v1/reextractions/{reextraction_id}": "reextraction_id",
 }
 
 

@@ -98,6 +98,8 @@ def test_every_request_body_has_an_example_that_the_api_accepts() -> None:
         ("/v1/batches", "application/x-ndjson"),
         ("/v1/batches", "text/csv"),
         ("/v1/transcripts/{transcript_id}/label", "application/json"),
+        ("/v1/reextractions", "application/json"),
+        ("/v1/models/{adapter_id}/promote", "application/json"),
     }
     for where, media in bodies.items():
         assert media.get("example") or media.get("examples"), where

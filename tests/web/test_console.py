@@ -339,3 +339,75 @@ def test_hostile_filter_values_are_refused_or_match_nothing(
                 assert response.status_code < 500, (path, name, value, response.text[:300])
                 assert "<script>alert(1)</script>" not in response.text, (path, name)
     assert len(client.get("/v1/extractions").json()["items"]) == len(ids)
+
+
+def test_every_overview_figure_links_to_as_many_calls(client: TestClient, store_calls: Store) -> None:
+    """The answered calls' tile and the period totals leave out the failed call (it has no
+    answer), the accuracy tile lists the labelled audit calls, and the accuracy follows the
+    source filter."""
+    ids = store_calls(CALLS, review={"audit_rate": 1.0})  # every call in the audit sample
+    store_calls([{"text": "Client: facture [confidence=0.99] [reason=billing]", "source": "web"}])
+    for call_id, reason in ((ids[0], "breakdown"), (ids[1], "other")):
+        put = client.put(f"/v1/transcripts/{call_id}/label", json={"reason": reason, "version": 0})
+        assert put.status_code == 200, put.text
+    page = client.get("/ui").text
+
+    def listed(link: str) -> int:
+        listing = client.get(link.replace("&amp;", "&")).text
+        return len(re.findall(r'href="/ui/calls/[0-9a-f-]{36}"', listing))
+
+    tile = re.search(r'id="tile-calls" href="([^"]+)".*?data-count="(\d+)"', page, re.S)
+    assert tile is not None and listed(tile.group(1)) == int(tile.group(2)) == 4
+    accuracy = re.search(r'id="tile-accuracy" href="([^"]+)"', page)
+    assert accuracy is not None and listed(accuracy.group(1)) == 2
+    assert "50.0%" in page and "1/2" in page  # one of the two labels agreed with the model
+    web_only = client.get("/ui", params={"source": "web"}).text
+    assert "no audit call reviewed yet" in web_only
+    quality = client.get("/v1/quality", params={"source": "web"}).json()
+    assert quality["audit"]["reason"]["n"] == 0 and quality["query"]["source"] == "web"
+
+
+def test_dates_typed_win_and_ranges_stay_drawable(client: TestClient, store_calls: Store) -> None:
+    store_calls(CALLS)
+    today = datetime.now(UTC).date()
+    # A link from the overview carries exact times; dates typed afterwards replace them.
+    linked = client.get(
+        "/ui/calls",
+        params={"since": "2001-01-01T00:00:00Z", "until": "2001-01-02T00:00:00Z"},
+    ).text
+    assert "No call matches." in linked
+    retyped = client.get(
+        "/ui/calls",
+        params={
+            "since": "2001-01-01T00:00:00Z",
+            "until": "2001-01-02T00:00:00Z",
+            "from": str(today - timedelta(days=1)),
+            "to": str(today),
+        },
+    ).text
+    assert len(re.findall(r'href="/ui/calls/[0-9a-f-]{36}"', retyped)) == len(CALLS)
+    assert 'name="since"' not in retyped  # not carried on to the next search
+    # Dates outside 2000-2099 are refused by field, never a 500.
+    for params in ({"to": "9999-12-31"}, {"from": "0001-01-01"}):
+        for path in ("/ui", "/ui/calls"):
+            response = client.get(path, params=params)
+            assert response.status_code == 200 and 'id="filter-errors"' in response.text
+    # Ten years per day would be 3,650 bars: shown per month instead, and said so.
+    decade = client.get("/ui", params={"from": "2016-01-01", "to": "2025-12-31"}).text
+    assert 'id="coarsened"' in decade and decade.count("<rect") <= 400
+
+
+def test_the_csv_never_carries_a_formula(client: TestClient, store_calls: Store) -> None:
+    formula = '=HYPERLINK("http://evil.example","x")'
+    store_calls([{"external_id": formula, "text": "Client: panne [reason=breakdown]"}])
+    rows = list(csv.DictReader(io.StringIO(client.get("/ui/calls.csv").text)))
+    assert [row["external_id"] for row in rows] == ["'" + formula]  # text, not a formula
+    assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row.values())
+
+
+def test_a_language_with_q0_is_not_chosen() -> None:
+    from app.web.i18n import negotiate
+
+    assert negotiate(None, "de, fr;q=0") == "en"
+    assert negotiate(None, "de, fr;q=0.1") == "fr"
+    assert negotiate("fr", "en") == "fr"

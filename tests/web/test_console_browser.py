@@ -39,6 +39,23 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 DESKTOP = {"width": 1280, "height": 800}
+# The shared calls and two more: enough for every review step to find a call in the queue.
+BROWSER_CALLS = [
+    *CALLS,
+    {
+        "external_id": "fr-livraison-2",
+        "language": "fr",
+        "text": "Client: Bonjour, ma commande de la table Ikea Lisabo devait arriver hier et le "
+        "suivi n'a pas bougé.\nAgent: Je regarde avec le transporteur.",
+    },
+    {
+        "external_id": "en-usage-2",
+        "language": "en",
+        "text": "Customer: How do I pair my Sony WH-1000XM5 headphones with a second phone?\n"
+        "Agent: Hold the power button for seven seconds, then pick them on the phone.",
+    },
+]
+N = len(BROWSER_CALLS)
 PHONE = {"width": 390, "height": 844}
 
 
@@ -146,7 +163,7 @@ def _sign_in(page: Page, url: str, key: str) -> None:
 def test_the_console_in_a_browser(console: str, keys: dict[str, str], browser: Browser) -> None:
     url = console
     admin = _api(url, keys["ops"])
-    ids = _submit_and_wait(admin, [{**call, "source": "crm"} for call in CALLS[:6]])
+    ids = _submit_and_wait(admin, [{**call, "source": "crm"} for call in BROWSER_CALLS])
     context = browser.new_context(viewport=DESKTOP, locale="en-US")
     page = context.new_page()
 
@@ -160,10 +177,10 @@ def test_the_console_in_a_browser(console: str, keys: dict[str, str], browser: B
 
     # The overview's counts are /v1/analytics'.
     before = _reason_totals(admin)
-    assert sum(before.values()) == 6
+    assert sum(before.values()) == N
     assert _overview_totals(page) == before
-    expect(page.locator("#tile-calls .figure")).to_have_attribute("data-count", "6")
-    expect(page.locator("#tile-review .figure")).to_have_attribute("data-count", "6")
+    expect(page.locator("#tile-calls .figure")).to_have_attribute("data-count", str(N))
+    expect(page.locator("#tile-review .figure")).to_have_attribute("data-count", str(N))
     _shot(page, "overview-1280")
 
     # Every number links to its calls: a reason's count opens the calls list of that reason.
@@ -171,7 +188,7 @@ def test_the_console_in_a_browser(console: str, keys: dict[str, str], browser: B
     page.locator(f'.legend a:has(strong[data-reason="{reason}"])').click()
     expect(page.locator("#calls-table tbody tr")).to_have_count(count)
     page.goto(url + "/ui/calls")
-    expect(page.locator("#calls-table tbody tr")).to_have_count(6)
+    expect(page.locator("#calls-table tbody tr")).to_have_count(N)
     _shot(page, "calls-1280")
 
     # A call's page: the transcript as turns, the answer, every attempt with its model.
@@ -193,6 +210,7 @@ def test_the_console_in_a_browser(console: str, keys: dict[str, str], browser: B
         call_id = form.get_attribute("action").rsplit("/", 1)[1]  # type: ignore[union-attr]
         machine_reason = form.get_attribute("data-machine-reason")
         machine_product = form.get_attribute("data-machine-product") or None
+        name = page.locator("#h-card a").inner_text()
         page.locator("main").focus()
         if step == 0:  # a correction: another reason, picked with its number key
             radios = page.locator("input[name=reason]")
@@ -213,7 +231,7 @@ def test_the_console_in_a_browser(console: str, keys: dict[str, str], browser: B
             page.keyboard.press("Enter")
             reviewed.append((call_id, machine_reason or "", "Produit corrigé 42"))
         expect(page.locator("#saved")).to_be_visible()
-        expect(page.locator("#saved")).to_contain_text(call_id[:8])
+        expect(page.locator("#saved")).to_contain_text(name)  # the call's own id
         if step == 0:
             expect(page.locator("#saved ins").first).to_be_visible()  # what the reviewer changed
             _shot(page, "review-saved-1280")
@@ -227,7 +245,7 @@ def test_the_console_in_a_browser(console: str, keys: dict[str, str], browser: B
     quality_after = admin.get("/v1/quality").json()
     assert quality_after["audit"]["reason"]["n"] == 3
     after = _reason_totals(admin)
-    assert sum(after.values()) == 6
+    assert sum(after.values()) == N
     corrected_from = next(
         c["extraction"]["reason"] for c in [admin.get(f"/v1/transcripts/{reviewed[0][0]}").json()]
     )
@@ -237,7 +255,7 @@ def test_the_console_in_a_browser(console: str, keys: dict[str, str], browser: B
     assert after == {k: v for k, v in expected.items() if v}
     page.goto(url + "/ui")
     assert _overview_totals(page) == after
-    expect(page.locator("#tile-review .figure")).to_have_attribute("data-count", "3")
+    expect(page.locator("#tile-review .figure")).to_have_attribute("data-count", str(N - 3))
     expect(page.locator("#tile-accuracy")).to_contain_text("/3")
 
     # `s` skips: the next call is another one; the skipped one stays in the queue.
@@ -265,7 +283,28 @@ def test_the_console_in_a_browser(console: str, keys: dict[str, str], browser: B
     expect(remi.locator("#refused")).to_contain_text("rita")
     _shot(remi, "review-conflict-1280")
     assert len(admin.get(f"/v1/transcripts/{target}/labels").json()["items"]) == 1
+    # ... and `s` from there goes on with the queue's next call, not to its end.
+    remi.goto(url + "/ui/review")
+    queued_next = remi.locator("#review-form").get_attribute("action")
+    remi.goto(f"{url}/ui/review/{queued_next.rsplit('/', 1)[1]}")  # type: ignore[union-attr]
+    page.goto(f"{url}/ui/review/{queued_next.rsplit('/', 1)[1]}")  # type: ignore[union-attr]
+    page.locator("main").focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{url}{queued_next.replace('/ui/review/', '/ui/calls/')}")  # type: ignore[union-attr]
+    remi.locator("main").focus()
+    remi.keyboard.press("Enter")
+    expect(remi.locator("#refused")).to_be_visible()
     other.close()
+
+    # Labelling from a call's page goes back to the call's page, showing the label.
+    page.goto(f"{url}/ui/calls/{ids[5]}")
+    page.get_by_role("link", name="Label this call").click()
+    expect(page.locator("#review-form")).to_be_visible()
+    page.locator("main").focus()
+    page.keyboard.press("7")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{url}/ui/calls/{ids[5]}")
+    expect(page.locator("#label")).to_contain_text("other")
 
     # A read key sees the queue but cannot label; a POST without the CSRF token is refused.
     reader_context = browser.new_context(viewport=DESKTOP, locale="en-US")
@@ -304,9 +343,10 @@ def test_the_console_in_a_browser(console: str, keys: dict[str, str], browser: B
     for name, path in [("batches", "/ui/batches"), ("models", "/ui/models")]:
         page.goto(url + path)
         _shot(page, f"{name}-1280")
-    expect(page.locator("#quality-reason")).to_contain_text(
-        "/4"
-    )  # the three, and the one of the 409
+    # The same figure as /v1/quality's (each label of the audit sample written above).
+    reviewed_n = admin.get("/v1/quality").json()["audit"]["reason"]["n"]
+    assert reviewed_n >= 5
+    expect(page.locator("#quality-reason")).to_contain_text(f"/{reviewed_n}")
     page.get_by_role("link", name="Afficher en français").click()
     page.goto(url + "/ui")
     expect(page.locator("h1")).to_contain_text("Vue d'ensemble")

@@ -15,7 +15,8 @@
     var product = (form.querySelector("#product").value || "").trim();
     var parts = [];
     if (reason !== form.dataset.machineReason) {
-      parts.push(out.dataset.reasonLabel + ": " + (form.dataset.machineReason || "–") + " → " + (reason || "–"));
+      var label = picked ? picked.dataset.label : "–";
+      parts.push(out.dataset.reasonLabel + ": " + (form.dataset.machineLabel || "–") + " → " + label);
     }
     if (product !== form.dataset.machineProduct.trim()) {
       parts.push(out.dataset.productLabel + ": " + (form.dataset.machineProduct || "–") + " → " + (product || "–"));
@@ -37,15 +38,24 @@
     var form = reviewForm();
     if (!form || event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
     var fieldset = form.querySelector("fieldset");
-    if (fieldset && fieldset.disabled) return;
+    var readOnly = fieldset && fieldset.disabled;
     var target = event.target;
     var typing = target.matches && target.matches("input:not([type=radio]):not([type=checkbox]), textarea, select");
     if (typing) {
       if (event.key === "Escape") { target.blur(); event.preventDefault(); }
       return; // Enter in the product or note submits the form by itself
     }
-    if (/^[1-9]$/.test(event.key)) {
-      var radio = form.querySelector('input[name=reason][data-key="' + event.key + '"]');
+    // The digit of the key, whatever the layout (AZERTY gives "&", "é"... without Shift).
+    var digit = /^(Digit|Numpad)([1-9])$/.exec(event.code || "");
+    var number = digit ? digit[2] : (/^[1-9]$/.test(event.key) ? event.key : null);
+    if (event.key === "s" || event.key === "S") {
+      var skip = document.getElementById("skip");
+      if (skip) { skip.click(); event.preventDefault(); }
+      return;
+    }
+    if (readOnly) return;
+    if (number) {
+      var radio = form.querySelector('input[name=reason][data-key="' + number + '"]');
       if (radio) { radio.checked = true; radio.focus(); showChanges(); event.preventDefault(); }
     } else if (event.key === "e") {
       var product = form.querySelector("#product");
@@ -53,9 +63,6 @@
     } else if (event.key === "Enter") {
       if (target.matches && target.matches("a, button, summary")) return; // their own Enter
       form.requestSubmit(); event.preventDefault();
-    } else if (event.key === "s") {
-      var skip = document.getElementById("skip");
-      if (skip) { skip.click(); event.preventDefault(); }
     }
   });
 

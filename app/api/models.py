@@ -1,0 +1,101 @@
+"""GET /v1/models (the registry), POST /v1/models/{id}/promote and /v1/models/rollback
+(admin). Registering and evaluating run on a machine with the model: `callx models`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path
+
+from app.api.deps import AUTH_RESPONSES, Caller, ReadKey, SessionDep, SettingsDep, require_scope
+from app.registry import service as registry
+from schemas.api import Problem
+from schemas.models import AdapterList, AdapterRead, EvaluationRead, PromoteRequest, PromotionRead
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+AdminDep = Annotated[Caller | None, Depends(require_scope("admin"))]
+RESPONSES: dict[int | str, dict[str, Any]] = {**AUTH_RESPONSES, 422: {"model": Problem}}
+# The routes with a body: it may not be readable.
+BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body could not be read (not UTF-8)."}
+}
+
+
+def _by(caller: Caller | None) -> str:
+    return "api:local" if caller is None else f"api:{caller.name or caller.key_id}"
+
+
+@router.get("", response_model=AdapterList, dependencies=[ReadKey], responses=RESPONSES)
+def list_models(session: SessionDep, settings: SettingsDep) -> AdapterList:
+    """Every registered adapter, the promoted one marked, each with its latest evaluation
+    against the promoted adapter."""
+    items = [
+        AdapterRead(
+            id=item.adapter.id,
+            name=item.adapter.name,
+            sha256=item.adapter.sha256,
+            file_name=item.adapter.file_name,
+            size_bytes=item.adapter.size_bytes,
+            base_model=item.adapter.base_model,
+            registered_by=item.adapter.registered_by,
+            registered_at=item.adapter.registered_at,
+            promoted=item.promoted,
+            evaluation=None
+            if item.evaluation is None
+            else EvaluationRead.model_validate(item.evaluation, from_attributes=True),
+        )
+        for item in registry.list_adapters(session, settings)
+    ]
+    return AdapterList(items=items)
+
+
+@router.post(
+    "/{adapter_id}/promote",
+    response_model=PromotionRead,
+    responses={
+        **RESPONSES,
+        **BODY_RESPONSES,
+        404: {"model": Problem, "description": "No such adapter."},
+        409: {
+            "model": Problem,
+            "description": "The gate refuses it (never evaluated against the promoted one, "
+            "or worse, by how much), or it is promoted already.",
+        },
+    },
+)
+def promote(
+    adapter_id: Annotated[int, Path(ge=1, le=2**31 - 1, description="The adapter's id.")],
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: AdminDep,
+    request: Annotated[
+        PromoteRequest | None,
+        Body(
+            openapi_examples={
+                "gate": {"summary": "Through the gate", "value": {"note": "March labels"}},
+                "forced": {
+                    "summary": "Past a refusal (recorded)",
+                    "value": {"force": True, "note": "hotfix for the new price plan"},
+                },
+            }
+        ),
+    ] = None,
+) -> PromotionRead:
+    """Make the adapter the one workers run (they switch between calls), if its latest
+    evaluation against the promoted adapter passed the gate; `force` overrides, recorded."""
+    request = request or PromoteRequest()
+    row = registry.promote(
+        session, settings, adapter_id, _by(caller), force=request.force, note=request.note
+    )
+    return PromotionRead.model_validate(row, from_attributes=True)
+
+
+@router.post(
+    "/rollback",
+    response_model=PromotionRead,
+    responses={**RESPONSES, 409: {"model": Problem, "description": "Nothing to roll back to."}},
+)
+def rollback(session: SessionDep, settings: SettingsDep, caller: AdminDep) -> PromotionRead:
+    """Promote again the adapter promoted before the current one."""
+    row = registry.rollback(session, settings, _by(caller))
+    return PromotionRead.model_validate(row, from_attributes=True)

@@ -1,0 +1,174 @@
+"""`callx models`: the registry of LoRA adapters, the gate, promotion and rollback."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from app.cli.app import cli, err, get_settings, open_database
+from app.db.session import session_scope
+
+models_cli = typer.Typer(
+    help="LoRA adapters: register, list, evaluate against the promoted one, promote (behind "
+    "a gate), roll back. Workers of the local backend run the promoted adapter.",
+    no_args_is_help=True,
+)
+cli.add_typer(models_cli, name="models")
+
+
+def _who() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name in this environment (a container without passwd)
+        return "cli"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _database() -> Any:
+    """(engine, sessions) on the configured database, with the registry's tables."""
+    return open_database("adapters")
+
+
+@models_cli.command("register")
+def models_register(
+    adapter: Annotated[Path, typer.Argument(help="A LoRA adapter in llama.cpp's GGUF format.")],
+    name: Annotated[
+        str | None, typer.Option(help="A name for it (default: the file's name).")
+    ] = None,
+) -> None:
+    """Record an adapter (sha256, base model, card, who, when) and copy it, with its card, into
+    the models directory (CALLX_MODELS_DIR)."""
+    from app.registry import service
+
+    settings = get_settings()
+    engine, sessions = _database()
+    with session_scope(sessions) as session:
+        row = service.register(session, settings, adapter, name, _who())
+        summary = f"registered {row.name!r} as id {row.id} (sha256 {row.sha256[:16]}…)"
+    engine.dispose()
+    err.print(summary, markup=False, highlight=False)
+
+
+@models_cli.command("list")
+def models_list() -> None:
+    """Every adapter, the promoted one marked *, with its latest evaluation against it."""
+    from app.registry import service
+
+    settings = get_settings()
+    engine, sessions = _database()
+    with session_scope(sessions) as session:
+        rows = [
+            [
+                ("* " if item.promoted else "  ") + str(item.adapter.id),
+                item.adapter.name,
+                item.adapter.sha256[:12],
+                item.adapter.registered_at.strftime("%Y-%m-%d %H:%M"),
+                item.adapter.registered_by,
+                "-"
+                if item.evaluation is None
+                else (
+                    f"{_percent(item.evaluation.reason_accuracy)} vs "
+                    f"{_percent(item.evaluation.baseline_reason_accuracy)} "
+                    f"on {item.evaluation.calls} ({item.evaluation.verdict})"
+                ),
+            ]
+            for item in service.list_adapters(session, settings)
+        ]
+    engine.dispose()
+    header = ["id", "name", "sha256", "registered", "by", "reason accuracy vs promoted"]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = (str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+        typer.echo("  ".join(cells).rstrip())
+
+
+@models_cli.command("evaluate")
+def models_evaluate(
+    adapter_id: Annotated[int, typer.Argument(help="The candidate's id (callx models list).")],
+    dataset: Annotated[
+        Path,
+        typer.Option(
+            help="Labelled calls (JSONL or CSV, as `callx eval` reads them): the test split "
+            "of `callx labels export`, or a file of your own. Never a file trained on."
+        ),
+    ],
+    taxonomy: Annotated[
+        Path | None, typer.Option(help="The dataset's taxonomy (default: the configured one).")
+    ] = None,
+) -> None:
+    """Run the candidate and the promoted adapter on every call of the dataset, and store the
+    comparison: reason accuracy of both, the paired McNemar p-value, the gate's verdict."""
+    from app.registry import service
+    from app.registry.gate import compare_adapters
+    from schemas.taxonomy import load_taxonomy
+
+    settings = get_settings()
+    if not dataset.is_file():
+        raise typer.BadParameter(f"no such file: {dataset}", param_hint="--dataset")
+    chosen = load_taxonomy(taxonomy or settings.extraction.taxonomy_path)
+    engine, sessions = _database()
+    with session_scope(
+        sessions
+    ) as session:  # the paths only; no session is held while the models run
+        candidate = service.get_adapter(session, adapter_id)
+        baseline = service.promoted(session, settings)
+        candidate_path = service.adapter_file(settings, candidate)
+        baseline_path = None if baseline is None else service.adapter_file(settings, baseline)
+        if baseline is not None and baseline.id == candidate.id:
+            baseline_path = None
+    against = baseline_path.name if baseline_path else "nothing (no adapter is promoted)"
+    err.print(f"evaluating {candidate_path.name} against {against} on {dataset}")
+    result = compare_adapters(settings, candidate_path, baseline_path, dataset, chosen)
+    with session_scope(sessions) as session:
+        fresh_candidate = service.get_adapter(session, adapter_id)
+        fresh_baseline = None if baseline_path is None else service.promoted(session, settings)
+        row = service.record_evaluation(session, fresh_candidate, fresh_baseline, result, _who())
+        verdict = row.verdict
+    engine.dispose()
+    typer.echo(
+        f"candidate {_percent(result.reason_accuracy)} vs promoted "
+        f"{_percent(result.baseline_reason_accuracy)} on {result.calls} calls "
+        f"(only candidate right {result.only_candidate_right}, only promoted right "
+        f"{result.only_baseline_right}, McNemar p={result.p_value}): {verdict}"
+    )
+
+
+@models_cli.command("promote")
+def models_promote(
+    adapter_id: Annotated[int, typer.Argument(help="The adapter's id (callx models list).")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if the gate refuses (recorded).")
+    ] = False,
+    note: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
+) -> None:
+    """Make the adapter the one workers run, if its latest evaluation against the promoted one
+    passed the gate (not lower in reason accuracy)."""
+    from app.registry import service
+
+    settings = get_settings()
+    engine, sessions = _database()
+    with session_scope(sessions) as session:
+        row = service.promote(session, settings, adapter_id, _who(), force=force, note=note)
+        said = f"promoted adapter {row.adapter_id}" + (" (forced: recorded)" if row.forced else "")
+    engine.dispose()
+    err.print(said + "; workers switch to it between calls", markup=False, highlight=False)
+
+
+@models_cli.command("rollback")
+def models_rollback() -> None:
+    """Promote again the adapter promoted before the current one."""
+    from app.registry import service
+
+    settings = get_settings()
+    engine, sessions = _database()
+    with session_scope(sessions) as session:
+        row = service.rollback(session, settings, _who())
+        said = f"rolled back to adapter {row.adapter_id}"
+    engine.dispose()
+    err.print(said + "; workers switch to it between calls", markup=False, highlight=False)

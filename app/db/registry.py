@@ -1,0 +1,62 @@
+"""The model registry's rows: adapters, their evaluations, promotions. None of these functions
+commits."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import Adapter, AdapterEvaluation, Promotion
+
+
+def add(session: Session, row: Adapter | AdapterEvaluation | Promotion) -> None:
+    session.add(row)
+    session.flush()
+
+
+def adapters(session: Session) -> list[Adapter]:
+    return list(session.scalars(select(Adapter).order_by(Adapter.id)))
+
+
+def get_adapter(session: Session, adapter_id: int) -> Adapter | None:
+    return session.get(Adapter, adapter_id)
+
+
+def adapter_by_sha256(session: Session, sha256: str) -> Adapter | None:
+    return session.scalars(select(Adapter).where(Adapter.sha256 == sha256)).one_or_none()
+
+
+def adapter_by_name(session: Session, name: str) -> Adapter | None:
+    return session.scalars(select(Adapter).where(Adapter.name == name)).one_or_none()
+
+
+def promotions(session: Session, limit: int | None = 2) -> list[Promotion]:
+    """The latest promotions (all with None), the latest first: the first is the promoted
+    adapter's."""
+    statement = select(Promotion).order_by(Promotion.created_at.desc(), Promotion.id.desc())
+    return list(session.scalars(statement if limit is None else statement.limit(limit)))
+
+
+def latest_evaluation(
+    session: Session, adapter_id: int, baseline_id: int | None
+) -> AdapterEvaluation | None:
+    """The adapter's latest evaluation against `baseline_id` (the promoted adapter)."""
+    return session.scalars(
+        select(AdapterEvaluation)
+        .where(
+            AdapterEvaluation.adapter_id == adapter_id,
+            AdapterEvaluation.baseline_id == baseline_id,
+        )
+        .order_by(AdapterEvaluation.created_at.desc(), AdapterEvaluation.id.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def evaluations(session: Session) -> list[AdapterEvaluation]:
+    return list(
+        session.scalars(
+            select(AdapterEvaluation).order_by(
+                AdapterEvaluation.created_at.desc(), AdapterEvaluation.id.desc()
+            )
+        )
+    )

@@ -1,0 +1,107 @@
+"""Workers follow the registry: the promoted adapter at start, and a newly promoted one from
+the next call on, without a restart. A call in progress finishes on the adapter it started
+with. An adapter that cannot be loaded is refused: the worker keeps the one it has, and says
+so in its log and in callx_adapter_load_failures_total."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app import metrics
+from app.config import Settings
+from app.db.session import session_scope
+from app.extraction.extractor import Extractor
+from app.llm.model_files import file_sha256
+from app.registry.service import adapter_file, check_gguf, promoted
+
+log = logging.getLogger(__name__)
+
+
+def follows_registry(settings: Settings) -> bool:
+    """Whether this worker runs the registry's promoted adapter (CALLX_MODELS__FOLLOW)."""
+    if settings.extraction.backend != "llamacpp":
+        return False
+    if settings.models.follow == "auto":
+        return settings.llamacpp.lora_path is None and settings.llamacpp.model_path is None
+    return bool(settings.models.follow)
+
+
+def with_adapter(settings: Settings, adapter: Path) -> Settings:
+    return settings.model_copy(
+        update={"llamacpp": settings.llamacpp.model_copy(update={"lora_path": adapter})}
+    )
+
+
+def promoted_file(sessions: sessionmaker[Session], settings: Settings) -> tuple[str, Path] | None:
+    """(sha256, file) of the promoted adapter, registering the shipped default on first use."""
+    with session_scope(sessions) as session:
+        adapter = promoted(session, settings)
+        return None if adapter is None else (adapter.sha256, adapter_file(settings, adapter))
+
+
+class AdapterFollower:
+    """Looks for a new promotion at most every `interval_s`, between calls."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        current_sha256: str | None,
+        build: Callable[[Settings], Extractor] = Extractor.from_settings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.current_sha256 = current_sha256
+        self.build = build
+        self.clock = clock
+        self.refused: str | None = None  # a promoted file that failed to load: not retried
+        self._next_check = clock() + settings.models.check_interval_s
+        self._lock = threading.Lock()
+
+    def next_extractor(self, current: Extractor) -> Extractor:
+        """The extractor for the next call: `current`, or one with the newly promoted
+        adapter (loaded here, once, by the first call that sees the promotion)."""
+        if self.clock() < self._next_check:
+            return current
+        with self._lock:
+            if self.clock() < self._next_check:
+                return current
+            self._next_check = self.clock() + self.settings.models.check_interval_s
+            try:
+                found = promoted_file(self.sessions, self.settings)
+            except Exception as exc:  # database down: keep going with what we have
+                log.warning("could not read the promoted adapter", extra={"error": str(exc)})
+                return current
+            if found is None or found[0] in (self.current_sha256, self.refused):
+                return current
+            sha256, path = found
+            try:
+                check_gguf(path)
+                if file_sha256(path) != sha256:
+                    raise ValueError(f"{path} is not the registered file (its sha256 differs)")
+                extractor = self.build(with_adapter(self.settings, path))
+            except Exception as exc:
+                self.refused = sha256
+                metrics.ADAPTER_LOAD_FAILURES.inc()
+                log.error(
+                    "cannot load the promoted adapter %s: keeping %s",
+                    path.name,
+                    current.backend.model,
+                    extra={"adapter": path.name, "error": str(exc)},
+                )
+                return current
+            self.current_sha256 = sha256
+            metrics.ADAPTER_SWITCHES.inc()
+            log.info(
+                "switched to the promoted adapter %s",
+                path.name,
+                extra={"model": extractor.backend.model, "adapter_sha256": sha256},
+            )
+            return extractor

@@ -1,0 +1,281 @@
+"""Register, list, evaluate, promote and roll back LoRA adapters. Functions that take a
+session flush; the caller commits. Evaluations run the model: they hold no session while
+they do."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db import registry as registry_db
+from app.db.models import Adapter, AdapterEvaluation, Promotion
+from app.errors import ConflictError, InvalidRequestError, NotFoundError
+from app.llm.calibration import card_path, read_card
+from app.llm.model_files import DEFAULT_ADAPTER, file_sha256
+
+DEFAULT_NAME = "callx-default"
+GGUF_MAGIC = b"GGUF"
+SIGNIFICANCE = 0.05
+
+
+def check_gguf(path: Path) -> None:
+    """Refuses what is not a GGUF file (a truncated copy, a checkpoint of another format)."""
+    if not path.is_file():
+        raise InvalidRequestError(f"no such file: {path}")
+    with open(path, "rb") as handle:
+        if handle.read(4) != GGUF_MAGIC:
+            raise InvalidRequestError(f"{path} is not a GGUF file (llama.cpp's adapter format)")
+
+
+def ensure_default(session: Session, settings: Settings, by: str = "callx") -> None:
+    """On first use: the shipped default adapter registered and promoted (once)."""
+    if registry_db.adapters(session):
+        return
+    if not DEFAULT_ADAPTER.is_file():
+        return
+    adapter = _store(session, settings, DEFAULT_ADAPTER, DEFAULT_NAME, by)
+    registry_db.add(
+        session,
+        Promotion(
+            adapter_id=adapter.id,
+            previous_id=None,
+            action="initial",
+            forced=False,
+            note="the adapter that ships with callx",
+            promoted_by=by,
+        ),
+    )
+
+
+def register(
+    session: Session, settings: Settings, path: Path, name: str | None, by: str
+) -> Adapter:
+    """Record an adapter and copy it (with its card) into the models directory."""
+    ensure_default(session, settings, by)
+    check_gguf(path)
+    name = (name or path.stem).strip()
+    if not name or len(name) > 100:
+        raise InvalidRequestError("a name of 1 to 100 characters", loc=("body", "name"))
+    existing = registry_db.adapter_by_sha256(session, file_sha256(path))
+    if existing is not None:
+        raise ConflictError(
+            f"this file is already registered as {existing.name!r} (id {existing.id})"
+        )
+    if registry_db.adapter_by_name(session, name) is not None:
+        raise ConflictError(f"the name {name!r} is taken: choose another with --name")
+    return _store(session, settings, path, name, by)
+
+
+def _store(session: Session, settings: Settings, path: Path, name: str, by: str) -> Adapter:
+    sha256 = file_sha256(path)
+    directory = settings.models_path
+    directory.mkdir(parents=True, exist_ok=True)
+    # One folder per file: the adapter keeps its own name (the model's name in extractions,
+    # "base.gguf+NAME.gguf", reads as before), and two files never share a path.
+    target = directory / sha256[:16] / f"{_safe(name)}.gguf"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.is_file():
+        partial = target.with_suffix(".partial")
+        shutil.copyfile(path, partial)
+        partial.replace(target)  # a worker never sees half a file
+    card = read_card(path)
+    if card is not None:
+        card_path(target).write_text(card_path(path).read_text("utf-8"), "utf-8")
+    base = (card or {}).get("base_model") or {}
+    adapter = Adapter(
+        name=name,
+        sha256=sha256,
+        file_name=str(target.relative_to(directory)),
+        size_bytes=path.stat().st_size,
+        base_model=base.get("file"),
+        base_model_sha256=base.get("sha256"),
+        card=card,
+        registered_by=by,
+    )
+    registry_db.add(session, adapter)
+    return adapter
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:60]
+
+
+def adapter_file(settings: Settings, adapter: Adapter) -> Path:
+    """The adapter's file in the models directory; the shipped default's is written again
+    where it is missing (a new machine, a models directory not shared)."""
+    path = settings.models_path / adapter.file_name
+    if not path.is_file() and DEFAULT_ADAPTER.is_file() and adapter.name == DEFAULT_NAME:
+        if file_sha256(DEFAULT_ADAPTER) == adapter.sha256:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial")
+            shutil.copyfile(DEFAULT_ADAPTER, partial)
+            partial.replace(path)
+            if card_path(DEFAULT_ADAPTER).is_file():
+                card_path(path).write_text(card_path(DEFAULT_ADAPTER).read_text("utf-8"), "utf-8")
+    return path
+
+
+def promoted(session: Session, settings: Settings) -> Adapter | None:
+    """The adapter workers should run (None: nothing registered and no default shipped)."""
+    ensure_default(session, settings)
+    latest = registry_db.promotions(session, 1)
+    return None if not latest else registry_db.get_adapter(session, latest[0].adapter_id)
+
+
+@dataclass(frozen=True)
+class AdapterListing:
+    adapter: Adapter
+    promoted: bool
+    evaluation: AdapterEvaluation | None  # the latest against the promoted adapter
+
+
+def list_adapters(session: Session, settings: Settings) -> list[AdapterListing]:
+    current = promoted(session, settings)
+    current_id = None if current is None else current.id
+    return [
+        AdapterListing(
+            adapter,
+            adapter.id == current_id,
+            registry_db.latest_evaluation(session, adapter.id, current_id),
+        )
+        for adapter in registry_db.adapters(session)
+    ]
+
+
+def get_adapter(session: Session, adapter_id: int) -> Adapter:
+    adapter = registry_db.get_adapter(session, adapter_id)
+    if adapter is None:
+        raise NotFoundError(f"no adapter {adapter_id}: see `callx models list`")
+    return adapter
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A candidate and the promoted adapter on the same labelled calls."""
+
+    dataset: str
+    dataset_sha256: str
+    taxonomy_version: str
+    calls: int
+    reason_accuracy: float
+    baseline_reason_accuracy: float | None
+    product_rate: float | None
+    baseline_product_rate: float | None
+    only_candidate_right: int | None
+    only_baseline_right: int | None
+    p_value: float | None
+    details: dict[str, Any]
+
+    @property
+    def verdict(self) -> str:
+        """`worse` where the candidate's reason accuracy is lower than the promoted one's (by
+        any amount: a significantly worse one is lower too); `passes` otherwise."""
+        if self.baseline_reason_accuracy is None:
+            return "passes"
+        return "worse" if self.reason_accuracy < self.baseline_reason_accuracy else "passes"
+
+
+def record_evaluation(
+    session: Session, candidate: Adapter, baseline: Adapter | None, result: Comparison, by: str
+) -> AdapterEvaluation:
+    row = AdapterEvaluation(
+        adapter_id=candidate.id,
+        baseline_id=None if baseline is None else baseline.id,
+        dataset=result.dataset,
+        dataset_sha256=result.dataset_sha256,
+        taxonomy_version=result.taxonomy_version,
+        calls=result.calls,
+        reason_accuracy=result.reason_accuracy,
+        baseline_reason_accuracy=result.baseline_reason_accuracy,
+        product_rate=result.product_rate,
+        baseline_product_rate=result.baseline_product_rate,
+        only_candidate_right=result.only_candidate_right,
+        only_baseline_right=result.only_baseline_right,
+        p_value=result.p_value,
+        verdict=result.verdict,
+        details=result.details,
+        evaluated_by=by,
+    )
+    registry_db.add(session, row)
+    return row
+
+
+def promote(
+    session: Session,
+    settings: Settings,
+    adapter_id: int,
+    by: str,
+    *,
+    force: bool = False,
+    note: str | None = None,
+) -> Promotion:
+    """Make the adapter the one workers run, if it passed the gate against the promoted one
+    (its latest evaluation against it); `force` overrides a refusal and is recorded."""
+    current = promoted(session, settings)
+    candidate = get_adapter(session, adapter_id)
+    if current is not None and candidate.id == current.id:
+        raise ConflictError(f"{candidate.name!r} (id {candidate.id}) is already promoted")
+    evaluation = registry_db.latest_evaluation(
+        session, candidate.id, None if current is None else current.id
+    )
+    refusal = _refusal(candidate, current, evaluation)
+    if refusal and not force:
+        raise ConflictError(refusal + "; --force promotes it anyway (recorded)")
+    row = Promotion(
+        adapter_id=candidate.id,
+        previous_id=None if current is None else current.id,
+        action="promote",
+        evaluation_id=None if evaluation is None else evaluation.id,
+        forced=bool(refusal),
+        note=note or refusal,
+        promoted_by=by,
+    )
+    registry_db.add(session, row)
+    return row
+
+
+def _refusal(candidate: Adapter, current: Adapter | None, evaluation: Any) -> str | None:
+    if current is None:
+        return None
+    if evaluation is None:
+        return (
+            f"{candidate.name!r} was never evaluated against the promoted {current.name!r}: "
+            f"run `callx models evaluate {candidate.id}` first"
+        )
+    if evaluation.verdict == "worse":
+        points = 100 * (evaluation.baseline_reason_accuracy - evaluation.reason_accuracy)
+        return (
+            f"{candidate.name!r} is worse than the promoted {current.name!r} on "
+            f"{evaluation.dataset} ({evaluation.calls} calls): reason accuracy "
+            f"{evaluation.reason_accuracy:.1%} against {evaluation.baseline_reason_accuracy:.1%} "
+            f"({points:.1f} points lower; paired McNemar p={evaluation.p_value:.3g})"
+        )
+    return None
+
+
+def rollback(session: Session, settings: Settings, by: str) -> Promotion:
+    """Promote again the adapter that was promoted before the current one. Rollbacks go back
+    along the history (two rollbacks return two steps), never forth."""
+    ensure_default(session, settings, by)
+    stack: list[int] = []
+    for promotion in reversed(registry_db.promotions(session, None)):  # the oldest first
+        if promotion.action == "rollback":
+            stack = stack[:-1]
+        else:
+            stack.append(promotion.adapter_id)
+    if len(stack) < 2:
+        raise ConflictError("nothing to roll back to: no adapter was promoted before this one")
+    row = Promotion(
+        adapter_id=stack[-2],
+        previous_id=stack[-1],
+        action="rollback",
+        forced=False,
+        promoted_by=by,
+    )
+    registry_db.add(session, row)
+    return row

@@ -1,0 +1,78 @@
+"""The model registry as the API shows it: /v1/models."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.api import UtcDatetime
+
+
+class EvaluationRead(BaseModel):
+    """The candidate against the adapter promoted when it was measured, on the same calls."""
+
+    id: int = Field(description="The evaluation's id.")
+    baseline_id: int | None = Field(description="The adapter it was compared with.")
+    dataset: str = Field(description="The labelled calls (path as given).")
+    dataset_sha256: str = Field(description="The SHA-256 of the file: which calls exactly.")
+    taxonomy_version: str = Field(description="The taxonomy the calls are labelled in.")
+    calls: int = Field(description="Calls both adapters answered.")
+    reason_accuracy: float = Field(description="The candidate's reason accuracy.")
+    baseline_reason_accuracy: float | None = Field(description="The promoted adapter's.")
+    product_rate: float | None = Field(description="The candidate's product match rate.")
+    baseline_product_rate: float | None = Field(description="The promoted adapter's.")
+    only_candidate_right: int | None = Field(description="Calls only the candidate got right.")
+    only_baseline_right: int | None = Field(description="Calls only the baseline got right.")
+    p_value: float | None = Field(description="Exact McNemar test on the reason, paired by call.")
+    verdict: str = Field(description="passes, or worse (lower reason accuracy).")
+    evaluated_by: str = Field(description="Who ran it (cli:USER).")
+    created_at: UtcDatetime = Field(description="When.")
+
+
+class AdapterRead(BaseModel):
+    """A registered LoRA adapter."""
+
+    id: int = Field(description="The adapter's id (callx models list).")
+    name: str = Field(description="Its name, unique.")
+    sha256: str = Field(description="The SHA-256 of its file: what each extraction records.")
+    file_name: str = Field(description="Its file in the models directory (CALLX_MODELS_DIR).")
+    size_bytes: int = Field(description="Its file's size.")
+    base_model: str | None = Field(description="The base model it was trained for (its card).")
+    registered_by: str = Field(description="Who registered it.")
+    registered_at: UtcDatetime = Field(description="When.")
+    promoted: bool = Field(description="The one workers of the local backend run now.")
+    evaluation: EvaluationRead | None = Field(
+        description="Its latest evaluation against the promoted adapter (null: none)."
+    )
+
+
+class AdapterList(BaseModel):
+    """The registered adapters, the first registered first."""
+
+    items: list[AdapterRead] = Field(description="Every registered adapter.")
+
+
+class PromoteRequest(BaseModel):
+    """What to do when the gate refuses, and why, for the record."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"force": False, "note": "March labels"}]}
+    )
+
+    force: bool = Field(
+        default=False, description="Promote even where the gate refuses (recorded)."
+    )
+    note: str | None = Field(default=None, max_length=2000, description="Why, for the record.")
+
+
+class PromotionRead(BaseModel):
+    """A change of the promoted adapter."""
+
+    id: int = Field(description="The promotion's id.")
+    adapter_id: int = Field(description="The adapter promoted.")
+    previous_id: int | None = Field(description="The one promoted before it.")
+    action: str = Field(description="initial, promote or rollback.")
+    evaluation_id: int | None = Field(description="The evaluation the gate read.")
+    forced: bool = Field(description="Promoted although the gate refused it.")
+    note: str | None = Field(description="Why (a forced one: the gate's refusal).")
+    promoted_by: str = Field(description="Who (cli:USER, api:KEY).")
+    created_at: UtcDatetime = Field(description="When.")

@@ -1,0 +1,158 @@
+"""The gate measured with the real model, and a real worker following the registry: the
+promoted adapter at start, a newly promoted one between calls with calls in flight (none lost,
+each result naming its adapter), and a broken adapter refused while the worker goes on."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from app.config import Settings
+from app.db.session import build_engine, build_sessionmaker, session_scope
+from app.llm.model_files import DEFAULT_ADAPTER, file_sha256
+from app.registry import service
+from support.calls import CALLS
+from support.env import process_env
+from support.services import CallxProcess, wait_for
+
+pytestmark = [pytest.mark.model, pytest.mark.services]
+CALLX = str(Path(".venv/bin/callx").resolve())
+
+
+def _variant(tmp_path: Path, name: str, extra: bytes) -> Path:
+    path = tmp_path / f"{name}.gguf"
+    shutil.copyfile(DEFAULT_ADAPTER, path)
+    with open(path, "ab") as handle:
+        handle.write(extra)
+    return path
+
+
+def test_evaluate_measures_both_adapters_and_the_gate_reads_it(
+    settings: Settings, clean_db: None, tmp_path: Path
+) -> None:
+    env = {**process_env(settings), "CALLX_MODELS_DIR": str(tmp_path / "models")}
+    dataset = tmp_path / "test.jsonl"
+    dataset.write_text(
+        "".join(Path("data/calls/test.jsonl").read_text("utf-8").splitlines(True)[:6]), "utf-8"
+    )
+    variant = _variant(tmp_path, "same-weights", b"\\0")
+    done = subprocess.run(
+        [CALLX, "models", "register", str(variant)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    new_id = done.stderr.split(" as id ")[1].split()[0]
+    measured = subprocess.run(
+        [CALLX, "models", "evaluate", new_id, "--dataset", str(dataset)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert measured.returncode == 0, measured.stderr
+    # The same weights: the same answers on every call, so no difference and no refusal.
+    assert (
+        "only candidate right 0, only promoted right 0, McNemar p=1.0): passes" in measured.stdout
+    )
+    listed = subprocess.run([CALLX, "models", "list"], env=env, capture_output=True, text=True)
+    assert "on 6 (passes)" in listed.stdout
+    promoted = subprocess.run(
+        [CALLX, "models", "promote", new_id], env=env, capture_output=True, text=True
+    )
+    assert promoted.returncode == 0 and "forced" not in promoted.stderr, promoted.stderr
+
+
+def _extractions(database_url: str) -> list[tuple[str, str, str | None]]:
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT t.external_id, e.status, e.adapter_sha256 FROM extractions e "
+                "JOIN transcripts t ON t.id = e.transcript_id WHERE e.is_current "
+                "ORDER BY e.created_at"
+            )
+        ).all()
+    engine.dispose()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def test_a_worker_follows_promotions_between_calls_and_refuses_a_broken_adapter(
+    api_url: str,
+    settings: Settings,
+    database_url: str,
+    start_callx: Callable[..., CallxProcess],
+    tmp_path: Path,
+) -> None:
+    models_settings = settings.model_copy(update={"models_dir": tmp_path / "models"})
+    env = process_env(
+        settings,
+        CALLX_EXTRACTION__BACKEND="llamacpp",
+        CALLX_MODELS_DIR=str(tmp_path / "models"),
+        CALLX_MODELS__CHECK_INTERVAL_S="0.5",
+    )
+    worker = start_callx(["worker", "--concurrency", "1"], env, "worker")
+    client = httpx.Client(base_url=api_url, timeout=30)
+    default_sha = file_sha256(DEFAULT_ADAPTER)
+
+    def submit(prefix: str, n: int) -> None:
+        records = [{**c, "external_id": f"{prefix}-{i}"} for i, c in enumerate((CALLS * 3)[:n])]
+        assert client.post("/v1/batches", json=records).status_code == 202
+
+    def done(n: int) -> Callable[[], bool]:
+        return lambda: len([r for r in _extractions(database_url) if r[1] == "succeeded"]) >= n
+
+    # At start: the promoted adapter (the shipped default, registered by the worker itself).
+    submit("a", 2)
+    wait_for(done(2), 180, "the first calls")
+    assert {r[2] for r in _extractions(database_url)} == {default_sha}
+
+    # A new adapter promoted while calls are in flight: none lost, each names its adapter,
+    # and the calls after the switch run on the new one.
+    variant = _variant(tmp_path, "v2", b"v2")
+    engine = build_engine(models_settings)
+    sessions = build_sessionmaker(engine)
+    submit("b", 8)
+    wait_for(done(3), 120, "a call of the batch")
+    with session_scope(sessions) as session:
+        new = service.register(session, models_settings, variant, "v2", "test")
+        service.promote(session, models_settings, new.id, "test", force=True)
+        new_sha = new.sha256
+    wait_for(done(10), 300, "every call of the batch")
+    rows = _extractions(database_url)
+    assert len(rows) == 10 and all(status == "succeeded" for _, status, _ in rows)
+    shas = [sha for _, _, sha in rows]
+    assert set(shas) == {default_sha, new_sha}
+    assert shas[-1] == new_sha and shas.index(new_sha) > 2  # the switch came between calls
+    assert shas[shas.index(new_sha) :] == [new_sha] * (len(shas) - shas.index(new_sha))
+    assert "switched to the promoted adapter" in worker.log()
+
+    # A broken file promoted: refused, the worker keeps v2 and says so; no call is lost.
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(DEFAULT_ADAPTER.read_bytes()[:4096])  # a GGUF header, then nothing
+    with session_scope(sessions) as session:
+        bad = service.register(session, models_settings, broken, "broken", "test")
+        service.promote(session, models_settings, bad.id, "test", force=True)
+    engine.dispose()
+    submit("c", 2)
+    wait_for(done(12), 180, "the calls after the broken promotion")
+    assert [sha for _, _, sha in _extractions(database_url)[-2:]] == [new_sha, new_sha]
+    wait_for(
+        lambda: "cannot load the promoted adapter" in worker.log(), 30, "the refusal in the log"
+    )
+
+
+def test_an_adapter_llama_cpp_cannot_read_is_an_error_not_a_silent_base_model(
+    model_path: Path, tmp_path: Path
+) -> None:
+    """llama-cpp-python logs a failed adapter load and goes on without it; callx refuses."""
+    from app.llm.llamacpp import LlamaCppBackend
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(DEFAULT_ADAPTER.read_bytes()[:4096])
+    with pytest.raises(ValueError, match="could not load the LoRA adapter"):
+        LlamaCppBackend(model_path, lora_path=broken)

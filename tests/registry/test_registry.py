@@ -1,0 +1,216 @@
+"""The model registry through its service, the API and the CLI, on PostgreSQL and SQLite:
+the default registered on first use, registration and its refusals, the gate, forced
+promotions recorded, rollbacks along the history."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.auth.service import create_api_key
+from app.config import Settings
+from app.db.session import build_engine, build_sessionmaker, session_scope
+from app.errors import ConflictError, InvalidRequestError
+from app.llm.model_files import DEFAULT_ADAPTER, file_sha256
+from app.main import create_app
+from app.registry import service
+from app.registry.service import Comparison
+from support.env import process_env
+from support.fakes import FakeTaskQueue
+
+
+def _variant(tmp_path: Path, name: str, extra: bytes) -> Path:
+    """A copy of the shipped adapter with bytes appended: another sha256, still a GGUF."""
+    path = tmp_path / f"{name}.gguf"
+    shutil.copyfile(DEFAULT_ADAPTER, path)
+    with open(path, "ab") as handle:
+        handle.write(extra)
+    return path
+
+
+def _comparison(ours: float, theirs: float, p: float = 0.5) -> Comparison:
+    return Comparison(
+        dataset="labels/test.jsonl",
+        dataset_sha256="0" * 64,
+        taxonomy_version="default-2026-11-29",
+        calls=100,
+        reason_accuracy=ours,
+        baseline_reason_accuracy=theirs,
+        product_rate=0.8,
+        baseline_product_rate=0.8,
+        only_candidate_right=3,
+        only_baseline_right=7,
+        p_value=p,
+        details={},
+    )
+
+
+@pytest.fixture
+def registry(review_settings: Settings, tmp_path: Path) -> Any:
+    settings = review_settings.model_copy(update={"models_dir": tmp_path / "models"})
+    engine = build_engine(settings)
+    yield settings, build_sessionmaker(engine)
+    engine.dispose()
+
+
+def test_the_default_is_registered_and_promoted_on_first_use(registry: Any) -> None:
+    settings, sessions = registry
+    with session_scope(sessions) as session:
+        [listed] = service.list_adapters(session, settings)
+        assert listed.promoted and listed.adapter.name == "callx-default"
+        assert listed.adapter.sha256 == file_sha256(DEFAULT_ADAPTER)
+        assert listed.adapter.base_model == "gemma-3-270m-q4_k_m.gguf"
+        stored = service.adapter_file(settings, listed.adapter)
+        assert file_sha256(stored) == listed.adapter.sha256
+        assert stored.with_suffix(".json").is_file()  # its card beside it
+    with session_scope(sessions) as session:  # once only
+        assert len(service.list_adapters(session, settings)) == 1
+
+
+def test_registering_refuses_duplicates_and_what_is_not_an_adapter(
+    registry: Any, tmp_path: Path
+) -> None:
+    settings, sessions = registry
+    candidate = _variant(tmp_path, "candidate", b"1")
+    with session_scope(sessions) as session:
+        row = service.register(session, settings, candidate, "v2", "test")
+        assert row.sha256 == file_sha256(candidate)
+        assert (settings.models_path / row.file_name).read_bytes() == candidate.read_bytes()
+    with session_scope(sessions) as session:
+        with pytest.raises(ConflictError, match="already registered as 'v2'"):
+            service.register(session, settings, candidate, "other", "test")
+        with pytest.raises(ConflictError, match="name 'v2' is taken"):
+            service.register(session, settings, _variant(tmp_path, "c3", b"3"), "v2", "test")
+        not_gguf = tmp_path / "notes.gguf"
+        not_gguf.write_text("hello")
+        with pytest.raises(InvalidRequestError, match="not a GGUF file"):
+            service.register(session, settings, not_gguf, None, "test")
+        with pytest.raises(InvalidRequestError, match="no such file"):
+            service.register(session, settings, tmp_path / "missing.gguf", None, "test")
+
+
+def test_the_gate_refuses_worse_or_unmeasured_force_is_recorded(
+    registry: Any, tmp_path: Path
+) -> None:
+    settings, sessions = registry
+    with session_scope(sessions) as session:
+        default = service.promoted(session, settings)
+        worse = service.register(session, settings, _variant(tmp_path, "w", b"w"), "worse", "t")
+        better = service.register(session, settings, _variant(tmp_path, "b", b"b"), "better", "t")
+        worse_id, better_id, default_id = worse.id, better.id, default.id  # type: ignore[union-attr]
+    with session_scope(sessions) as session:
+        with pytest.raises(ConflictError, match="never evaluated against the promoted"):
+            service.promote(session, settings, better_id, "t")
+        candidate = service.get_adapter(session, worse_id)
+        baseline = service.promoted(session, settings)
+        service.record_evaluation(session, candidate, baseline, _comparison(0.88, 0.92, 0.03), "t")
+    with session_scope(sessions) as session:
+        with pytest.raises(
+            ConflictError,
+            match=r"88\.0% against 92\.0% \(4\.0 points lower; paired McNemar p=0\.03\)",
+        ):
+            service.promote(session, settings, worse_id, "t")
+    with session_scope(sessions) as session:
+        forced = service.promote(session, settings, worse_id, "ops", force=True)
+        assert forced.forced and "points lower" in (forced.note or "")
+        assert service.promoted(session, settings).id == worse_id  # type: ignore[union-attr]
+    with session_scope(sessions) as session:  # measured against the new promoted one: passes
+        candidate = service.get_adapter(session, better_id)
+        baseline = service.promoted(session, settings)
+        row = service.record_evaluation(session, candidate, baseline, _comparison(0.93, 0.88), "t")
+        assert row.verdict == "passes"
+    with session_scope(sessions) as session:
+        passed = service.promote(session, settings, better_id, "ops")
+        assert not passed.forced and passed.evaluation_id == row.id
+        with pytest.raises(ConflictError, match="already promoted"):
+            service.promote(session, settings, better_id, "ops")
+    # Rollbacks go back along the history: better -> worse -> default, then nothing.
+    for expected in (worse_id, default_id):
+        with session_scope(sessions) as session:
+            assert service.rollback(session, settings, "ops").adapter_id == expected
+            assert service.promoted(session, settings).id == expected  # type: ignore[union-attr]
+    with session_scope(sessions) as session:
+        with pytest.raises(ConflictError, match="nothing to roll back to"):
+            service.rollback(session, settings, "ops")
+
+
+def test_the_api_lists_for_readers_and_promotes_for_admins(
+    review_settings: Settings, tmp_path: Path
+) -> None:
+    settings = review_settings.model_copy(
+        update={
+            "models_dir": tmp_path / "models",
+            "auth": review_settings.auth.model_copy(update={"required": True}),
+        }
+    )
+    engine = build_engine(settings)
+    sessions = build_sessionmaker(engine)
+    with session_scope(sessions) as session:
+        admin = create_api_key(session, "admin", "ops")[1]
+        reader = create_api_key(session, "read", "ana")[1]
+        service.ensure_default(session, settings)
+        variant = service.register(session, settings, _variant(tmp_path, "v", b"v"), "v2", "t")
+        variant_id = variant.id
+    with TestClient(create_app(settings, queue=FakeTaskQueue())) as client:  # type: ignore[arg-type]
+        listed = client.get("/v1/models", headers={"X-API-Key": reader}).json()["items"]
+        assert [(m["name"], m["promoted"]) for m in listed] == [
+            ("callx-default", True),
+            ("v2", False),
+        ]
+        path = f"/v1/models/{variant_id}/promote"
+        assert client.post(path, headers={"X-API-Key": reader}).status_code == 403
+        refused = client.post(path, headers={"X-API-Key": admin})
+        assert refused.status_code == 409 and "never evaluated" in refused.json()["detail"]
+        forced = client.post(
+            path, headers={"X-API-Key": admin}, json={"force": True, "note": "hotfix"}
+        )
+        assert forced.status_code == 200, forced.text
+        assert forced.json()["forced"] and forced.json()["promoted_by"] == "api:ops"
+        back = client.post("/v1/models/rollback", headers={"X-API-Key": admin})
+        assert back.status_code == 200 and back.json()["action"] == "rollback"
+        assert client.post("/v1/models/99/promote", headers={"X-API-Key": admin}).status_code == 404
+    engine.dispose()
+
+
+def test_the_cli_says_what_is_wrong_in_one_line(
+    settings: Settings, tmp_path: Path, clean_db: None
+) -> None:
+    env = {
+        **process_env(settings),
+        "CALLX_MODELS_DIR": str(tmp_path / "models"),
+        "PATH": "/usr/bin:/bin",
+    }
+    callx = str(Path(".venv/bin/callx").resolve())
+    missing = subprocess.run(
+        [callx, "models", "register", str(tmp_path / "nope.gguf")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"callx models: no such file: {tmp_path / 'nope.gguf'}"
+    variant = _variant(tmp_path, "cli", b"c")
+    done = subprocess.run(
+        [callx, "models", "register", str(variant), "--name", "cli-v2"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and "registered 'cli-v2' as id " in done.stderr
+    new_id = done.stderr.split(" as id ")[1].split()[0]
+    listed = subprocess.run([callx, "models", "list"], env=env, capture_output=True, text=True)
+    assert listed.returncode == 0
+    default_line = listed.stdout.splitlines()[1]  # after the header: promoted, marked *
+    assert default_line.startswith("*") and "callx-default" in default_line
+    assert "cli-v2" in listed.stdout
+    refused = subprocess.run(
+        [callx, "models", "promote", new_id], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode == 2
+    assert f"run `callx models evaluate {new_id}` first" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
