@@ -101,3 +101,18 @@ def open_database(table: str) -> Any:
         err.print(f"this database has no {table} table yet: run `callx migrate` first")
         raise typer.Exit(1)
     return engine, build_sessionmaker(engine)
+
+
+def parse_time(option: str, value: str | None) -> Any:
+    """An option's ISO 8601 date or date-time (UTC where it has no offset); None if absent."""
+    from datetime import UTC, datetime
+
+    from app.cli.errors import CliError
+
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"{option} {value!r}: not an ISO 8601 date or date-time") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from app.cli.app import cli, err, open_database
+from app.cli.app import cli, err, open_database, parse_time
 from app.cli.errors import CliError
 
 labels_cli = typer.Typer(
@@ -16,16 +15,6 @@ labels_cli = typer.Typer(
     no_args_is_help=True,
 )
 cli.add_typer(labels_cli, name="labels")
-
-
-def _since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise CliError(f"--since {value!r}: not an ISO 8601 date or date-time") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 @labels_cli.command("export")
@@ -60,7 +49,7 @@ def labels_export(
     from app.review.export import ExportError, export_labels
     from schemas.api import normalize_source
 
-    start = _since(since)
+    start = parse_time("--since", since)
     try:
         wanted_source = None if source is None else normalize_source(source)
     except ValueError as exc:

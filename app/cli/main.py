@@ -9,6 +9,7 @@ from app.cli import (  # noqa: F401  (registers)
     evaluate,
     files,
     finetune,
+    improve,
     keys,
     labels,
     models,

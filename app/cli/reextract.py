@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
-from app.cli.app import cli, err, get_settings, open_database
+from app.cli.app import cli, err, get_settings, open_database, parse_time
 from app.cli.errors import CliError
 from app.db.session import session_scope
-
-
-def _time(option: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise CliError(f"{option} {value!r}: not an ISO 8601 date or date-time") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 @cli.command("reextract")
@@ -60,8 +49,8 @@ def reextract_command(
             f"--reason {reason!r}: not a code of {taxonomy.version}: {', '.join(taxonomy.codes)}"
         )
     filters = reextract.ReextractionFilter(
-        since=_time("--since", since),
-        until=_time("--until", until),
+        since=parse_time("--since", since),
+        until=parse_time("--until", until),
         source=normalize_source(source) if source else None,
         reason=reason,
         model=model,

@@ -17,7 +17,9 @@ Revises: 0008
 Create Date: 2026-12-05 13:00:00.000000+00:00
 """
 
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
@@ -34,14 +36,14 @@ COUNTED = "is_current AND answer_reason IS NOT NULL AND answer_product_key IS NO
 
 
 def _truncate_function(tables: str) -> str:
-    return f"""
-CREATE OR REPLACE FUNCTION callx_truncate_rollups() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    TRUNCATE {tables};
-    RETURN NULL;
-END
-$$
-"""
+    """The TRUNCATE trigger's function over `tables`, as revision 0004 writes it (read from
+    that revision, not copied)."""
+    path = Path(__file__).with_name("2026-11-29-1300_product_day_counts.py")
+    spec = importlib.util.spec_from_file_location("callx_migration_0004", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module._truncate_function(tables))
 
 
 def _product_month_counts() -> None:

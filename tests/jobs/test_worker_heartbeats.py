@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -15,6 +16,13 @@ NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
 def identity(name: str, queues: str, taxonomy: str) -> WorkerIdentity:
     return WorkerIdentity(name, "host", 1, queues, "fake", "fake-keywords-1", taxonomy)
+
+
+def _status(sessions: Any, queues: list[str]) -> list[Any]:
+    """queue_status in a session closed at once: an open one would hold its locks (and a
+    later TRUNCATE of the tables) until the garbage collector came by."""
+    with sessions() as session:
+        return queue_status(session, queues, 10, NOW)
 
 
 def test_live_workers_and_the_calls_no_live_worker_can_take(
@@ -37,7 +45,7 @@ def test_live_workers_and_the_calls_no_live_worker_can_take(
             )
 
     queues = ["interactive", "batch"]
-    nobody = {s.queue: s for s in queue_status(sessions(), queues, 10, NOW)}
+    nobody = {s.queue: s for s in _status(sessions, queues)}
     assert nobody["batch"].workers == [] and nobody["batch"].waiting == 6
     assert nobody["batch"].unserved == {"a": 3, "b": 2, "*": 1}
 
@@ -47,20 +55,20 @@ def test_live_workers_and_the_calls_no_live_worker_can_take(
     Heartbeat(sessions, identity("w2", "interactive,batch", "b"), 10).beat(
         NOW - timedelta(seconds=31)
     )
-    status = {s.queue: s for s in queue_status(sessions(), queues, 10, NOW)}
+    status = {s.queue: s for s in _status(sessions, queues)}
     assert [w.name for w in status["batch"].workers] == ["w1"]
     assert status["batch"].unserved == {"b": 2}  # "a" and the untagged call are served
     assert status["interactive"].workers == [] and status["interactive"].unserved == {"a": 1}
 
     batch_a.beat(NOW)  # a second beat updates the same row
     Heartbeat(sessions, identity("w2", "interactive,batch", "b"), 10).beat(NOW)
-    status = {s.queue: s for s in queue_status(sessions(), queues, 10, NOW)}
+    status = {s.queue: s for s in _status(sessions, queues)}
     assert sorted(w.name for w in status["batch"].workers) == ["w1", "w2"]
     assert status["batch"].unserved == {}
     assert status["interactive"].unserved == {"a": 1}  # w2 serves interactive, with "b"
 
     batch_a.stop()  # a worker that stops says so: no longer live at once
-    status = {s.queue: s for s in queue_status(sessions(), queues, 10, NOW)}
+    status = {s.queue: s for s in _status(sessions, queues)}
     assert [w.name for w in status["batch"].workers] == ["w2"]
     assert status["batch"].unserved == {"a": 3}
     engine.dispose()

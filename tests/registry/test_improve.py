@@ -1,0 +1,93 @@
+"""`callx improve` end to end on a SQLite deployment: labels exported, a candidate fine-tuned
+(one step) from the promoted adapter, registered and measured against it with the real model,
+the gate's verdict stored; with --no-promote the promoted adapter stays."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.db.migrate import upgrade
+from app.db.session import build_engine, build_sessionmaker, session_scope
+from app.llm.fake import FakeBackend
+from app.main import create_app
+from app.registry import service
+from support.env import CACHE_DIR
+from support.factories import extract_stored
+from support.fakes import FakeTaskQueue
+
+pytestmark = pytest.mark.model
+CALLX = str(Path(".venv/bin/callx").resolve())
+
+
+def test_improve_trains_measures_and_keeps_the_gate(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    url = f"sqlite:///{data / 'callx.sqlite3'}"
+    data.mkdir()
+    upgrade(url)
+    settings = Settings(
+        data_dir=data,
+        cache_dir=CACHE_DIR,
+        database={"url": url},
+        extraction={"backend": "fake"},
+        auth={"required": False},
+        review={"audit_rate": 0.0},
+    )
+    records = [
+        json.loads(line) for line in Path("data/calls/train.jsonl").read_text("utf-8").splitlines()
+    ][:30]
+    with TestClient(create_app(settings, queue=FakeTaskQueue())) as client:  # type: ignore[arg-type]
+        created = client.post(
+            "/v1/batches", json=[{"text": r["transcript"], "external_id": r["id"]} for r in records]
+        )
+        ids = [str(i) for i in created.json()["transcript_ids"]]
+        extract_stored(settings, ids, backend=FakeBackend(scored=True))
+        for call_id, record in zip(ids, records, strict=True):
+            label = {"reason": record["reason"], "product": record["product"], "version": 0}
+            assert client.put(f"/v1/transcripts/{call_id}/label", json=label).status_code == 200
+    gate = tmp_path / "gate.jsonl"
+    gate.write_text(
+        "".join(Path("data/calls/test.jsonl").read_text("utf-8").splitlines(True)[:6]), "utf-8"
+    )
+    env = {
+        **os.environ,
+        "CALLX_DATA_DIR": str(data),
+        "CALLX_CACHE_DIR": str(CACHE_DIR),
+        "CALLX_DATABASE__URL": url,
+    }
+    done = subprocess.run(
+        [
+            CALLX,
+            "improve",
+            "--output",
+            str(tmp_path / "round"),
+            "--max-steps",
+            "1",
+            "--test",
+            str(gate),
+            "--no-promote",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "1/4 exported" in done.stderr and "3/4 candidate" in done.stderr
+    assert "4/4 kept the promoted adapter (--no-promote)" in done.stderr
+    engine = build_engine(settings)
+    with session_scope(build_sessionmaker(engine)) as session:
+        listed = service.list_adapters(session, settings)
+        assert [a.adapter.name for a in listed][0] == "callx-default" and listed[0].promoted
+        candidate = listed[-1]
+        assert candidate.adapter.name.startswith("candidate-") and not candidate.promoted
+        assert candidate.evaluation is not None and candidate.evaluation.calls == 6
+        card = candidate.adapter.card or {}
+        assert card["init_adapter"]["file"].endswith("callx-default.gguf")  # from the promoted
+    engine.dispose()
