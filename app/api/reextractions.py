@@ -20,8 +20,7 @@ from app.api.deps import (
     require_scope,
 )
 from app.jobs import reextract
-from app.registry.follow import follows_registry
-from app.registry.service import promoted
+from app.registry.follow import workers_model
 from schemas.api import Problem
 from schemas.reextractions import ReextractionCreate, ReextractionRead
 
@@ -94,16 +93,12 @@ def create(
     people's labels stay the answer. The same filter again (same taxonomy and model): the
     job already made, 200, nothing extracted twice."""
     reason_filter(taxonomy, data.reason)  # a 422 listing the codes
-    model = None
-    if follows_registry(settings):
-        current = promoted(session, settings)
-        model = None if current is None else current.sha256
     state = reextract.create_reextraction(
         session,
         queue,
         reextract.ReextractionFilter(**data.model_dump()),
         taxonomy_version=taxonomy.version,
-        model=model,
+        model=workers_model(session, settings),
         by="api:local" if caller is None else f"api:{caller.name or caller.key_id}",
     )
     if not state.created:

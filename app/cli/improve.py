@@ -59,6 +59,7 @@ def improve(
     from app.jobs import reextract
     from app.jobs.queue import TaskQueue, build_celery
     from app.registry import service as registry
+    from app.registry.follow import workers_model
     from app.registry.gate import compare_adapters
     from app.review.export import ExportError, export_labels
     from schemas.taxonomy import load_taxonomy
@@ -154,7 +155,7 @@ def improve(
                 queue,
                 reextract.ReextractionFilter(max_confidence=reextract_below),
                 taxonomy_version=taxonomy.version,
-                model=registry.promoted(session, settings).sha256,  # type: ignore[union-attr]
+                model=workers_model(session, settings),
                 by="cli:improve",
             )
             _say(f"re-extraction {state.job.id}: {state.job.calls} calls below {reextract_below}")

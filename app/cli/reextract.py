@@ -37,8 +37,7 @@ def reextract_command(
     stored. Earlier results are kept; labels stay the answer; the same job twice extracts once."""
     from app.jobs import reextract
     from app.jobs.queue import TaskQueue, build_celery
-    from app.registry.follow import follows_registry
-    from app.registry.service import promoted
+    from app.registry.follow import workers_model
     from schemas.api import normalize_source
     from schemas.taxonomy import load_taxonomy
 
@@ -61,13 +60,12 @@ def reextract_command(
     engine, sessions = open_database("reextractions")
     queue = TaskQueue(build_celery(settings, "callx-cli"), settings)
     with session_scope(sessions) as session:
-        current = promoted(session, settings) if follows_registry(settings) else None
         state = reextract.create_reextraction(
             session,
             queue,
             filters,
             taxonomy_version=taxonomy.version,
-            model=None if current is None else current.sha256,
+            model=workers_model(session, settings),
             by="cli",
         )
         job_id, calls = state.job.id, state.job.calls

@@ -32,6 +32,15 @@ def follows_registry(settings: Settings) -> bool:
     return bool(settings.models.follow)
 
 
+def workers_model(session: Session, settings: Settings) -> str | None:
+    """What the workers of these settings run, as a re-extraction records it: the promoted
+    adapter's sha256 where they follow the registry, else None (the configured files)."""
+    if not follows_registry(settings):
+        return None
+    current = promoted(session, settings)
+    return None if current is None else current.sha256
+
+
 def with_adapter(settings: Settings, adapter: Path) -> Settings:
     return settings.model_copy(
         update={"llamacpp": settings.llamacpp.model_copy(update={"lora_path": adapter})}
