@@ -11,6 +11,7 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 from celery import Celery
 from celery.exceptions import SecurityWarning
@@ -33,7 +34,13 @@ from app.jobs.queue import TaskQueue, build_celery
 from app.jobs.reconcile import Reconciler, run_forever
 from app.jobs.stopping import hand_back_calls
 from app.jobs.workers import Heartbeat, WorkerIdentity
-from app.registry.follow import AdapterFollower, follows_registry, promoted_file, with_adapter
+from app.registry.follow import (
+    AdapterFollower,
+    followed_model,
+    follows_registry,
+    promoted_file,
+    with_adapter,
+)
 from app.registry.service import check_gguf
 from workers.plan import WorkerPlan
 
@@ -271,7 +278,14 @@ def _start_reconciler(sender: object = None, **_: object) -> None:
     queues = _queues or [settings.broker.interactive_queue, settings.broker.batch_queue]
     node = str(getattr(sender, "hostname", None) or "celery")
     identity = WorkerIdentity.here(node, queues, backend.name, backend.model, taxonomy.version)
-    _heartbeat = Heartbeat(sessions, identity, settings.broker.heartbeat_interval_s)
+    _heartbeat = Heartbeat(
+        sessions,
+        identity,
+        settings.broker.heartbeat_interval_s,
+        model_now=partial(followed_model, settings=settings)
+        if follows_registry(settings)
+        else None,
+    )
     _heartbeat.start()
     reconciler = Reconciler(
         sessions,

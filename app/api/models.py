@@ -1,11 +1,13 @@
-"""GET /v1/models (the registry), POST /v1/models/{id}/promote and /v1/models/rollback
-(admin). Registering and evaluating run on a machine with the model: `callx models`."""
+"""GET /v1/models (the registry); POST /v1/models (register an uploaded adapter),
+/v1/models/{id}/promote and /v1/models/rollback (admin). Evaluating runs the model for
+minutes: `callx models evaluate` on a machine with the model."""
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path
+from fastapi import APIRouter, Body, Depends, File, Form, Path, UploadFile
 
 from app.api.deps import AUTH_RESPONSES, Caller, ReadKey, SessionDep, SettingsDep, require_scope
 from app.registry import service as registry
@@ -29,24 +31,78 @@ def _by(caller: Caller | None) -> str:
 def list_models(session: SessionDep, settings: SettingsDep) -> AdapterList:
     """Every registered adapter, the promoted one marked, each with its latest evaluation
     against the promoted adapter."""
-    items = [
-        AdapterRead(
-            id=item.adapter.id,
-            name=item.adapter.name,
-            sha256=item.adapter.sha256,
-            file_name=item.adapter.file_name,
-            size_bytes=item.adapter.size_bytes,
-            base_model=item.adapter.base_model,
-            registered_by=item.adapter.registered_by,
-            registered_at=item.adapter.registered_at,
-            promoted=item.promoted,
-            evaluation=None
-            if item.evaluation is None
-            else EvaluationRead.model_validate(item.evaluation, from_attributes=True),
-        )
-        for item in registry.list_adapters(session, settings)
-    ]
-    return AdapterList(items=items)
+    return AdapterList(items=[_read(item) for item in registry.list_adapters(session, settings)])
+
+
+def _read(item: registry.AdapterListing) -> AdapterRead:
+    return AdapterRead(
+        id=item.adapter.id,
+        name=item.adapter.name,
+        sha256=item.adapter.sha256,
+        file_name=item.adapter.file_name,
+        size_bytes=item.adapter.size_bytes,
+        base_model=item.adapter.base_model,
+        registered_by=item.adapter.registered_by,
+        registered_at=item.adapter.registered_at,
+        promoted=item.promoted,
+        evaluation=None
+        if item.evaluation is None
+        else EvaluationRead.model_validate(item.evaluation, from_attributes=True),
+    )
+
+
+@router.post(
+    "",
+    response_model=AdapterRead,
+    status_code=201,
+    responses={
+        **RESPONSES,
+        400: {"model": Problem, "description": "The body is not valid multipart form data."},
+        409: {"model": Problem, "description": "The file or the name is registered already."},
+        413: {"model": Problem, "description": "The file is over 1 GiB."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "encoding": {
+                        "file": {"contentType": "application/octet-stream"},
+                        "card": {"contentType": "application/json"},
+                    },
+                    # curl -F file=@shop-v3.gguf -F card=@shop-v3.json -F name=shop-v3
+                    "example": {"name": "shop-v3"},
+                }
+            }
+        }
+    },
+)
+def register(
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: AdminDep,
+    file: Annotated[UploadFile, File(description="The LoRA adapter, a GGUF file.")],
+    card: Annotated[
+        UploadFile | None,
+        File(description="Its card, the .json `callx finetune` writes beside it (optional)."),
+    ] = None,
+    name: Annotated[
+        str | None,
+        Form(max_length=100, description="A unique name (default: the file's name)."),
+    ] = None,
+) -> AdapterRead:
+    """Register an adapter: stored with its card in the models directory, by its SHA-256,
+    then evaluated and promoted like any other (`callx models register` does the same from a
+    file)."""
+    chosen = name or PurePath(file.filename or "adapter.gguf").stem
+    adapter = registry.register_upload(
+        session,
+        settings,
+        file.file,
+        None if card is None else card.file.read(),
+        chosen,
+        _by(caller),
+    )
+    return _read(registry.AdapterListing(adapter=adapter, promoted=False, evaluation=None))
 
 
 @router.post(

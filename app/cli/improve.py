@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from app.cli.app import cli, err, get_settings, open_database
 from app.cli.errors import CliError
 from app.db.session import session_scope
+from app.registry.improve import LABEL_PASSES
 
 
 def _say(message: str) -> None:
@@ -39,7 +40,11 @@ def improve(
         float | None, typer.Option(help="Fine-tuning time at most (it stops cleanly).")
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Fine-tuning steps at most.")] = None,
-    epochs: Annotated[float, typer.Option(help="Passes over the labels.")] = 1.0,
+    epochs: Annotated[float, typer.Option(help="Epochs over the labels and the replay.")] = 1.0,
+    label_passes: Annotated[
+        int,
+        typer.Option(min=1, help="Times each label is given per epoch (they are few)."),
+    ] = LABEL_PASSES,
     promote: Annotated[
         bool, typer.Option(help="Promote the candidate when the gate passes.")
     ] = True,
@@ -53,20 +58,18 @@ def improve(
     """Export the labels, fine-tune from the promoted adapter, evaluate against it, promote if
     it is not worse, optionally re-extract the unsure calls. Exit 0: promoted (or measured,
     with --no-promote); 1: the gate kept the promoted adapter; 2: an error."""
-    from rich.console import Console
 
     from app.finetune import require_extra
     from app.jobs import reextract
     from app.jobs.queue import TaskQueue, build_celery
     from app.registry import service as registry
     from app.registry.follow import workers_model
-    from app.registry.gate import compare_adapters
     from app.review.export import ExportError, export_labels
     from schemas.taxonomy import load_taxonomy
 
     require_extra()
-    from app.finetune.command import run_command
-    from app.finetune.job import Hyperparameters
+    from app.finetune import FinetuneError
+    from app.registry.improve import RoundPlan, run_round
 
     settings = get_settings()
     taxonomy = load_taxonomy(settings.extraction.taxonomy_path)
@@ -82,8 +85,6 @@ def improve(
         current = registry.promoted(session, settings)
         if current is None:
             raise CliError("no adapter is promoted and none ships with callx: nothing to improve")
-        current_path = registry.adapter_file(settings, current)
-        current_name, card = current.name, current.card or {}
     train_file = output / "labels" / "train.jsonl"
     if summary.counts.get("train", 0) == 0:
         raise CliError(f"no labelled call of {taxonomy.version} to train on (see the review queue)")
@@ -95,50 +96,32 @@ def improve(
         f"{summary.counts.get('test', 0)} test labels to {output / 'labels'}"
     )
 
-    # 2. A candidate trained from the promoted adapter (its rank and alpha), on the labels
-    #    and the replay.
-    hyper_card: dict[str, Any] = card.get("hyperparameters") or {}
-    hyper = Hyperparameters(
-        rank=int(hyper_card.get("rank", 16)), alpha=float(hyper_card.get("alpha", 32.0))
-    )
-    candidate_file = output / f"candidate-{started.strftime('%Y%m%dT%H%M%S')}.gguf"
-    status = run_command(
-        settings,
-        Console(stderr=True),
-        train=[str(train_file), *(replay or [])],
-        output=candidate_file,
-        epochs=None if max_steps else epochs,
+    # 2-3. A candidate trained from the promoted adapter on the labels and the replay,
+    #      registered, and measured against the promoted adapter on the gate's calls.
+    plan = RoundPlan(
+        labels=train_file,
+        gate=gate_file,
+        output=output / f"candidate-{started.strftime('%Y%m%dT%H%M%S')}.gguf",
+        replay=tuple(replay or ()),
+        label_passes=label_passes,
+        epochs=epochs,
         max_steps=max_steps,
         max_minutes=max_minutes,
-        hyper=hyper,
-        init_adapter=current_path,
+        promote=False,
     )
-    if status != 0:
-        raise typer.Exit(status)
-    _say(f"2/4 fine-tuned {candidate_file.name} from {current_name}")
-
-    # 3. Registered, and measured against the promoted adapter on the gate's calls.
-    with session_scope(sessions) as session:
-        candidate = registry.register(
-            session, settings, candidate_file, candidate_file.stem, "cli:improve"
-        )
-        candidate_id, candidate_path = candidate.id, registry.adapter_file(settings, candidate)
-    result = compare_adapters(settings, candidate_path, current_path, gate_file, taxonomy)
-    with session_scope(sessions) as session:
-        row = registry.record_evaluation(
-            session,
-            registry.get_adapter(session, candidate_id),
-            registry.promoted(session, settings),
-            result,
-            "cli:improve",
-        )
-        verdict = row.verdict
+    try:
+        result = run_round(settings, sessions, taxonomy, plan, lambda m: _say("2/4 " + m))
+    except FinetuneError as exc:
+        engine.dispose()
+        raise CliError(str(exc)) from None
+    comparison = result.comparison
     _say(
-        f"3/4 candidate {result.reason_accuracy:.1%} vs promoted "
-        f"{result.baseline_reason_accuracy:.1%} on {result.calls} calls "
-        f"(McNemar p={result.p_value}): {verdict}"
+        f"3/4 candidate {comparison.reason_accuracy:.1%} vs promoted "
+        f"{comparison.baseline_reason_accuracy:.1%} on {comparison.calls} calls "
+        f"(McNemar p={comparison.p_value}): {result.verdict}"
     )
-    if not promote or verdict != "passes":
+    candidate_id = result.candidate_id
+    if not promote or result.verdict != "passes":
         _say("4/4 kept the promoted adapter" + ("" if promote else " (--no-promote)"))
         engine.dispose()
         raise typer.Exit(0 if not promote else 1)

@@ -13,11 +13,12 @@ from app.db.models import Transcript, WorkerHeartbeat
 
 
 def beat(session: Session, values: dict[str, Any], now: datetime) -> None:
-    """Record that the worker `values["name"]` is alive now (its row made on the first beat)."""
+    """Record that the worker `values["name"]` is alive now (its row made on the first beat),
+    and the model it runs now (one that follows the registry switches adapters)."""
     updated = session.execute(
         update(WorkerHeartbeat)
         .where(WorkerHeartbeat.name == values["name"])
-        .values(last_seen=now)
+        .values(last_seen=now, model=values["model"])
         .execution_options(synchronize_session=False)
     )
     if updated.rowcount == 0:  # type: ignore[attr-defined]

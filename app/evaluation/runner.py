@@ -125,8 +125,8 @@ class BackendConfig:
 
             files = [Path(name) for name in self.options["train"].split("+")]
             baseline = ClassicalBaseline.train(files, taxonomy)
-            return Extractor.from_settings(base, backend=baseline)
-        return Extractor.from_settings(self.settings(base))
+            return Extractor.from_settings(base, backend=baseline, taxonomy=taxonomy)
+        return Extractor.from_settings(self.settings(base), taxonomy=taxonomy)
 
 
 @dataclass

@@ -33,11 +33,14 @@ class Extractor:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, backend: Backend | None = None) -> Extractor:
+    def from_settings(
+        cls, settings: Settings, backend: Backend | None = None, taxonomy: Taxonomy | None = None
+    ) -> Extractor:
+        """The pipeline of the settings; `taxonomy` in place of the configured one."""
         section = settings.extraction
         extractor = cls(
             backend=backend or build_backend(settings),
-            taxonomy=load_taxonomy(section.taxonomy_path),
+            taxonomy=taxonomy or load_taxonomy(section.taxonomy_path),
             retry=RetryPolicy(
                 section.transport_attempts, section.backoff_base_s, section.backoff_max_s
             ),

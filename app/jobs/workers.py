@@ -11,7 +11,8 @@ import logging
 import os
 import socket
 import threading
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -60,19 +61,36 @@ class Heartbeat:
     at the next interval, never fatal. Stopping removes the worker's row."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], identity: WorkerIdentity, interval_s: float
+        self,
+        sessions: sessionmaker[Session],
+        identity: WorkerIdentity,
+        interval_s: float,
+        model_now: Callable[[Session], str | None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.identity = identity
         self.interval_s = interval_s
+        # The model at each beat, for a worker whose model changes while it runs (one that
+        # follows the registry's promoted adapter); None or a failure: the identity's.
+        self.model_now = model_now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def beat(self, now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)
         with session_scope(self.sessions) as session:
-            workers_db.beat(session, asdict(self.identity), now)
+            workers_db.beat(session, asdict(self._identity_now(session)), now)
             workers_db.prune(session, now - FORGET_AFTER)
+
+    def _identity_now(self, session: Session) -> WorkerIdentity:
+        if self.model_now is None:
+            return self.identity
+        try:
+            model = self.model_now(session)
+        except Exception as exc:  # a registry the main process cannot read: say the start's
+            log.warning("could not read the worker's model", extra={"error": type(exc).__name__})
+            return self.identity
+        return self.identity if model is None else replace(self.identity, model=model)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="callx-heartbeat", daemon=True)

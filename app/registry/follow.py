@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import metrics
 from app.config import Settings
 from app.db.session import session_scope
-from app.extraction.extractor import Extractor
+from app.extraction.extractor import Extractor, check_extraction_settings
 from app.llm.model_files import file_sha256
 from app.registry.service import adapter_file, check_gguf, promoted
 
@@ -39,6 +39,16 @@ def workers_model(session: Session, settings: Settings) -> str | None:
         return None
     current = promoted(session, settings)
     return None if current is None else current.sha256
+
+
+def followed_model(session: Session, settings: Settings) -> str | None:
+    """The model a worker that follows the registry runs, named as its backend names it (its
+    processes switch to the promoted adapter between tasks); None: nothing promoted."""
+    current = promoted(session, settings)
+    if current is None:
+        return None
+    backend, _ = check_extraction_settings(with_adapter(settings, adapter_file(settings, current)))
+    return backend.model
 
 
 def with_adapter(settings: Settings, adapter: Path) -> Settings:

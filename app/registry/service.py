@@ -4,17 +4,19 @@ they do."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import registry as registry_db
 from app.db.models import Adapter, AdapterEvaluation, Promotion
-from app.errors import ConflictError, InvalidRequestError, NotFoundError
+from app.errors import ConflictError, InvalidRequestError, NotFoundError, PayloadTooLargeError
 from app.llm.calibration import card_path, read_card
 from app.llm.model_files import DEFAULT_ADAPTER, file_sha256
 
@@ -69,6 +71,58 @@ def register(
     if registry_db.adapter_by_name(session, name) is not None:
         raise ConflictError(f"the name {name!r} is taken: choose another with --name")
     return _store(session, settings, path, name, by)
+
+
+# An adapter sent over the API: LoRA files of small models are megabytes, of 7B models a few
+# hundred; a file larger than this is refused before it fills the disk.
+MAX_UPLOAD_BYTES = 1 << 30
+
+
+def register_upload(
+    session: Session,
+    settings: Settings,
+    adapter: BinaryIO,
+    card: bytes | None,
+    name: str,
+    by: str,
+) -> Adapter:
+    """Register an adapter sent as bytes (`POST /v1/models`), with its card if given: written
+    to a private folder of the models directory, checked, stored as `register` stores a file,
+    and the folder removed whatever happens."""
+    if card is not None:
+        try:
+            if not isinstance(json.loads(card.decode("utf-8")), dict):
+                raise ValueError
+        except (UnicodeDecodeError, ValueError):
+            raise InvalidRequestError(
+                "the card is not a JSON object (the .json `callx finetune` writes)",
+                loc=("body", "card"),
+            ) from None
+    settings.models_path.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=".upload-", dir=settings.models_path))
+    try:
+        path = folder / f"{_safe(name) or 'adapter'}.gguf"
+        written = 0
+        with open(path, "wb") as handle:
+            while block := adapter.read(1 << 20):
+                written += len(block)
+                if written > MAX_UPLOAD_BYTES:
+                    raise PayloadTooLargeError(
+                        f"the adapter is over {MAX_UPLOAD_BYTES >> 20} MiB: register it on a "
+                        "machine that has the file, with `callx models register`"
+                    )
+                handle.write(block)
+        if card is not None:
+            card_path(path).write_bytes(card)
+        try:
+            check_gguf(path)
+        except InvalidRequestError as exc:
+            raise InvalidRequestError(
+                "the file is not a GGUF file (llama.cpp's adapter format)", loc=("body", "file")
+            ) from exc
+        return register(session, settings, path, name, by)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _store(session: Session, settings: Settings, path: Path, name: str, by: str) -> Adapter:

@@ -86,3 +86,17 @@ def test_a_local_models_first_call_is_not_timed() -> None:
         extractor = Extractor(backend, load_taxonomy(), RetryPolicy(1, 1.0, 1.0))
         result = evaluate(extractor, BackendConfig.parse("fake"), records, lambda: None)
         assert (backend.calls, result.n, len(result.predictions)) == (calls, 5, 5)
+
+
+def test_a_configuration_runs_on_the_taxonomy_it_is_given_not_the_configured_one(
+    tmp_path: Path,
+) -> None:
+    """The gate and the flywheel score several data sets, each in its own taxonomy, with one
+    set of settings: the extractor takes the data set's taxonomy."""
+    from app.config import Settings
+    from schemas.taxonomy import builtin_taxonomy_path
+
+    settings = Settings(data_dir=tmp_path, cache_dir=CACHE_DIR)
+    intents8 = load_taxonomy(builtin_taxonomy_path("intents8"))
+    extractor = BackendConfig.parse("fake").extractor(settings, intents8)
+    assert extractor.taxonomy.version == intents8.version != load_taxonomy().version

@@ -72,3 +72,27 @@ def test_live_workers_and_the_calls_no_live_worker_can_take(
     assert [w.name for w in status["batch"].workers] == ["w2"]
     assert status["batch"].unserved == {"a": 3}
     engine.dispose()
+
+
+def test_a_heartbeat_names_the_model_the_worker_runs_now(database_url: str, clean_db: None) -> None:
+    """A worker that follows the registry switches adapters while it runs: each beat asks;
+    a failed answer keeps the beat going with the model it started with."""
+    engine = create_engine(database_url)
+    sessions = build_sessionmaker(engine)
+    answers: list[Any] = ["base.gguf+v2.gguf", RuntimeError("registry unreadable"), None]
+
+    def model_now(_: Any) -> str | None:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    heartbeat = Heartbeat(sessions, identity("w1", "batch", "a"), 10, model_now=model_now)
+    seen = []
+    for _ in range(3):
+        heartbeat.beat(NOW)
+        with engine.connect() as connection:
+            seen.append(connection.execute(text("SELECT model FROM worker_heartbeats")).scalar())
+    assert seen == ["base.gguf+v2.gguf", "fake-keywords-1", "fake-keywords-1"]
+    heartbeat.stop()
+    engine.dispose()

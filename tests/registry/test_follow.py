@@ -81,6 +81,15 @@ def _extractions(database_url: str) -> list[tuple[str, str, str | None]]:
     return [(r[0], r[1], r[2]) for r in rows]
 
 
+def _heartbeat_models(database_url: str) -> list[str]:
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        models = connection.execute(text("SELECT model FROM worker_heartbeats")).scalars().all()
+    engine.dispose()
+    assert models, "no worker heartbeat"
+    return list(models)
+
+
 def test_a_worker_follows_promotions_between_calls_and_refuses_a_broken_adapter(
     api_url: str,
     settings: Settings,
@@ -94,6 +103,7 @@ def test_a_worker_follows_promotions_between_calls_and_refuses_a_broken_adapter(
         CALLX_EXTRACTION__BACKEND="llamacpp",
         CALLX_MODELS_DIR=str(tmp_path / "models"),
         CALLX_MODELS__CHECK_INTERVAL_S="0.5",
+        CALLX_BROKER__HEARTBEAT_INTERVAL_S="1",
     )
     worker = start_callx(["worker", "--concurrency", "1"], env, "worker")
     client = httpx.Client(base_url=api_url, timeout=30)
@@ -110,6 +120,7 @@ def test_a_worker_follows_promotions_between_calls_and_refuses_a_broken_adapter(
     submit("a", 2)
     wait_for(done(2), 180, "the first calls")
     assert {r[2] for r in _extractions(database_url)} == {default_sha}
+    assert all(m.endswith("+callx-default.gguf") for m in _heartbeat_models(database_url))
 
     # A new adapter promoted while calls are in flight: none lost, each names its adapter,
     # and the calls after the switch run on the new one.
@@ -130,6 +141,12 @@ def test_a_worker_follows_promotions_between_calls_and_refuses_a_broken_adapter(
     assert shas[-1] == new_sha and shas.index(new_sha) > 2  # the switch came between calls
     assert shas[shas.index(new_sha) :] == [new_sha] * (len(shas) - shas.index(new_sha))
     assert "switched to the promoted adapter" in worker.log()
+    # Its heartbeat (the console's Models page, /readyz) names the adapter it runs now.
+    wait_for(
+        lambda: all(m.endswith("+v2.gguf") for m in _heartbeat_models(database_url)),
+        30,
+        "the heartbeat naming the promoted adapter",
+    )
 
     # A broken file promoted: refused, the worker keeps v2 and says so; no call is lost.
     broken = tmp_path / "broken.gguf"

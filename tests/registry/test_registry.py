@@ -177,6 +177,58 @@ def test_the_api_lists_for_readers_and_promotes_for_admins(
     engine.dispose()
 
 
+def test_an_admin_registers_an_uploaded_adapter_with_its_card(
+    review_settings: Settings, tmp_path: Path
+) -> None:
+    settings = review_settings.model_copy(
+        update={
+            "models_dir": tmp_path / "models",
+            "auth": review_settings.auth.model_copy(update={"required": True}),
+        }
+    )
+    engine = build_engine(settings)
+    with session_scope(build_sessionmaker(engine)) as session:
+        admin = create_api_key(session, "admin", "ops")[1]
+        reader = create_api_key(session, "read", "ana")[1]
+    variant = _variant(tmp_path, "shop-v3", b"v3")
+    card = b'{"base_model": {"file": "gemma-3-270m-q4_k_m.gguf"}, "steps": 40}'
+    admin_headers = {"X-API-Key": admin}
+    with TestClient(create_app(settings, queue=FakeTaskQueue())) as client:  # type: ignore[arg-type]
+
+        def upload(data: bytes, **extra: Any) -> Any:
+            files: dict[str, Any] = {"file": ("shop-v3.gguf", data)}
+            if "card" in extra:
+                files["card"] = ("shop-v3.json", extra.pop("card"))
+            return client.post(
+                "/v1/models", headers=extra.pop("headers", admin_headers), files=files, data=extra
+            )
+
+        assert upload(variant.read_bytes(), headers={"X-API-Key": reader}).status_code == 403
+        not_gguf = upload(b"PK\x03\x04 a zip file")
+        assert not_gguf.status_code == 422 and "not a GGUF file" in not_gguf.json()["detail"]
+        bad_card = upload(variant.read_bytes(), card=b"[1, 2]")
+        assert bad_card.status_code == 422 and "card" in bad_card.json()["detail"]
+        made = upload(variant.read_bytes(), card=card)
+        assert made.status_code == 201, made.text
+        body = made.json()
+        assert (body["name"], body["sha256"]) == ("shop-v3", file_sha256(variant))
+        assert body["base_model"] == "gemma-3-270m-q4_k_m.gguf" and not body["promoted"]
+        assert body["registered_by"] == "api:ops"
+        stored = settings.models_path / body["file_name"]
+        assert stored.read_bytes() == variant.read_bytes()
+        assert stored.with_suffix(".json").read_bytes() == card
+        again = upload(variant.read_bytes(), name="other-name")
+        assert again.status_code == 409 and "already registered" in again.json()["detail"]
+        names = [m["name"] for m in client.get("/v1/models", headers=admin_headers).json()["items"]]
+        assert names == ["callx-default", "shop-v3"]
+    # Nothing half-written: the refused uploads left no file behind.
+    assert sorted(p.name for p in settings.models_path.rglob("*.gguf")) == [
+        "callx-default.gguf",
+        "shop-v3.gguf",
+    ]
+    engine.dispose()
+
+
 def test_the_cli_says_what_is_wrong_in_one_line(
     settings: Settings, tmp_path: Path, clean_db: None
 ) -> None:
