@@ -10,8 +10,10 @@ data). The rule, written before anything was measured:
    review queue shows them lowest confidence first (no confidence first, then ascending;
    ties by id), and simulated reviewers label them in that order with the file's labels.
 2. Rounds at 25, 50 and 100 labels given, each continuing the loop: the labels given so far
-   are split by the export's rule (`callx labels export`: sha256 of the id, 80% train); the
-   train part is trained on, the rest is the gate's calls. A candidate is fine-tuned from the
+   are split by the export's hash (`callx labels export`'s, on the record's id: 80% train;
+   no audit sample here); the train part is trained on, the rest (dev and test: `callx
+   improve` gates on test only, too few calls at 25 labels) is the gate's, one train call
+   moved there if it would be empty. A candidate is fine-tuned from the
    promoted adapter (its rank and alpha, learning rate 2e-4, one epoch) on the labels and a
    replay of earlier data (seeded samples), as the recipe says (`RECIPES`: v1 gives each label
    3 times with 32 of callx's train calls and 32 `intents8` requests; v2, written after v1's
@@ -312,10 +314,11 @@ def _cell(figures: dict[str, Any]) -> str:
 
 
 def render(rows: list[dict[str, Any]]) -> str:
+    n = {tag: figures["n"] for tag, figures in rows[0]["measures"].items()}
     lines = [
         "| labels given | trained on / gate | gate | fine-tuning CPU min (wall) | moving test "
-        "(64): reason [95% CI] | vs default | product | callx dev (61) | callx test (85) | "
-        "BANKING77 (200) |",
+        f"({n['moving_test']}): reason [95% CI] | vs default | product | callx dev "
+        f"({n['callx_dev']}) | callx test ({n['callx_test']}) | BANKING77 ({n['banking77']}) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -401,16 +404,21 @@ def main() -> None:
         rows.append(row)
 
     table = render(rows)
+    # The goal is the issue's, at 100 labels: a run without that round says nothing of it.
     last = rows[-1]
     summary: dict[str, Any] = {
         "goal": "+15 points on the moving test split from 100 labels; guards within 2 points",
+        "labels": last["labels"],
         "moving_points": last["vs_default"]["points"],
         "guard_points": {
             t: last["guards_vs_default"][t]["points"] for t in last["guards_vs_default"]
         },
     }
-    summary["met"] = summary["moving_points"] >= 15 and all(
-        summary["guard_points"][tag] >= -2 for tag in ("callx_test", "banking77")
+    summary["met"] = (
+        None
+        if last["labels"] != 100 or args.quick
+        else summary["moving_points"] >= 15
+        and all(summary["guard_points"][tag] >= -2 for tag in ("callx_test", "banking77"))
     )
     out = REPORTS / f"bench-flywheel{suffix}{'-quick' if args.quick else ''}.json"
     for kept in rows:

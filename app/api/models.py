@@ -59,7 +59,7 @@ def _read(item: registry.AdapterListing) -> AdapterRead:
         **RESPONSES,
         400: {"model": Problem, "description": "The body is not valid multipart form data."},
         409: {"model": Problem, "description": "The file or the name is registered already."},
-        413: {"model": Problem, "description": "The file is over 1 GiB."},
+        413: {"model": Problem, "description": "Over the API's body limit (64 MiB by default)."},
     },
     openapi_extra={
         "requestBody": {
@@ -98,7 +98,7 @@ def register(
         session,
         settings,
         file.file,
-        None if card is None else card.file.read(),
+        None if card is None else card.file.read(registry.MAX_CARD_BYTES + 1),
         chosen,
         _by(caller),
     )

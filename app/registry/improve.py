@@ -24,8 +24,9 @@ from app.registry.gate import compare_adapters
 from app.registry.service import Comparison
 from schemas.taxonomy import Taxonomy
 
-# The labels are few next to the replay: each is given this many times per round, so that a
-# round of one epoch sees them as often as the model needs (bench/flywheel.py measures it).
+# The labels are few next to the replay: each is given this many times per epoch. 3 is the
+# flywheel benchmark's first recipe (docs/flywheel.md: v2, once with more replay, is cheaper;
+# neither keeps callx's own calls within 2 points).
 LABEL_PASSES = 3
 
 
@@ -79,7 +80,7 @@ def run_round(
         if current is None:
             raise FinetuneError("no adapter is promoted and none ships with callx")
         current_path = registry.adapter_file(settings, current)
-        current_name, card = current.name, current.card or {}
+        current_id, current_name, card = current.id, current.name, current.card or {}
     hyper_card: dict[str, Any] = card.get("hyperparameters") or {}
     hyper = Hyperparameters(
         rank=int(hyper_card.get("rank", 16)), alpha=float(hyper_card.get("alpha", 32.0))
@@ -111,7 +112,7 @@ def run_round(
         registry.record_evaluation(
             session,
             registry.get_adapter(session, candidate_id),
-            registry.promoted(session, settings),
+            registry.get_adapter(session, current_id),  # the one measured, promoted or not since
             result,
             plan.by,
         )

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import registry as registry_db
 from app.db.models import Adapter, AdapterEvaluation, Promotion
-from app.errors import ConflictError, InvalidRequestError, NotFoundError, PayloadTooLargeError
-from app.llm.calibration import card_path, read_card
+from app.errors import ConflictError, InvalidRequestError, NotFoundError
+from app.llm.calibration import card_calibration, card_path, read_card
 from app.llm.model_files import DEFAULT_ADAPTER, file_sha256
 
 DEFAULT_NAME = "callx-default"
@@ -32,6 +32,35 @@ def check_gguf(path: Path) -> None:
     with open(path, "rb") as handle:
         if handle.read(4) != GGUF_MAGIC:
             raise InvalidRequestError(f"{path} is not a GGUF file (llama.cpp's adapter format)")
+
+
+def check_card(adapter: Path) -> None:
+    """Refuses a card beside the adapter that callx could not read later: not a JSON object,
+    a `base_model` that is not one, or a `calibration` without numbers (workers read it)."""
+    where = card_path(adapter)
+    if not where.is_file():
+        return
+    try:
+        card = json.loads(where.read_text("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        card = None
+    if not isinstance(card, dict):
+        raise InvalidRequestError(
+            f"{where.name}: the card is not a JSON object (the .json `callx finetune` writes)",
+            loc=("body", "card"),
+        )
+    if not isinstance(card.get("base_model") or {}, dict):
+        raise InvalidRequestError(
+            f"{where.name}: base_model is not an object (file, sha256)", loc=("body", "card")
+        )
+    try:
+        card_calibration(card)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise InvalidRequestError(
+            f"{where.name}: calibration is not what `callx calibrate` writes "
+            "(a temperature per taxonomy version)",
+            loc=("body", "card"),
+        ) from None
 
 
 def ensure_default(session: Session, settings: Settings, by: str = "callx") -> None:
@@ -55,11 +84,18 @@ def ensure_default(session: Session, settings: Settings, by: str = "callx") -> N
 
 
 def register(
-    session: Session, settings: Settings, path: Path, name: str | None, by: str
+    session: Session,
+    settings: Settings,
+    path: Path,
+    name: str | None,
+    by: str,
+    *,
+    name_option: str = "--name",
 ) -> Adapter:
     """Record an adapter and copy it (with its card) into the models directory."""
     ensure_default(session, settings, by)
     check_gguf(path)
+    check_card(path)
     name = (name or path.stem).strip()
     if not name or len(name) > 100:
         raise InvalidRequestError("a name of 1 to 100 characters", loc=("body", "name"))
@@ -69,13 +105,12 @@ def register(
             f"this file is already registered as {existing.name!r} (id {existing.id})"
         )
     if registry_db.adapter_by_name(session, name) is not None:
-        raise ConflictError(f"the name {name!r} is taken: choose another with --name")
+        raise ConflictError(f"the name {name!r} is taken: choose another ({name_option})")
     return _store(session, settings, path, name, by)
 
 
-# An adapter sent over the API: LoRA files of small models are megabytes, of 7B models a few
-# hundred; a file larger than this is refused before it fills the disk.
-MAX_UPLOAD_BYTES = 1 << 30
+# A card is a page of JSON (the largest shipped, with its earlier stages' cards, is 60 KB).
+MAX_CARD_BYTES = 1 << 20
 
 
 def register_upload(
@@ -86,32 +121,21 @@ def register_upload(
     name: str,
     by: str,
 ) -> Adapter:
-    """Register an adapter sent as bytes (`POST /v1/models`), with its card if given: written
-    to a private folder of the models directory, checked, stored as `register` stores a file,
-    and the folder removed whatever happens."""
-    if card is not None:
-        try:
-            if not isinstance(json.loads(card.decode("utf-8")), dict):
-                raise ValueError
-        except (UnicodeDecodeError, ValueError):
-            raise InvalidRequestError(
-                "the card is not a JSON object (the .json `callx finetune` writes)",
-                loc=("body", "card"),
-            ) from None
+    """Register an adapter sent as bytes (`POST /v1/models`; the API's body limit,
+    CALLX_API__MAX_BODY_BYTES, bounds it), with its card if given: written to a private folder
+    of the models directory, checked, stored as `register` stores a file, and the folder
+    removed whatever happens."""
+    if card is not None and len(card) > MAX_CARD_BYTES:
+        raise InvalidRequestError(
+            f"the card is over {MAX_CARD_BYTES >> 10} KiB: is it the adapter's .json card?",
+            loc=("body", "card"),
+        )
     settings.models_path.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=".upload-", dir=settings.models_path))
     try:
         path = folder / f"{_safe(name) or 'adapter'}.gguf"
-        written = 0
         with open(path, "wb") as handle:
-            while block := adapter.read(1 << 20):
-                written += len(block)
-                if written > MAX_UPLOAD_BYTES:
-                    raise PayloadTooLargeError(
-                        f"the adapter is over {MAX_UPLOAD_BYTES >> 20} MiB: register it on a "
-                        "machine that has the file, with `callx models register`"
-                    )
-                handle.write(block)
+            shutil.copyfileobj(adapter, handle, 1 << 20)
         if card is not None:
             card_path(path).write_bytes(card)
         try:
@@ -120,7 +144,7 @@ def register_upload(
             raise InvalidRequestError(
                 "the file is not a GGUF file (llama.cpp's adapter format)", loc=("body", "file")
             ) from exc
-        return register(session, settings, path, name, by)
+        return register(session, settings, path, name, by, name_option="name")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

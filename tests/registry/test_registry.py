@@ -208,6 +208,10 @@ def test_an_admin_registers_an_uploaded_adapter_with_its_card(
         assert not_gguf.status_code == 422 and "not a GGUF file" in not_gguf.json()["detail"]
         bad_card = upload(variant.read_bytes(), card=b"[1, 2]")
         assert bad_card.status_code == 422 and "card" in bad_card.json()["detail"]
+        for shape in (b'{"base_model": "gemma"}', b'{"calibration": {"taxonomies": {"v": 1}}}'):
+            wrong = upload(variant.read_bytes(), card=shape)
+            assert wrong.status_code == 422, wrong.text
+            assert wrong.json()["errors"][0]["loc"] == ["body", "card"]
         made = upload(variant.read_bytes(), card=card)
         assert made.status_code == 201, made.text
         body = made.json()
@@ -219,6 +223,8 @@ def test_an_admin_registers_an_uploaded_adapter_with_its_card(
         assert stored.with_suffix(".json").read_bytes() == card
         again = upload(variant.read_bytes(), name="other-name")
         assert again.status_code == 409 and "already registered" in again.json()["detail"]
+        taken = upload(_variant(tmp_path, "other", b"x").read_bytes(), name="shop-v3")
+        assert taken.status_code == 409 and "(name)" in taken.json()["detail"]
         names = [m["name"] for m in client.get("/v1/models", headers=admin_headers).json()["items"]]
         assert names == ["callx-default", "shop-v3"]
     # Nothing half-written: the refused uploads left no file behind.
