@@ -13,13 +13,14 @@ data). The rule, written before anything was measured:
    are split by the export's hash (`callx labels export`'s, on the record's id: 80% train;
    no audit sample here); the train part is trained on, the rest (dev and test: `callx
    improve` gates on test only, too few calls at 25 labels) is the gate's, one train call
-   moved there if it would be empty. A candidate is fine-tuned from the
-   promoted adapter (its rank and alpha, learning rate 2e-4, one epoch) on the labels and a
-   replay of earlier data (seeded samples), as the recipe says (`RECIPES`: v1 gives each label
-   3 times with 32 of callx's train calls and 32 `intents8` requests; v2, written after v1's
-   first two rounds, each label once with as many of callx's train calls and 32 requests),
-   for at most 20 minutes on this machine's CPU; measured against the promoted adapter on
-   the gate's calls; promoted unless worse.
+   moved there if it would be empty. A candidate is fine-tuned from the promoted adapter
+   (its rank and alpha, learning rate 2e-4 unless said, one epoch) on the labels and a
+   replay of earlier data (seeded samples), as the recipe says (`RECIPES`: v1 gives each
+   label 3 times with 32 of callx's train calls and 32 `intents8` requests; v2, written
+   after v1's first two rounds, each label once with as many of callx's train calls and 32
+   requests; v3, written after v2, v2 at learning rate 1e-4), for at most 20 minutes on
+   this machine's CPU; measured against the promoted adapter on the gate's calls; promoted
+   unless worse.
 3. After each round the promoted adapter is measured on the domain's test split (64 calls,
    never read before this step) and on the guards against forgetting: callx's own test split
    (85 calls, default taxonomy) and 200 BANKING77 test requests (seed 0, `intents8`), the
@@ -68,6 +69,7 @@ class Recipe:
 
     label_passes: int
     replay: tuple[tuple[str, str, int], ...]
+    lr: float | None = None  # None: callx finetune's (2e-4)
 
 
 RECIPES = {
@@ -81,6 +83,13 @@ RECIPES = {
     "v2": Recipe(
         1,
         (("data/calls/train.jsonl", "default", 0), ("data/intents8/train.jsonl", "intents8", 32)),
+    ),
+    # Written after v2, before it ran: v2 at half the learning rate (1e-4, the rate of the
+    # default's later stages, which kept their guards); judged on callx dev.
+    "v3": Recipe(
+        1,
+        (("data/calls/train.jsonl", "default", 0), ("data/intents8/train.jsonl", "intents8", 32)),
+        1e-4,
     ),
 }
 
@@ -254,6 +263,7 @@ class Flywheel:
             output=folder / f"flywheel-{labels:03d}.gguf",
             replay=self.replay_files(folder, len(train)),
             label_passes=self.recipe.label_passes,
+            lr=self.recipe.lr,
             max_steps=3 if self.quick else None,
             max_minutes=None if self.quick else MAX_MINUTES,
             by="bench:flywheel",

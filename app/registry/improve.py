@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ class RoundPlan:
     max_minutes: float | None = None
     promote: bool = True
     by: str = "cli:improve"
+    lr: float | None = None  # None: `callx finetune`'s default
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ def run_round(
     hyper = Hyperparameters(
         rank=int(hyper_card.get("rank", 16)), alpha=float(hyper_card.get("alpha", 32.0))
     )
+    if plan.lr is not None:
+        hyper = replace(hyper, lr=plan.lr)
     wall, cpu = time.perf_counter(), time.process_time()
     status = run_command(
         settings,
