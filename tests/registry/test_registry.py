@@ -139,9 +139,9 @@ def test_the_gate_refuses_worse_or_unmeasured_force_is_recorded(
             service.rollback(session, settings, "ops")
 
 
-def test_the_api_lists_for_readers_and_promotes_for_admins(
-    review_settings: Settings, tmp_path: Path
-) -> None:
+@pytest.fixture
+def keyed(review_settings: Settings, tmp_path: Path) -> Any:
+    """Settings that require keys, an engine on them, an `admin` and a `read` key."""
     settings = review_settings.model_copy(
         update={
             "models_dir": tmp_path / "models",
@@ -149,10 +149,16 @@ def test_the_api_lists_for_readers_and_promotes_for_admins(
         }
     )
     engine = build_engine(settings)
-    sessions = build_sessionmaker(engine)
-    with session_scope(sessions) as session:
+    with session_scope(build_sessionmaker(engine)) as session:
         admin = create_api_key(session, "admin", "ops")[1]
         reader = create_api_key(session, "read", "ana")[1]
+    yield settings, engine, admin, reader
+    engine.dispose()
+
+
+def test_the_api_lists_for_readers_and_promotes_for_admins(keyed: Any, tmp_path: Path) -> None:
+    settings, engine, admin, reader = keyed
+    with session_scope(build_sessionmaker(engine)) as session:
         service.ensure_default(session, settings)
         variant = service.register(session, settings, _variant(tmp_path, "v", b"v"), "v2", "t")
         variant_id = variant.id
@@ -174,22 +180,10 @@ def test_the_api_lists_for_readers_and_promotes_for_admins(
         back = client.post("/v1/models/rollback", headers={"X-API-Key": admin})
         assert back.status_code == 200 and back.json()["action"] == "rollback"
         assert client.post("/v1/models/99/promote", headers={"X-API-Key": admin}).status_code == 404
-    engine.dispose()
 
 
-def test_an_admin_registers_an_uploaded_adapter_with_its_card(
-    review_settings: Settings, tmp_path: Path
-) -> None:
-    settings = review_settings.model_copy(
-        update={
-            "models_dir": tmp_path / "models",
-            "auth": review_settings.auth.model_copy(update={"required": True}),
-        }
-    )
-    engine = build_engine(settings)
-    with session_scope(build_sessionmaker(engine)) as session:
-        admin = create_api_key(session, "admin", "ops")[1]
-        reader = create_api_key(session, "read", "ana")[1]
+def test_an_admin_registers_an_uploaded_adapter_with_its_card(keyed: Any, tmp_path: Path) -> None:
+    settings, _, admin, reader = keyed
     variant = _variant(tmp_path, "shop-v3", b"v3")
     card = b'{"base_model": {"file": "gemma-3-270m-q4_k_m.gguf"}, "steps": 40}'
     admin_headers = {"X-API-Key": admin}
@@ -232,7 +226,6 @@ def test_an_admin_registers_an_uploaded_adapter_with_its_card(
         "callx-default.gguf",
         "shop-v3.gguf",
     ]
-    engine.dispose()
 
 
 def test_the_cli_says_what_is_wrong_in_one_line(
