@@ -7,6 +7,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.api import UtcDatetime
 
 
+class GuardRead(BaseModel):
+    """Both adapters on a guard's calls: ground the candidate must not lose."""
+
+    dataset: str = Field(description="The guard's labelled calls (path as given).")
+    dataset_sha256: str = Field(description="The SHA-256 of the file.")
+    taxonomy: str = Field(description="The list as given: a built-in name, a file, configured.")
+    taxonomy_version: str = Field(description="The taxonomy they are labelled in.")
+    calls: int = Field(description="Calls both adapters answered.")
+    reason_accuracy: float = Field(description="The candidate's reason accuracy.")
+    baseline_reason_accuracy: float = Field(description="The promoted adapter's.")
+    points_lost: float = Field(description="Reason-accuracy points the candidate loses.")
+    max_loss: float = Field(description="Points it may lose.")
+    held: bool = Field(description="Whether it lost no more than that.")
+    only_candidate_right: int = Field(description="Calls only the candidate got right.")
+    only_baseline_right: int = Field(description="Calls only the promoted adapter got right.")
+    p_value: float = Field(description="Exact McNemar test on the reason, paired by call.")
+
+
 class EvaluationRead(BaseModel):
     """The candidate against the adapter promoted when it was measured, on the same calls."""
 
@@ -23,7 +41,13 @@ class EvaluationRead(BaseModel):
     only_candidate_right: int | None = Field(description="Calls only the candidate got right.")
     only_baseline_right: int | None = Field(description="Calls only the baseline got right.")
     p_value: float | None = Field(description="Exact McNemar test on the reason, paired by call.")
-    verdict: str = Field(description="passes, or worse (lower reason accuracy).")
+    verdict: str = Field(
+        description="passes; worse (lower reason accuracy); or forgets (a guard lost more "
+        "points than it allows)."
+    )
+    guards: list[GuardRead] = Field(
+        default_factory=list, description="The guards it was measured on, if any."
+    )
     evaluated_by: str = Field(description="Who ran it (cli:USER).")
     created_at: UtcDatetime = Field(description="When.")
 

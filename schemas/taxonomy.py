@@ -116,3 +116,24 @@ def _problems(exc: ValidationError) -> str:
 def builtin_taxonomy_path(name: str) -> Path:
     """Path of a taxonomy shipped with callx (e.g. 'default', 'intents8')."""
     return Path(str(resources.files("schemas").joinpath(f"taxonomies/{name}.yaml")))
+
+
+def builtin_taxonomy_names() -> list[str]:
+    """Names of the taxonomies shipped with callx (usable as FILE@NAME)."""
+    folder = resources.files("schemas").joinpath("taxonomies")
+    return sorted(p.name.rsplit(".", 1)[0] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_taxonomy(ref: str | Path | None) -> Taxonomy:
+    """A taxonomy from a built-in name, a file path, or None for the built-in default."""
+    if ref is None:
+        return load_taxonomy(None)
+    text = str(ref)
+    if text in builtin_taxonomy_names():
+        return load_taxonomy(builtin_taxonomy_path(text))
+    if not Path(text).is_file():
+        raise TaxonomyError(
+            f"taxonomy {text!r} is neither a file nor a built-in name "
+            f"({', '.join(builtin_taxonomy_names())})"
+        )
+    return load_taxonomy(text)

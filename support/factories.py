@@ -10,6 +10,8 @@ from sqlalchemy import Engine, create_engine, text
 from app.config import Settings
 from app.db.models import Transcript
 from app.db.session import build_engine, build_sessionmaker
+from app.evaluation.metrics import wilson_interval
+from app.evaluation.runner import BackendResult, Prediction
 from app.extraction.extractor import Extractor
 from app.extraction.pipeline import ExtractionOutcome
 from app.extraction.routing import ReviewPolicy
@@ -137,3 +139,45 @@ def wait_all_succeeded(database_url: str, n: int, timeout: float) -> dict[str, i
     except TimeoutError as exc:
         raise AssertionError(f"{exc}: {state}") from exc
     return state
+
+
+def scored_result(label: str, answers: list[str | None], expected: list[str]) -> BackendResult:
+    """An evaluation's result from its reason answers (None: a failed call), ids r0, r1..."""
+    predictions = [
+        Prediction(
+            id=f"r{i}",
+            reason=answer,
+            product=None,
+            expected_reason=gold,
+            expected_product=None,
+            status="succeeded" if answer else "failed",
+            confidence=None,
+            latency_ms=1,
+            prompt_tokens=None,
+            completion_tokens=None,
+            error=None,
+            error_kind=None,
+        )
+        for i, (answer, gold) in enumerate(zip(answers, expected, strict=True))
+    ]
+    right = sum(a == g for a, g in zip(answers, expected, strict=True))
+    return BackendResult(
+        label=label,
+        backend="fake",
+        model="m",
+        n=len(answers),
+        reason_accuracy=right / len(answers),
+        reason_accuracy_ci95=wilson_interval(right, len(answers)),
+        reason_macro_f1=0.0,
+        product_match_rate=0.0,
+        invalid_rate=0.0,
+        failed=0,
+        latency_p50_ms=1,
+        latency_p95_ms=1,
+        prompt_tokens=0,
+        completion_tokens=0,
+        cost=0.0,
+        per_class={},
+        confusion=[],
+        predictions=predictions,
+    )

@@ -12,7 +12,9 @@ import typer
 
 from app.cli.app import cli, err, get_settings, open_database
 from app.cli.errors import CliError
+from app.cli.guards import GuardLossOption, GuardOption, guard_lines, parse_guards
 from app.db.session import session_scope
+from app.registry import GUARD_MAX_LOSS
 from app.registry.improve import LABEL_PASSES
 
 
@@ -28,7 +30,7 @@ def improve(
     replay: Annotated[
         list[str] | None,
         typer.Option(
-            help="FILE[@TAXONOMY] of earlier training data mixed in, so that the model keeps "
+            help="FILE\\[@TAXONOMY] of earlier training data mixed in, so that the model keeps "
             "what it knew (repeatable), e.g. data/calls/train.jsonl."
         ),
     ] = None,
@@ -48,6 +50,8 @@ def improve(
     promote: Annotated[
         bool, typer.Option(help="Promote the candidate when the gate passes.")
     ] = True,
+    guard: GuardOption = None,
+    guard_max_loss: GuardLossOption = GUARD_MAX_LOSS,
     reextract_below: Annotated[
         float | None,
         typer.Option(
@@ -55,9 +59,10 @@ def improve(
         ),
     ] = None,
 ) -> None:
-    """Export the labels, fine-tune from the promoted adapter, evaluate against it, promote if
-    it is not worse, optionally re-extract the unsure calls. Exit 0: promoted (or measured,
-    with --no-promote); 1: the gate kept the promoted adapter; 2: an error."""
+    """Export the labels, fine-tune from the promoted adapter, evaluate against it (and on the
+    guards), promote if it is not worse and holds every guard, optionally re-extract the unsure
+    calls. Exit 0: promoted (or measured, with --no-promote); 1: the gate kept the promoted
+    adapter; 2: an error."""
 
     from app.finetune import require_extra
     from app.jobs import reextract
@@ -73,6 +78,7 @@ def improve(
 
     settings = get_settings()
     taxonomy = load_taxonomy(settings.extraction.taxonomy_path)
+    guards = parse_guards(guard, guard_max_loss, taxonomy)
     engine, sessions = open_database("adapters")
     started = datetime.now(UTC)
 
@@ -108,6 +114,7 @@ def improve(
         max_steps=max_steps,
         max_minutes=max_minutes,
         promote=False,
+        guards=guards,
     )
     try:
         result = run_round(settings, sessions, taxonomy, plan, lambda m: _say("2/4 " + m))
@@ -120,6 +127,8 @@ def improve(
         f"{comparison.baseline_reason_accuracy:.1%} on {comparison.calls} calls "
         f"(McNemar p={comparison.p_value}): {result.verdict}"
     )
+    for line in guard_lines(comparison.guards):
+        _say("3/4 " + line)
     candidate_id = result.candidate_id
     if not promote or result.verdict != "passes":
         _say("4/4 kept the promoted adapter" + ("" if promote else " (--no-promote)"))

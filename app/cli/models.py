@@ -9,7 +9,10 @@ from typing import Annotated, Any
 import typer
 
 from app.cli.app import cli, err, get_settings, open_database
+from app.cli.errors import CliError
+from app.cli.guards import GuardLossOption, GuardOption, guard_lines, parse_guards
 from app.db.session import session_scope
+from app.registry import GUARD_MAX_LOSS
 
 models_cli = typer.Typer(
     help="LoRA adapters: register, list, evaluate against the promoted one, promote (behind "
@@ -101,17 +104,21 @@ def models_evaluate(
     taxonomy: Annotated[
         Path | None, typer.Option(help="The dataset's taxonomy (default: the configured one).")
     ] = None,
+    guard: GuardOption = None,
+    guard_max_loss: GuardLossOption = GUARD_MAX_LOSS,
 ) -> None:
-    """Run the candidate and the promoted adapter on every call of the dataset, and store the
-    comparison: reason accuracy of both, the paired McNemar p-value, the gate's verdict."""
+    """Run the candidate and the promoted adapter on every call of the dataset (and of each
+    guard), and store the comparison: reason accuracy of both, the paired McNemar p-value, the
+    gate's verdict (passes, worse, or forgets: a guard lost more than it allows)."""
     from app.registry import service
     from app.registry.gate import compare_adapters
     from schemas.taxonomy import load_taxonomy
 
     settings = get_settings()
     if not dataset.is_file():
-        raise typer.BadParameter(f"no such file: {dataset}", param_hint="--dataset")
+        raise CliError(f"--dataset {dataset}: no such file")
     chosen = load_taxonomy(taxonomy or settings.extraction.taxonomy_path)
+    guards = parse_guards(guard, guard_max_loss, load_taxonomy(settings.extraction.taxonomy_path))
     engine, sessions = _database()
     with session_scope(
         sessions
@@ -124,7 +131,11 @@ def models_evaluate(
             baseline_path = None
     against = baseline_path.name if baseline_path else "nothing (no adapter is promoted)"
     err.print(f"evaluating {candidate_path.name} against {against} on {dataset}")
-    result = compare_adapters(settings, candidate_path, baseline_path, dataset, chosen)
+    if guards and baseline_path is None:
+        err.print("the guards are not measured: there is no other promoted adapter to compare")
+    result = compare_adapters(
+        settings, candidate_path, baseline_path, dataset, chosen, guards=guards
+    )
     with session_scope(sessions) as session:
         fresh_candidate = service.get_adapter(session, adapter_id)
         fresh_baseline = None if baseline_path is None else service.promoted(session, settings)
@@ -137,6 +148,8 @@ def models_evaluate(
         f"(only candidate right {result.only_candidate_right}, only promoted right "
         f"{result.only_baseline_right}, McNemar p={result.p_value}): {verdict}"
     )
+    for line in guard_lines(result.guards):
+        typer.echo(line)
 
 
 @models_cli.command("promote")
@@ -148,7 +161,7 @@ def models_promote(
     note: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
 ) -> None:
     """Make the adapter the one workers run, if its latest evaluation against the promoted one
-    passed the gate (not lower in reason accuracy)."""
+    passed the gate (not lower in reason accuracy, and within each guard's allowance)."""
     from app.registry import service
 
     settings = get_settings()

@@ -428,10 +428,15 @@ class AdapterEvaluation(Base):
     only_candidate_right: Mapped[int | None] = mapped_column(Integer)
     only_baseline_right: Mapped[int | None] = mapped_column(Integer)
     p_value: Mapped[float | None] = mapped_column(Float)  # exact McNemar, paired by call
-    verdict: Mapped[str] = mapped_column(String(16))  # passes / worse
+    verdict: Mapped[str] = mapped_column(String(16))  # passes / worse / forgets
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     evaluated_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @property
+    def guards(self) -> list[dict[str, Any]]:
+        """Both adapters' figures on each guard (app.registry.gate), kept in `details`."""
+        return list((self.details or {}).get("guards", []))
 
 
 class Promotion(Base):

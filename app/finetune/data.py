@@ -13,7 +13,6 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,9 @@ from app.extraction.truncation import fit_transcript
 from app.finetune import FinetuneError
 from app.llm.prompt_tokens import PromptTokens
 from app.records import RecordFileError, read_records, record_text
+from schemas import taxonomy as schemas_taxonomy
 from schemas.extraction import normalise_product
-from schemas.taxonomy import Taxonomy, TaxonomyError, builtin_taxonomy_path, load_taxonomy
+from schemas.taxonomy import Taxonomy, TaxonomyError
 
 DEFAULT_MAX_TOKENS = 1024
 
@@ -65,26 +65,10 @@ class SourceSummary:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
-def builtin_taxonomy_names() -> list[str]:
-    """Names of the taxonomies shipped with callx (usable as FILE@NAME)."""
-    folder = resources.files("schemas").joinpath("taxonomies")
-    return sorted(p.name.rsplit(".", 1)[0] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
 def resolve_taxonomy(ref: str | Path | None) -> Taxonomy:
     """A taxonomy from a built-in name, a file path, or None for the built-in default."""
-    if ref is None:
-        return load_taxonomy(None)
-    text = str(ref)
     try:
-        if text in builtin_taxonomy_names():
-            return load_taxonomy(builtin_taxonomy_path(text))
-        if not Path(text).is_file():
-            raise FinetuneError(
-                f"taxonomy {text!r} is neither a file nor a built-in name "
-                f"({', '.join(builtin_taxonomy_names())})"
-            )
-        return load_taxonomy(text)
+        return schemas_taxonomy.resolve_taxonomy(ref)
     except TaxonomyError as exc:
         raise FinetuneError(str(exc)) from exc
 

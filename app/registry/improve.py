@@ -1,9 +1,9 @@
 """One round of the improvement loop, after the labels are in files: a candidate fine-tuned
 from the promoted adapter (its rank and alpha) on the labels plus a replay of earlier data,
-registered, measured against the promoted adapter on the gate's calls, and promoted if the
-gate passes. `callx improve` runs it on the export of the review queue's labels; the flywheel
-benchmark (`bench/flywheel.py`) on simulated reviewers' labels. `run_round` imports torch:
-call it after `app.finetune.require_extra()`."""
+registered, measured against the promoted adapter on the gate's calls (and on guards, calls
+it must not lose ground on), and promoted if the gate passes. `callx improve` runs it on the
+export of the review queue's labels; the flywheel benchmark (`bench/flywheel.py`) on simulated
+reviewers' labels. `run_round` imports torch: call it after `app.finetune.require_extra()`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from app.config import Settings
 from app.db.session import session_scope
 from app.finetune import FinetuneError
 from app.registry import service as registry
-from app.registry.gate import compare_adapters
+from app.registry.gate import Guard, compare_adapters
 from app.registry.service import Comparison
 from schemas.taxonomy import Taxonomy
 
@@ -45,6 +45,7 @@ class RoundPlan:
     promote: bool = True
     by: str = "cli:improve"
     lr: float | None = None  # None: `callx finetune`'s default
+    guards: tuple[Guard, ...] = ()  # labelled calls it must not lose ground on
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,9 @@ def run_round(
         candidate = registry.register(session, settings, plan.output, plan.output.stem, plan.by)
         candidate_id, candidate_path = candidate.id, registry.adapter_file(settings, candidate)
     wall = time.perf_counter()
-    result = compare_adapters(settings, candidate_path, current_path, plan.gate, taxonomy)
+    result = compare_adapters(
+        settings, candidate_path, current_path, plan.gate, taxonomy, guards=plan.guards
+    )
     gate_seconds = time.perf_counter() - wall
     with session_scope(sessions) as session:
         registry.record_evaluation(

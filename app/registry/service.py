@@ -248,14 +248,18 @@ class Comparison:
     only_baseline_right: int | None
     p_value: float | None
     details: dict[str, Any]
+    guards: tuple[dict[str, Any], ...] = ()  # app.registry.gate's figures on each guard
 
     @property
     def verdict(self) -> str:
         """`worse` where the candidate's reason accuracy is lower than the promoted one's (by
-        any amount: a significantly worse one is lower too); `passes` otherwise."""
+        any amount: a significantly worse one is lower too); `forgets` where it loses more
+        than a guard allows; `passes` otherwise."""
         if self.baseline_reason_accuracy is None:
             return "passes"
-        return "worse" if self.reason_accuracy < self.baseline_reason_accuracy else "passes"
+        if self.reason_accuracy < self.baseline_reason_accuracy:
+            return "worse"
+        return "forgets" if any(not guard["held"] for guard in self.guards) else "passes"
 
 
 def record_evaluation(
@@ -276,7 +280,7 @@ def record_evaluation(
         only_baseline_right=result.only_baseline_right,
         p_value=result.p_value,
         verdict=result.verdict,
-        details=result.details,
+        details={**result.details, "guards": list(result.guards)},
         evaluated_by=by,
     )
     registry_db.add(session, row)
@@ -325,6 +329,13 @@ def _refusal(candidate: Adapter, current: Adapter | None, evaluation: Any) -> st
             f"{candidate.name!r} was never evaluated against the promoted {current.name!r}: "
             f"run `callx models evaluate {candidate.id}` first"
         )
+    lost = "; ".join(
+        f"on the guard {g['dataset']} ({g['calls']} calls, {g['taxonomy_version']}) "
+        f"{g['reason_accuracy']:.1%} against {g['baseline_reason_accuracy']:.1%}, "
+        f"{g['points_lost']:.2f} points lower where {g['max_loss']:g} are allowed"
+        for g in evaluation.guards
+        if not g["held"]
+    )
     if evaluation.verdict == "worse":
         points = 100 * (evaluation.baseline_reason_accuracy - evaluation.reason_accuracy)
         return (
@@ -332,7 +343,10 @@ def _refusal(candidate: Adapter, current: Adapter | None, evaluation: Any) -> st
             f"{evaluation.dataset} ({evaluation.calls} calls): reason accuracy "
             f"{evaluation.reason_accuracy:.1%} against {evaluation.baseline_reason_accuracy:.1%} "
             f"({points:.1f} points lower; paired McNemar p={evaluation.p_value:.3g})"
+            + (f"; it also loses ground {lost}" if lost else "")
         )
+    if evaluation.verdict == "forgets":
+        return f"{candidate.name!r} loses ground the promoted {current.name!r} holds: {lost}"
     return None
 
 

@@ -10,49 +10,7 @@ import pytest
 from app.evaluation.metrics import wilson_interval
 from app.evaluation.paired import compare, compare_all
 from app.evaluation.report import comparison_rows, load_results, write_json
-from app.evaluation.runner import BackendResult, Prediction
-
-
-def result(label: str, answers: list[str | None], expected: list[str]) -> BackendResult:
-    predictions = [
-        Prediction(
-            id=f"r{i}",
-            reason=answer,
-            product=None,
-            expected_reason=gold,
-            expected_product=None,
-            status="succeeded" if answer else "failed",
-            confidence=None,
-            latency_ms=1,
-            prompt_tokens=None,
-            completion_tokens=None,
-            error=None,
-            error_kind=None,
-        )
-        for i, (answer, gold) in enumerate(zip(answers, expected, strict=True))
-    ]
-    right = sum(a == g for a, g in zip(answers, expected, strict=True))
-    return BackendResult(
-        label=label,
-        backend="fake",
-        model="m",
-        n=len(answers),
-        reason_accuracy=right / len(answers),
-        reason_accuracy_ci95=wilson_interval(right, len(answers)),
-        reason_macro_f1=0.0,
-        product_match_rate=0.0,
-        invalid_rate=0.0,
-        failed=0,
-        latency_p50_ms=1,
-        latency_p95_ms=1,
-        prompt_tokens=0,
-        completion_tokens=0,
-        cost=0.0,
-        per_class={},
-        confusion=[],
-        predictions=predictions,
-    )
-
+from support.factories import scored_result as result
 
 GOLD = ["a"] * 10
 

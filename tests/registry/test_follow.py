@@ -47,8 +47,15 @@ def test_evaluate_measures_both_adapters_and_the_gate_reads_it(
     )
     assert done.returncode == 0, done.stderr
     new_id = done.stderr.split(" as id ")[1].split()[0]
+    guard = tmp_path / "intents.jsonl"  # another list's calls: a guard in its own taxonomy
+    guard.write_text(
+        "".join(Path("data/intents8/dev.jsonl").read_text("utf-8").splitlines(True)[:4]), "utf-8"
+    )
     measured = subprocess.run(
-        [CALLX, "models", "evaluate", new_id, "--dataset", str(dataset)],
+        [
+            *(CALLX, "models", "evaluate", new_id, "--dataset", str(dataset)),
+            *("--guard", f"{guard}@intents8", "--guard-max-loss", "0"),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -56,9 +63,17 @@ def test_evaluate_measures_both_adapters_and_the_gate_reads_it(
     )
     assert measured.returncode == 0, measured.stderr
     # The same weights: the same answers on every call, so no difference and no refusal.
-    assert (
-        "only candidate right 0, only promoted right 0, McNemar p=1.0): passes" in measured.stdout
-    )
+    first, guarded = measured.stdout.splitlines()
+    assert first.endswith("only candidate right 0, only promoted right 0, McNemar p=1.0): passes")
+    assert guarded.startswith(f"guard {guard} (4 calls, intents8-")
+    assert guarded.endswith("+0.0 points lost (at most 0, McNemar p=1.0): held")
+    engine = build_engine(settings)
+    registry = settings.model_copy(update={"models_dir": tmp_path / "models"})
+    with session_scope(build_sessionmaker(engine)) as session:
+        stored = service.list_adapters(session, registry)[-1].evaluation
+        assert stored is not None and stored.verdict == "passes"
+        assert [(g["calls"], g["points_lost"], g["held"]) for g in stored.guards] == [(4, 0, True)]
+    engine.dispose()
     listed = subprocess.run([CALLX, "models", "list"], env=env, capture_output=True, text=True)
     assert "on 6 (passes)" in listed.stdout
     promoted = subprocess.run(

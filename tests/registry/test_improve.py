@@ -1,6 +1,6 @@
 """`callx improve` end to end on a SQLite deployment: labels exported, a candidate fine-tuned
 (one step) from the promoted adapter, registered and measured against it with the real model,
-the gate's verdict stored; with --no-promote the promoted adapter stays."""
+the gate's verdict stored with a guard's figures; with --no-promote the promoted adapter stays."""
 
 from __future__ import annotations
 
@@ -55,6 +55,10 @@ def test_improve_trains_measures_and_keeps_the_gate(tmp_path: Path) -> None:
     gate.write_text(
         "".join(Path("data/calls/test.jsonl").read_text("utf-8").splitlines(True)[:6]), "utf-8"
     )
+    guard = tmp_path / "guard.jsonl"  # another list's requests it must not forget
+    guard.write_text(
+        "".join(Path("data/intents8/dev.jsonl").read_text("utf-8").splitlines(True)[:3]), "utf-8"
+    )
     env = {
         **os.environ,
         "CALLX_DATA_DIR": str(data),
@@ -71,6 +75,8 @@ def test_improve_trains_measures_and_keeps_the_gate(tmp_path: Path) -> None:
             "1",
             "--test",
             str(gate),
+            "--guard",
+            f"{guard}@intents8",
             "--no-promote",
         ],
         env=env,
@@ -81,6 +87,7 @@ def test_improve_trains_measures_and_keeps_the_gate(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "1/4 exported" in done.stderr and "3/4 candidate" in done.stderr
     assert "4/4 kept the promoted adapter (--no-promote)" in done.stderr
+    assert f"3/4 guard {guard} (3 calls, intents8-" in done.stderr
     engine = build_engine(settings)
     with session_scope(build_sessionmaker(engine)) as session:
         listed = service.list_adapters(session, settings)
@@ -88,6 +95,7 @@ def test_improve_trains_measures_and_keeps_the_gate(tmp_path: Path) -> None:
         candidate = listed[-1]
         assert candidate.adapter.name.startswith("candidate-") and not candidate.promoted
         assert candidate.evaluation is not None and candidate.evaluation.calls == 6
+        assert [g["calls"] for g in candidate.evaluation.guards] == [3]
         card = candidate.adapter.card or {}
         assert card["init_adapter"]["file"].endswith("callx-default.gguf")  # from the promoted
     engine.dispose()

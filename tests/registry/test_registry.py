@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,11 @@ from app.errors import ConflictError, InvalidRequestError
 from app.llm.model_files import DEFAULT_ADAPTER, file_sha256
 from app.main import create_app
 from app.registry import service
+from app.registry.gate import Guard, guard_figures
 from app.registry.service import Comparison
+from schemas.taxonomy import load_taxonomy
 from support.env import process_env
+from support.factories import scored_result
 from support.fakes import FakeTaskQueue
 
 
@@ -137,6 +141,65 @@ def test_the_gate_refuses_worse_or_unmeasured_force_is_recorded(
     with session_scope(sessions) as session:
         with pytest.raises(ConflictError, match="nothing to roll back to"):
             service.rollback(session, settings, "ops")
+
+
+def _guard(lost_calls: int) -> dict[str, Any]:
+    """A guard of callx's 85 test calls, the promoted adapter right on 79, the candidate on
+    `lost_calls` fewer."""
+    gold = ["billing"] * 85
+    theirs = ["billing"] * 79 + ["other"] * 6
+    ours = ["billing"] * (79 - lost_calls) + ["other"] * (6 + lost_calls)
+    guard = Guard.parse("data/calls/test.jsonl@default", load_taxonomy(None))
+    return guard_figures(
+        guard, scored_result("candidate", list(ours), gold), scored_result("promoted", theirs, gold)
+    )
+
+
+def test_a_candidate_that_forgets_a_guard_is_refused_and_says_where(
+    keyed: Any, tmp_path: Path
+) -> None:
+    settings, engine, admin, reader = keyed
+    sessions = build_sessionmaker(engine)
+    better = replace(_comparison(0.5, 0.3), guards=(_guard(1), _guard(8)))
+    assert better.verdict == "forgets"  # the gate's own calls got better, a guard did not hold
+    with session_scope(sessions) as session:
+        service.ensure_default(session, settings)
+        old = service.register(session, settings, _variant(tmp_path, "o", b"o"), "old", "t")
+        shop = service.register(session, settings, _variant(tmp_path, "s", b"s"), "shop", "t")
+        shop_id = shop.id
+        row = service.record_evaluation(
+            session, shop, service.promoted(session, settings), better, "t"
+        )
+        assert row.verdict == "forgets" and [g["held"] for g in row.guards] == [True, False]
+        # A row from before guards existed: no "guards" in its details.
+        service.record_evaluation(
+            session, old, service.promoted(session, settings), _comparison(0.9, 0.8), "t"
+        ).details = {}
+    with session_scope(sessions) as session:
+        with pytest.raises(
+            ConflictError,
+            match=r"on the guard data/calls/test\.jsonl \(85 calls, default-\S+\) "
+            r"83\.5% against 92\.9%, 9\.41 points lower where 2 are allowed",
+        ):
+            service.promote(session, settings, shop_id, "t")
+    with TestClient(create_app(settings, queue=FakeTaskQueue())) as client:  # type: ignore[arg-type]
+        listed = client.get("/v1/models", headers={"X-API-Key": reader}).json()["items"]
+        assert [m["name"] for m in listed] == ["callx-default", "old", "shop"]
+        assert listed[1]["evaluation"]["guards"] == []
+        evaluation = listed[2]["evaluation"]
+        assert evaluation["verdict"] == "forgets"
+        assert [(g["points_lost"], g["held"]) for g in evaluation["guards"]] == [
+            (1.18, True),
+            (9.41, False),
+        ]
+        refused = client.post(f"/v1/models/{shop_id}/promote", headers={"X-API-Key": admin})
+        assert refused.status_code == 409 and "9.41 points lower" in refused.json()["detail"]
+        forced = client.post(
+            f"/v1/models/{shop_id}/promote",
+            headers={"X-API-Key": admin},
+            json={"force": True, "note": "we no longer run the default list"},
+        )
+        assert forced.status_code == 200 and forced.json()["forced"], forced.text
 
 
 @pytest.fixture
@@ -265,3 +328,16 @@ def test_the_cli_says_what_is_wrong_in_one_line(
     assert refused.returncode == 2
     assert f"run `callx models evaluate {new_id}` first" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+    dataset = "data/calls/dev.jsonl"
+    for guard, said in (
+        (str(tmp_path / "old.jsonl"), f"no such file: {tmp_path / 'old.jsonl'}"),
+        (f"{dataset}@nosuch", "taxonomy 'nosuch' is neither a file nor a built-in name"),
+    ):
+        wrong = subprocess.run(
+            [callx, "models", "evaluate", new_id, "--dataset", dataset, "--guard", guard],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
+        assert wrong.stderr.startswith(f"callx models: --guard {guard}: {said}"), wrong.stderr
