@@ -18,8 +18,9 @@ data). The rule, written before anything was measured:
    replay of earlier data (seeded samples), as the recipe says (`RECIPES`: v1 gives each
    label 3 times with 32 of callx's train calls and 32 `intents8` requests; v2, written
    after v1's first two rounds, each label once with as many of callx's train calls and 32
-   requests; v3, written after v2, v2 at learning rate 1e-4), for at most 20 minutes on
-   this machine's CPU; measured against the promoted adapter on the gate's calls; promoted
+   requests; v3, written after v2, v2 at learning rate 1e-4; v4, written after v3's first
+   round, v2 with the whole of callx's train split), for at most 20 minutes on this
+   machine's CPU; measured against the promoted adapter on the gate's calls; promoted
    unless worse.
 3. After each round the promoted adapter is measured on the domain's test split (64 calls,
    never read before this step) and on the guards against forgetting: callx's own test split
@@ -28,14 +29,16 @@ data). The rule, written before anything was measured:
    refused, the candidate is measured on the domain's test split too, for the record.
 
 Every accuracy comes with its 95% Wilson interval; each adapter's difference from the default
-on the same calls with an exact McNemar p. CPU minutes are this process's CPU time (all
-threads) for the fine-tuning, and wall minutes for the fine-tuning and the gate.
+on the same calls with an exact McNemar p and a 95% interval of the paired difference. CPU
+minutes are this process's CPU time (all threads) for the fine-tuning, and wall minutes for
+the fine-tuning and the gate.
 Goal (issue 22): +15 points on the domain from 100 labels, guards within 2 points.
 
     .venv/bin/python -m bench.flywheel [--recipe v2]   # about an hour on 2 cores
     .venv/bin/python -m bench.flywheel --quick         # a smoke run: 4 and 8 labels, 3 steps
-Results of each step are kept under reports/flywheel[-v2][-quick]/ and reused when it is run
-again (`--fresh` starts over); the table and figures go to reports/bench-flywheel[-v2].json.
+Results of each step are kept under reports/flywheel[-vN][-quick]/ and reused when it is run
+again (`--fresh` starts over; the default's figures are taken from another recipe's run on the
+same calls); the table and figures go to reports/bench-flywheel[-vN].json.
 Needs the finetune extra and ../shared/datasets/ (or CALLX_DATASETS=DIR).
 """
 
@@ -44,6 +47,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -351,10 +355,20 @@ def _paired(ours: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     only_default = sum(default["right"][i] and not ours["right"][i] for i in ours["right"])
     return {
         "points": round(100 * (ours["reason_accuracy"] - default["reason_accuracy"]), 1),
+        "points_ci95": _difference_interval(only_ours, only_default, len(ours["right"])),
         "only_this_right": only_ours,
         "only_default_right": only_default,
         "p_value": round(mcnemar_exact_p(only_default, only_ours), 4),
     }
+
+
+def _difference_interval(only_ours: int, only_default: int, n: int) -> list[float]:
+    """A 95% interval of the paired difference in points (Agresti and Min's adjusted Wald
+    interval: half a call added to each cell), to read a guard's "within 2 points" against."""
+    ours, theirs = (only_ours + 0.5) / (n + 2), (only_default + 0.5) / (n + 2)
+    difference = ours - theirs
+    half = 1.96 * math.sqrt(max(ours + theirs - difference**2, 0.0) / (n + 2))
+    return [round(100 * (difference - half), 1), round(100 * (difference + half), 1)]
 
 
 def _cell(figures: dict[str, Any]) -> str:
@@ -367,15 +381,19 @@ def render(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| labels given | trained on / gate | gate | fine-tuning CPU min (wall) | moving test "
         f"({n['moving_test']}): reason [95% CI] | vs default | product | callx dev "
-        f"({n['callx_dev']}) | callx test ({n['callx_test']}) | BANKING77 ({n['banking77']}) |",
+        f"({n['callx_dev']}) | callx test ({n['callx_test']}) | BANKING77 ({n['banking77']}) "
+        "(each: points vs default [95% CI, paired]) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         m = row["measures"]
         delta = row["vs_default"]
-        guards = [
-            f"{_cell(m[tag])} ({row['guards_vs_default'][tag]['points']:+.1f})" for tag in GUARDS
-        ]
+        guards = []
+        for tag in GUARDS:
+            paired = row["guards_vs_default"][tag]
+            low, high = paired.get("points_ci95") or (paired["points"], paired["points"])
+            points = f"{paired['points']:+.1f} [{low:+.1f}, {high:+.1f}]"
+            guards.append(f"{m[tag]['reason_accuracy']:.1%} ({points})")
         lines.append(
             f"| {row['labels']} | {row.get('trained', '-')} | {row.get('gate', '-')} | "
             f"{row.get('cpu', '-')} | {_cell(m['moving_test'])} | {delta['points']:+.1f} "
@@ -461,6 +479,10 @@ def main() -> None:
         "moving_points": last["vs_default"]["points"],
         "guard_points": {
             t: last["guards_vs_default"][t]["points"] for t in last["guards_vs_default"]
+        },
+        # The paired 95% intervals: how far the guards' few calls can tell "within 2 points".
+        "guard_points_ci95": {
+            t: last["guards_vs_default"][t]["points_ci95"] for t in last["guards_vs_default"]
         },
     }
     summary["met"] = (
