@@ -66,7 +66,10 @@ def test_evaluate_measures_both_adapters_and_the_gate_reads_it(
     first, guarded = measured.stdout.splitlines()
     assert first.endswith("only candidate right 0, only promoted right 0, McNemar p=1.0): passes")
     assert guarded.startswith(f"guard {guard} (4 calls, intents8-")
-    assert guarded.endswith("+0.0 points lost (at most 0, McNemar p=1.0): held")
+    assert guarded.endswith(
+        "0.00 points lost (at most 0; only candidate right 0, only promoted right 0, "
+        "McNemar p=1.0): held"
+    )
     engine = build_engine(settings)
     registry = settings.model_copy(update={"models_dir": tmp_path / "models"})
     with session_scope(build_sessionmaker(engine)) as session:
