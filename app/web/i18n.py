@@ -231,6 +231,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Motif juste : lui / le promu · appels · verdict",
     ),
     "models.promoted": ("promoted", "promu"),
+    "models.guard_lost": (
+        "guard {dataset}: {points} points lost, {allowed} allowed",
+        "garde {dataset} : {points} points perdus, {allowed} permis",
+    ),
     "models.registry_help": (
         "Register, evaluate and promote with `callx models` (see the README).",
         "Enregistrer, évaluer et promouvoir : `callx models` (voir le README).",

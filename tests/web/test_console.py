@@ -10,6 +10,7 @@ import io
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,13 @@ from app.auth.service import create_api_key, revoke_api_key
 from app.auth.sessions import SignInRefused, current_session, sign_in
 from app.config import Settings
 from app.db.session import build_engine, build_sessionmaker, session_scope
+from app.llm.model_files import DEFAULT_ADAPTER
 from app.main import create_app
+from app.registry import service as registry
+from app.registry.gate import Guard, guard_figures
+from app.registry.service import Comparison
+from schemas.taxonomy import load_taxonomy
+from support.factories import scored_result
 from support.fakes import FakeTaskQueue
 
 Store = Callable[..., list[str]]  # the store_calls fixture (tests/conftest.py)
@@ -325,8 +332,20 @@ def test_hostile_filter_values_are_refused_or_match_nothing(
     filters = {
         "/ui": ("from", "to", "source", "bucket"),
         "/ui/calls": (
-            "reason", "product", "source", "language", "from", "to", "status", "review",
-            "min_confidence", "max_confidence", "since", "until", "batch_id", "cursor",
+            "reason",
+            "product",
+            "source",
+            "language",
+            "from",
+            "to",
+            "status",
+            "review",
+            "min_confidence",
+            "max_confidence",
+            "since",
+            "until",
+            "batch_id",
+            "cursor",
         ),
         "/ui/calls.csv": ("reason", "product", "status", "cursor"),
         "/ui/review": ("after", "saved", "end"),
@@ -341,7 +360,9 @@ def test_hostile_filter_values_are_refused_or_match_nothing(
     assert len(client.get("/v1/extractions").json()["items"]) == len(ids)
 
 
-def test_every_overview_figure_links_to_as_many_calls(client: TestClient, store_calls: Store) -> None:
+def test_every_overview_figure_links_to_as_many_calls(
+    client: TestClient, store_calls: Store
+) -> None:
     """The answered calls' tile and the period totals leave out the failed call (it has no
     answer), the accuracy tile lists the labelled audit calls, and the accuracy follows the
     source filter."""
@@ -411,3 +432,43 @@ def test_a_language_with_q0_is_not_chosen() -> None:
     assert negotiate(None, "de, fr;q=0") == "en"
     assert negotiate(None, "de, fr;q=0.1") == "fr"
     assert negotiate("fr", "en") == "fr"
+
+
+def test_the_models_page_names_a_guard_a_candidate_lost(
+    client: TestClient, review_settings: Settings, tmp_path: Path
+) -> None:
+    candidate = tmp_path / "shop.gguf"
+    candidate.write_bytes(DEFAULT_ADAPTER.read_bytes() + b"shop")
+    gold = ["billing"] * 85
+    ours = ["billing"] * 71 + ["other"] * 14
+    guard = Guard.parse("data/calls/test.jsonl@default", load_taxonomy(None))
+    lost = guard_figures(
+        guard, scored_result("candidate", ours, gold), scored_result("promoted", gold[:], gold)
+    )
+    engine = build_engine(review_settings)
+    with session_scope(build_sessionmaker(engine)) as session:
+        shop = registry.register(session, review_settings, candidate, "shop", "t")
+        comparison = Comparison(
+            dataset="labels/test.jsonl",
+            dataset_sha256="0" * 64,
+            taxonomy_version="shop-1",
+            calls=20,
+            reason_accuracy=0.6,
+            baseline_reason_accuracy=0.4,
+            product_rate=None,
+            baseline_product_rate=None,
+            only_candidate_right=4,
+            only_baseline_right=0,
+            p_value=0.125,
+            details={},
+            guards=(lost,),
+        )
+        promoted = registry.promoted(session, review_settings)
+        registry.record_evaluation(session, shop, promoted, comparison, "t")
+    engine.dispose()
+    row = client.get("/ui/models").text.split("<td>shop")[1].split("</tr>")[0]
+    assert '<span class="tag bad">forgets</span>' in row
+    assert "guard data/calls/test.jsonl: 16.47 points lost, 2 allowed" in row
+    client.cookies.set("callx_lang", "fr", path="/ui")
+    french = client.get("/ui/models").text
+    assert "garde data/calls/test.jsonl : 16,47 points perdus, 2 permis" in french
