@@ -137,3 +137,12 @@ def resolve_taxonomy(ref: str | Path | None) -> Taxonomy:
             f"({', '.join(builtin_taxonomy_names())})"
         )
     return load_taxonomy(text)
+
+
+def split_taxonomy_ref(spec: str) -> tuple[Path, str | None]:
+    """`FILE` or `FILE@TAXONOMY` (an @ in an existing file's own name is not a taxonomy): the
+    file, and the taxonomy reference if one is given."""
+    if not Path(spec).is_file() and "@" in spec:
+        path_text, ref = spec.rsplit("@", 1)
+        return Path(path_text), ref
+    return Path(spec), None

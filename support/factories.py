@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 
@@ -19,6 +20,7 @@ from app.extraction.service import run_extraction
 from app.extraction.store import ExtractionStore
 from app.llm.base import Backend
 from app.llm.fake import FakeBackend
+from app.registry.service import Comparison
 from support.services import wait_for
 
 
@@ -181,3 +183,23 @@ def scored_result(label: str, answers: list[str | None], expected: list[str]) ->
         confusion=[],
         predictions=predictions,
     )
+
+
+def gate_comparison(ours: float, theirs: float, p: float = 0.5, **fields: Any) -> Comparison:
+    """A gate's comparison on 100 labelled calls: the candidate's reason accuracy `ours`, the
+    promoted adapter's `theirs` (other fields as given)."""
+    values: dict[str, Any] = {
+        "dataset": "labels/test.jsonl",
+        "dataset_sha256": "0" * 64,
+        "taxonomy_version": "default-2026-11-29",
+        "calls": 100,
+        "reason_accuracy": ours,
+        "baseline_reason_accuracy": theirs,
+        "product_rate": 0.8,
+        "baseline_product_rate": 0.8,
+        "only_candidate_right": 3,
+        "only_baseline_right": 7,
+        "p_value": p,
+        "details": {},
+    }
+    return Comparison(**{**values, **fields})

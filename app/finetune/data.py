@@ -75,10 +75,7 @@ def resolve_taxonomy(ref: str | Path | None) -> Taxonomy:
 
 def parse_train_arg(arg: str, default_taxonomy: str | Path | None) -> TrainSource:
     """`FILE` (with the default taxonomy) or `FILE@TAXONOMY` (a path or a built-in name)."""
-    path_text, taxonomy_ref = arg, None
-    if not Path(arg).is_file() and "@" in arg:
-        path_text, taxonomy_ref = arg.rsplit("@", 1)
-    path = Path(path_text)
+    path, taxonomy_ref = schemas_taxonomy.split_taxonomy_ref(arg)
     if not path.is_file():
         raise FinetuneError(f"training file not found: {path}")
     ref = taxonomy_ref if taxonomy_ref is not None else default_taxonomy

@@ -15,7 +15,7 @@ from app.evaluation.runner import BackendConfig, BackendResult, evaluate, load_d
 from app.llm.model_files import file_sha256
 from app.registry import GUARD_MAX_LOSS
 from app.registry.service import Comparison
-from schemas.taxonomy import Taxonomy, resolve_taxonomy
+from schemas.taxonomy import Taxonomy, resolve_taxonomy, split_taxonomy_ref
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,7 @@ class Guard:
         """`FILE` (in the default taxonomy) or `FILE@TAXONOMY` (a built-in name or a file),
         its records read now, so that a wrong file fails before minutes of training or
         measuring. Raises ValueError saying what is wrong."""
-        path_text, ref = spec, None
-        if not Path(spec).is_file() and "@" in spec:
-            path_text, ref = spec.rsplit("@", 1)
-        dataset = Path(path_text)
+        dataset, ref = split_taxonomy_ref(spec)
         if not dataset.is_file():
             raise ValueError(f"no such file: {dataset}")
         if max_loss < 0:

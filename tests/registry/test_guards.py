@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from app.registry.gate import Guard, guard_figures
-from app.registry.service import Comparison
 from schemas.taxonomy import load_taxonomy
-from support.factories import scored_result
+from support.factories import gate_comparison, scored_result
 
 DEFAULT = load_taxonomy(None)
 CALLS = Path("data/calls/dev.jsonl")
@@ -42,20 +41,7 @@ def test_a_guard_holds_up_to_its_allowance_exactly() -> None:
 
 
 def test_the_verdict_reads_the_gate_first_then_the_guards() -> None:
-    comparison = Comparison(
-        dataset="labels/test.jsonl",
-        dataset_sha256="0" * 64,
-        taxonomy_version="shop-1",
-        calls=20,
-        reason_accuracy=0.6,
-        baseline_reason_accuracy=0.4,
-        product_rate=None,
-        baseline_product_rate=None,
-        only_candidate_right=4,
-        only_baseline_right=0,
-        p_value=0.125,
-        details={},
-    )
+    comparison = gate_comparison(0.6, 0.4)
     assert comparison.verdict == "passes"
     assert replace(comparison, guards=(figures(100, 2),)).verdict == "passes"
     assert replace(comparison, guards=(figures(100, 2), figures(100, 3))).verdict == "forgets"

@@ -21,10 +21,9 @@ from app.llm.model_files import DEFAULT_ADAPTER, file_sha256
 from app.main import create_app
 from app.registry import service
 from app.registry.gate import Guard, guard_figures
-from app.registry.service import Comparison
 from schemas.taxonomy import load_taxonomy
 from support.env import process_env
-from support.factories import scored_result
+from support.factories import gate_comparison, scored_result
 from support.fakes import FakeTaskQueue
 
 
@@ -35,23 +34,6 @@ def _variant(tmp_path: Path, name: str, extra: bytes) -> Path:
     with open(path, "ab") as handle:
         handle.write(extra)
     return path
-
-
-def _comparison(ours: float, theirs: float, p: float = 0.5) -> Comparison:
-    return Comparison(
-        dataset="labels/test.jsonl",
-        dataset_sha256="0" * 64,
-        taxonomy_version="default-2026-11-29",
-        calls=100,
-        reason_accuracy=ours,
-        baseline_reason_accuracy=theirs,
-        product_rate=0.8,
-        baseline_product_rate=0.8,
-        only_candidate_right=3,
-        only_baseline_right=7,
-        p_value=p,
-        details={},
-    )
 
 
 @pytest.fixture
@@ -112,7 +94,9 @@ def test_the_gate_refuses_worse_or_unmeasured_force_is_recorded(
             service.promote(session, settings, better_id, "t")
         candidate = service.get_adapter(session, worse_id)
         baseline = service.promoted(session, settings)
-        service.record_evaluation(session, candidate, baseline, _comparison(0.88, 0.92, 0.03), "t")
+        service.record_evaluation(
+            session, candidate, baseline, gate_comparison(0.88, 0.92, 0.03), "t"
+        )
     with session_scope(sessions) as session:
         with pytest.raises(
             ConflictError,
@@ -126,7 +110,9 @@ def test_the_gate_refuses_worse_or_unmeasured_force_is_recorded(
     with session_scope(sessions) as session:  # measured against the new promoted one: passes
         candidate = service.get_adapter(session, better_id)
         baseline = service.promoted(session, settings)
-        row = service.record_evaluation(session, candidate, baseline, _comparison(0.93, 0.88), "t")
+        row = service.record_evaluation(
+            session, candidate, baseline, gate_comparison(0.93, 0.88), "t"
+        )
         assert row.verdict == "passes"
     with session_scope(sessions) as session:
         passed = service.promote(session, settings, better_id, "ops")
@@ -160,7 +146,7 @@ def test_a_candidate_that_forgets_a_guard_is_refused_and_says_where(
 ) -> None:
     settings, engine, admin, reader = keyed
     sessions = build_sessionmaker(engine)
-    better = replace(_comparison(0.5, 0.3), guards=(_guard(1), _guard(8)))
+    better = replace(gate_comparison(0.5, 0.3), guards=(_guard(1), _guard(8)))
     assert better.verdict == "forgets"  # the gate's own calls got better, a guard did not hold
     with session_scope(sessions) as session:
         service.ensure_default(session, settings)
@@ -173,7 +159,7 @@ def test_a_candidate_that_forgets_a_guard_is_refused_and_says_where(
         assert row.verdict == "forgets" and [g["held"] for g in row.guards] == [True, False]
         # A row from before guards existed: no "guards" in its details.
         service.record_evaluation(
-            session, old, service.promoted(session, settings), _comparison(0.9, 0.8), "t"
+            session, old, service.promoted(session, settings), gate_comparison(0.9, 0.8), "t"
         ).details = {}
     with session_scope(sessions) as session:
         with pytest.raises(

@@ -24,9 +24,8 @@ from app.llm.model_files import DEFAULT_ADAPTER
 from app.main import create_app
 from app.registry import service as registry
 from app.registry.gate import Guard, guard_figures
-from app.registry.service import Comparison
 from schemas.taxonomy import load_taxonomy
-from support.factories import scored_result
+from support.factories import gate_comparison, scored_result
 from support.fakes import FakeTaskQueue
 
 Store = Callable[..., list[str]]  # the store_calls fixture (tests/conftest.py)
@@ -448,21 +447,7 @@ def test_the_models_page_names_a_guard_a_candidate_lost(
     engine = build_engine(review_settings)
     with session_scope(build_sessionmaker(engine)) as session:
         shop = registry.register(session, review_settings, candidate, "shop", "t")
-        comparison = Comparison(
-            dataset="labels/test.jsonl",
-            dataset_sha256="0" * 64,
-            taxonomy_version="shop-1",
-            calls=20,
-            reason_accuracy=0.6,
-            baseline_reason_accuracy=0.4,
-            product_rate=None,
-            baseline_product_rate=None,
-            only_candidate_right=4,
-            only_baseline_right=0,
-            p_value=0.125,
-            details={},
-            guards=(lost,),
-        )
+        comparison = gate_comparison(0.6, 0.4, guards=(lost,))
         promoted = registry.promoted(session, review_settings)
         registry.record_evaluation(session, shop, promoted, comparison, "t")
     engine.dispose()
