@@ -50,6 +50,13 @@ def finetune(
         int | None, typer.Option(help="At most N records per file (seeded, by reason).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the data order and the LoRA init.")] = 0,
+    group_steps: Annotated[
+        bool,
+        typer.Option(
+            help="Give each step examples of one taxonomy where it can: the prompt head they "
+            "share is computed once (faster on a mix of long calls in many taxonomies)."
+        ),
+    ] = False,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
     init_adapter: Annotated[
         Path | None,
@@ -89,6 +96,7 @@ def finetune(
         max_tokens=max_tokens,
         limit_per_file=limit_per_file,
         seed=seed,
+        group_steps=group_steps,
     )
     status = run_command(
         get_settings(),

@@ -3,13 +3,18 @@
 The examples form an endless stream: epoch 0 in their (already shuffled) order, every later
 epoch in its own seeded permutation. Step s takes the next `per_step` examples of the stream,
 so any step's batch can be recomputed on resume without replaying the ones before.
+
+With `groups` (one key per example: its prompt head, that is its taxonomy), each epoch is cut
+into blocks of `per_step` examples of one group, in a seeded order of blocks, so that a step
+computes its shared head once per micro-batch instead of once per taxonomy it draws from. A
+group's last examples that do not fill a block go into mixed blocks at the epoch's end.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 from app.finetune.data import Example
 
@@ -17,12 +22,17 @@ from app.finetune.data import Example
 class StepOrder:
     """The examples of each optimizer step."""
 
-    def __init__(self, count: int, per_step: int, seed: int) -> None:
+    def __init__(
+        self, count: int, per_step: int, seed: int, groups: Sequence[Hashable] | None = None
+    ) -> None:
         if count < 1 or per_step < 1:
             raise ValueError("need at least one example and one example per step")
+        if groups is not None and len(groups) != count:
+            raise ValueError(f"{len(groups)} group keys for {count} examples")
         self.count = count
         self.per_step = per_step
         self.seed = seed
+        self.groups = groups
         self._orders: dict[int, list[int]] = {}
 
     def _epoch_order(self, epoch: int) -> list[int]:
@@ -30,8 +40,25 @@ class StepOrder:
             order = list(range(self.count))
             if epoch > 0:
                 random.Random(f"{self.seed}/epoch{epoch}").shuffle(order)
+            if self.groups is not None:
+                order = self._in_blocks(order, epoch)
             self._orders = {epoch: order}  # steps move forward: keep only the current epoch
         return self._orders[epoch]
+
+    def _in_blocks(self, order: list[int], epoch: int) -> list[int]:
+        """`order` rearranged into seeded blocks of `per_step` examples of one group each."""
+        assert self.groups is not None
+        members: dict[Hashable, list[int]] = {}
+        for index in order:
+            members.setdefault(self.groups[index], []).append(index)
+        blocks: list[list[int]] = []
+        rest: list[int] = []
+        for indices in members.values():  # first-seen order: deterministic for a given order
+            whole = len(indices) - len(indices) % self.per_step
+            blocks += [indices[i : i + self.per_step] for i in range(0, whole, self.per_step)]
+            rest += indices[whole:]
+        random.Random(f"{self.seed}/blocks{epoch}").shuffle(blocks)
+        return [index for block in blocks for index in block] + rest
 
     def indices(self, step: int) -> list[int]:
         """Indices of the examples of step `step` (0-based)."""

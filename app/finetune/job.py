@@ -31,6 +31,8 @@ class Hyperparameters:
     max_tokens: int = DEFAULT_MAX_TOKENS
     limit_per_file: int | None = None
     seed: int = 0
+    group_steps: bool = False  # a step's examples from one taxonomy where it can (StepOrder);
+    # part of the checkpoint's fingerprint when set
     targets: tuple[str, ...] = DEFAULT_TARGETS
 
     fingerprint_fields = (
@@ -114,6 +116,8 @@ class FinetuneJob:
             "init_adapter": file_sha256(self.init_adapter) if self.init_adapter else None,
             "hyper": {name: getattr(self.hyper, name) for name in self.hyper.fingerprint_fields},
         }
+        if self.hyper.group_steps:  # only when set: checkpoints from before it still resume
+            identity["group_steps"] = True
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 

@@ -105,7 +105,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.parameters, lr=hyper.lr, weight_decay=hyper.weight_decay
         )
-        self.order = StepOrder(len(examples), hyper.examples_per_step, hyper.seed)
+        groups = [e.ids[: e.head] for e in examples] if hyper.group_steps else None
+        self.order = StepOrder(len(examples), hyper.examples_per_step, hyper.seed, groups)
         self.total = job.max_steps or self.order.steps_for_epochs(job.epochs or 1.0)
         self.warmup = max(1, round(hyper.warmup_ratio * self.total))
         self.step, self.previous_train_s = 0, 0.0

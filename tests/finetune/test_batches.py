@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.finetune.batches import StepOrder, micro_batches
 from app.finetune.data import Example, common_prefix_length
 
@@ -48,3 +50,20 @@ def test_step_order_replays_any_step_and_covers_each_epoch() -> None:
     assert sorted(first_epochs[10:20]) == list(range(10))
     assert StepOrder(count=10, per_step=4, seed=3).indices(4) == order.indices(4)
     assert order.steps_for_epochs(1.5) == 4
+
+
+def test_grouped_step_order_gives_each_step_one_group_and_covers_each_epoch() -> None:
+    groups = ["a"] * 9 + ["b"] * 6 + ["c"] * 3  # interleaved below, as a shuffled file is
+    keys = [groups[(i * 7) % 18] for i in range(18)]
+    order = StepOrder(count=18, per_step=4, seed=3, groups=keys)
+    epoch = [i for step in range(4) for i in order.indices(step)] + order.indices(4)[:2]
+    assert sorted(epoch) == list(range(18))
+    whole = [order.indices(step) for step in range(3)]  # a: 2 blocks, b: 1; the rest mixed
+    assert all(len({keys[i] for i in step}) == 1 for step in whole)
+    assert sorted(keys[step[0]] for step in whole) == ["a", "a", "b"]
+    assert StepOrder(count=18, per_step=4, seed=3, groups=keys).indices(2) == order.indices(2)
+
+
+def test_grouped_step_order_needs_a_key_per_example() -> None:
+    with pytest.raises(ValueError, match="3 group keys for 4 examples"):
+        StepOrder(count=4, per_step=2, seed=0, groups=["a", "b", "c"])

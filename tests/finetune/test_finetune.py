@@ -87,7 +87,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def _finetune(files: dict[str, Path], model_path: Path, *extra: str) -> str:
+def _finetune(files: dict[str, Path], model_path: Path, *extra: str, exit_code: int = 0) -> str:
     args = [
         "finetune",
         "--train", str(files["calls"]),
@@ -102,7 +102,7 @@ def _finetune(files: dict[str, Path], model_path: Path, *extra: str) -> str:
         *extra,
     ]  # fmt: skip
     result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert result.exit_code == exit_code, result.output + repr(result.exception)
     return result.output
 
 
@@ -220,6 +220,20 @@ def test_stop_after_steps_keeps_the_schedule_of_the_planned_run(
     assert (card["steps"], card["stopped_by"]) == (2, "stop_after_steps")
     assert card["hyperparameters"]["planned_steps"] == 4
     assert card["hyperparameters"]["stop_after_steps"] == 2
+
+
+def test_group_steps_is_recorded_and_a_checkpoint_resumes_only_with_it(
+    files: dict[str, Path], model_path: Path, tmp_path: Path
+) -> None:
+    """--group-steps gives a step examples of one taxonomy (the two files here): recorded in
+    the card and in the checkpoint's identity, so a resume without it is refused."""
+    output = tmp_path / "grouped.gguf"
+    grouped = {**files, "adapter": output}
+    _finetune(grouped, model_path, "--max-steps", "2", "--group-steps")
+    card = json.loads(output.with_suffix(".json").read_text("utf-8"))
+    assert card["hyperparameters"]["group_steps"] is True and card["steps"] == 2
+    refused = _finetune(grouped, model_path, "--max-steps", "3", "--resume", exit_code=2)
+    assert "made with other training data or hyperparameters" in refused
 
 
 def test_a_reason_outside_the_taxonomy_names_the_file_and_line(
