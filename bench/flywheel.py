@@ -36,6 +36,7 @@ Goal (issue 22): +15 points on the domain from 100 labels, guards within 2 point
 
     .venv/bin/python -m bench.flywheel [--recipe v2]   # about an hour on 2 cores
     .venv/bin/python -m bench.flywheel --quick         # a smoke run: 4 and 8 labels, 3 steps
+    .venv/bin/python -m bench.flywheel --recipe v2 --blend 0.5   # + the default blended in
 Results of each step are kept under reports/flywheel[-vN][-quick]/ and reused when it is run
 again (`--fresh` starts over; the default's figures are taken from another recipe's run on the
 same calls); the table and figures go to reports/bench-flywheel[-vN].json.
@@ -347,6 +348,28 @@ class Flywheel:
     def measure_all(self, adapter: Path) -> dict[str, dict[str, Any]]:
         return {tag: self.measure(adapter, dataset) for tag, dataset in self.datasets.items()}
 
+    def blend_row(
+        self, last: dict[str, Any], adapter: Path, weight: float, baseline: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The default and the promoted adapter blended, `weight` the latter's share (the
+        bytes `callx models blend` writes), measured on every set."""
+        from app.finetune.blend import blend_adapters
+        from app.llm.model_files import DEFAULT_ADAPTER
+
+        blend = self.work / f"blend-{weight:g}.gguf"
+        rank = blend_adapters([(DEFAULT_ADAPTER, 1 - weight), (adapter, weight)], blend)
+        self.say(f"blend: {1 - weight:g} of the default and {weight:g} of {adapter.stem}")
+        after = self.measure_all(blend)
+        return {
+            "labels": last["labels"],
+            "adapter": f"blend {1 - weight:g} default + {weight:g} {adapter.stem} (rank {rank})",
+            "measures": after,
+            "vs_default": _paired(after["moving_test"], baseline["moving_test"]),
+            "guards_vs_default": {tag: _paired(after[tag], baseline[tag]) for tag in GUARDS},
+            "gate": "blend",
+            "cpu": "0 (no training)",
+        }
+
 
 def _paired(ours: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     from app.evaluation.metrics import mcnemar_exact_p
@@ -395,7 +418,8 @@ def render(rows: list[dict[str, Any]]) -> str:
             points = f"{paired['points']:+.1f} [{low:+.1f}, {high:+.1f}]"
             guards.append(f"{m[tag]['reason_accuracy']:.1%} ({points})")
         lines.append(
-            f"| {row['labels']} | {row.get('trained', '-')} | {row.get('gate', '-')} | "
+            f"| {row['labels']}{', blend' if row.get('gate') == 'blend' else ''} | "
+            f"{row.get('trained', '-')} | {row.get('gate', '-')} | "
             f"{row.get('cpu', '-')} | {_cell(m['moving_test'])} | {delta['points']:+.1f} "
             f"(p={delta['p_value']}) | {m['moving_test']['product_rate']:.1%} | "
             + " | ".join(guards)
@@ -412,7 +436,16 @@ def main() -> None:
     parser.add_argument(
         "--labels", type=int, nargs="+", help="the rounds, by labels given (default 25 50 100)"
     )
+    parser.add_argument(
+        "--blend",
+        type=float,
+        metavar="W",
+        help="after the rounds, blend the default with the promoted adapter (W its share, as "
+        "`callx models blend`) and measure the blend too; the summary is the blend's",
+    )
     args = parser.parse_args()
+    if args.blend is not None and not 0 < args.blend < 1:
+        parser.error(f"--blend: a share between 0 and 1 excluded, not {args.blend:g}")
 
     from app.finetune import require_extra
 
@@ -469,6 +502,8 @@ def main() -> None:
                 "vs_default": _paired(refused, baseline["moving_test"]),
             }
         rows.append(row)
+    if args.blend is not None:
+        rows.append(wheel.blend_row(rows[-1], current, args.blend, baseline))
 
     table = render(rows)
     # The goal is the issue's, at 100 labels: a run without that round says nothing of it.
@@ -491,6 +526,8 @@ def main() -> None:
         else summary["moving_points"] >= 15
         and all(summary["guard_points"][tag] >= -2 for tag in ("callx_test", "banking77"))
     )
+    if args.blend is not None:
+        suffix += f"-blend{args.blend:g}"
     out = REPORTS / f"bench-flywheel{suffix}{'-quick' if args.quick else ''}.json"
     for kept in rows:
         for figures in kept["measures"].values():

@@ -58,6 +58,41 @@ def models_register(
     err.print(summary, markup=False, highlight=False)
 
 
+@models_cli.command("blend")
+def models_blend(
+    first: Annotated[int, typer.Argument(help="An adapter's id (callx models list).")],
+    second: Annotated[int, typer.Argument(help="Another adapter's id.")],
+    weight: Annotated[
+        float, typer.Option(help="The second adapter's share of the blend, between 0 and 1.")
+    ] = 0.5,
+    name: Annotated[
+        str | None, typer.Option(help="A name for it (default: blend-FIRST-SECOND-WEIGHT).")
+    ] = None,
+) -> None:
+    """Register the weighted mean of two adapters' updates as a new adapter (exact, of their
+    summed rank), to evaluate and promote like any other. Blending a fine-tuned adapter with
+    the one it started from keeps most of its gain and gives back part of what it forgot
+    (docs/flywheel.md). Needs the finetune extra's gguf."""
+    from importlib.util import find_spec
+
+    from app.registry import service
+
+    if find_spec("gguf") is None:
+        raise CliError("callx models blend needs gguf: pip install -e '.[finetune]'")
+    settings = get_settings()
+    engine, sessions = _database()
+    with session_scope(sessions) as session:
+        row = service.blend(session, settings, first, second, weight, name, _who())
+        rank = (row.card or {}).get("rank")
+        summary = (
+            f"registered {row.name!r} as id {row.id} (rank {rank}, sha256 {row.sha256[:16]}…): "
+            f"{1 - weight:g} of adapter {first} and {weight:g} of adapter {second}; "
+            f"measure it with callx models evaluate {row.id}"
+        )
+    engine.dispose()
+    err.print(summary, markup=False, highlight=False)
+
+
 @models_cli.command("list")
 def models_list() -> None:
     """Every adapter, the promoted one marked *, with its latest evaluation against it."""

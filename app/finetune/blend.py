@@ -48,7 +48,7 @@ def blend_adapters(parts: Sequence[tuple[Path, float]], output: Path) -> int:
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(rank))  # llama.cpp's scale: 1
-    writer.add_name(output.stem)
+    # No name: the same adapters and weights give the same bytes, wherever they are written.
     for name in sorted(names):
         if name.endswith(".lora_a"):
             stacked = np.concatenate([a["tensors"][name] for a in read], axis=0)

@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from app.finetune import FinetuneError
 from app.finetune.base_model import BaseModelInfo
@@ -109,7 +110,7 @@ class FinetuneJob:
 
     def fingerprint(self, base: BaseModelInfo, summaries: list[SourceSummary]) -> str:
         """Identity of what a checkpoint may be resumed with: base, data, shaping options."""
-        identity = {
+        identity: dict[str, Any] = {
             "base": base.sha256,
             "chat_format": self.chat_format,
             "files": [(s.sha256, s.taxonomy_version) for s in summaries],

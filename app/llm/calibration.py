@@ -82,11 +82,13 @@ def card_calibration(card: dict[str, Any] | None) -> Calibration | None:
 
 
 def _cards(card: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The card and those of the adapters it was trained from, newest first."""
-    current: dict[str, Any] | None = card
-    while current:
-        yield current
-        current = (current.get("init_adapter") or {}).get("card")
+    """The card and those of the adapters it was trained from or blended of, newest first."""
+    yield card
+    earlier = [(card.get("init_adapter") or {}).get("card")]
+    earlier += [part.get("card") for part in card.get("blend_of") or ()]
+    for parent in earlier:
+        if isinstance(parent, dict):
+            yield from _cards(parent)
 
 
 def trained_taxonomies(card: dict[str, Any] | None) -> set[str]:

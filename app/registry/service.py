@@ -149,6 +149,67 @@ def register_upload(
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def blend(
+    session: Session,
+    settings: Settings,
+    first_id: int,
+    second_id: int,
+    weight: float,
+    name: str | None,
+    by: str,
+) -> Adapter:
+    """Register the weighted mean of two registered adapters' updates, (1 - weight) of the
+    first and `weight` of the second, written exactly as one adapter of their summed rank
+    (app/finetune/blend.py; needs the finetune extra's gguf). Its card names both, with their
+    cards; it carries no calibration, since neither's temperature fits it."""
+    from app.finetune import FinetuneError
+    from app.finetune.blend import blend_adapters
+
+    if first_id == second_id:
+        raise InvalidRequestError("blend two different adapters", loc=("body", "second"))
+    if not 0 < weight < 1:
+        raise InvalidRequestError(
+            f"the weight is the second adapter's share: between 0 and 1 excluded, not {weight:g}",
+            loc=("body", "weight"),
+        )
+    ensure_default(session, settings, by)
+    parts = [
+        (get_adapter(session, first_id), 1 - weight),
+        (get_adapter(session, second_id), weight),
+    ]
+    name = name or f"blend-{first_id}-{second_id}-{weight:g}"
+    settings.models_path.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=".blend-", dir=settings.models_path))
+    try:
+        path = folder / f"{_safe(name) or 'blend'}.gguf"
+        try:
+            rank = blend_adapters([(adapter_file(settings, a), w) for a, w in parts], path)
+        except FinetuneError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        first_card = parts[0][0].card or {}
+        card = {
+            "adapter": path.name,
+            "created_by": "callx models blend",
+            "base_model": first_card.get("base_model"),
+            "callx_prompt_version": first_card.get("callx_prompt_version"),
+            "rank": rank,
+            "blend_of": [
+                {
+                    "id": a.id,
+                    "name": a.name,
+                    "sha256": a.sha256,
+                    "weight": round(w, 6),
+                    "card": a.card,
+                }
+                for a, w in parts
+            ],
+        }
+        card_path(path).write_text(json.dumps(card, indent=2, ensure_ascii=False), "utf-8")
+        return register(session, settings, path, name, by)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _store(session: Session, settings: Settings, path: Path, name: str, by: str) -> Adapter:
     sha256 = file_sha256(path)
     directory = settings.models_path
