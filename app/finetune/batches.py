@@ -7,7 +7,9 @@ so any step's batch can be recomputed on resume without replaying the ones befor
 With `groups` (one key per example: its prompt head, that is its taxonomy), each epoch is cut
 into blocks of `per_step` examples of one group, in a seeded order of blocks, so that a step
 computes its shared head once per micro-batch instead of once per taxonomy it draws from. A
-group's last examples that do not fill a block go into mixed blocks at the epoch's end.
+group's last examples that do not fill a block go into mixed blocks at the epoch's end. Where
+the count is not a multiple of `per_step`, a step spans two epochs: each later epoch opens
+with as many of its leftovers as that step needs, so that its blocks start on a step.
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ class StepOrder:
             blocks += [indices[i : i + self.per_step] for i in range(0, whole, self.per_step)]
             rest += indices[whole:]
         random.Random(f"{self.seed}/blocks{epoch}").shuffle(blocks)
-        return [index for block in blocks for index in block] + rest
+        opening = (-epoch * self.count) % self.per_step  # of the step begun the epoch before
+        lead = rest[:opening]  # where there are too few leftovers, blocks start off a step
+        return lead + [index for block in blocks for index in block] + rest[len(lead) :]
 
     def indices(self, step: int) -> list[int]:
         """Indices of the examples of step `step` (0-based)."""

@@ -35,33 +35,47 @@ def blend_adapters(parts: Sequence[tuple[Path, float]], output: Path) -> int:
     if any(weight <= 0 for _, weight in parts):
         raise FinetuneError("blend weights must be positive")
     read = [_read(path) for path, _ in parts]
-    architecture, names = read[0]["architecture"], set(read[0]["tensors"])
-    for (path, _), adapter in zip(parts, read, strict=True):
-        if adapter["architecture"] != architecture:
-            raise FinetuneError(f"{path} adapts {adapter['architecture']}, not {architecture}")
-        if set(adapter["tensors"]) != names:
+    first = read[0]
+    for (path, _), adapter in zip(parts[1:], read[1:], strict=True):
+        if adapter["architecture"] != first["architecture"]:
+            raise FinetuneError(
+                f"{path} adapts {adapter['architecture']}, not {first['architecture']}"
+            )
+        if set(adapter["tensors"]) != set(first["tensors"]):
             raise FinetuneError(f"{path} does not adapt the same tensors as {parts[0][0]}")
+        for name, tensor in adapter["tensors"].items():  # all but the rank must agree
+            axis = 1 if name.endswith(".lora_a") else 0
+            if tensor.shape[axis] != first["tensors"][name].shape[axis]:
+                raise FinetuneError(
+                    f"{path}: {name} is {tensor.shape}, against {first['tensors'][name].shape} "
+                    f"in {parts[0][0]}: adapters of different base models"
+                )
     rank = sum(adapter["rank"] for adapter in read)
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
-    writer = gguf.GGUFWriter(str(partial), architecture)
-    writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(rank))  # llama.cpp's scale: 1
-    # No name: the same adapters and weights give the same bytes, wherever they are written.
-    for name in sorted(names):
-        if name.endswith(".lora_a"):
-            stacked = np.concatenate([a["tensors"][name] for a in read], axis=0)
-        else:
-            scaled = [
-                a["tensors"][name] * (weight * a["alpha"] / a["rank"])
-                for a, (_, weight) in zip(read, parts, strict=True)
-            ]
-            stacked = np.concatenate(scaled, axis=1)
-        writer.add_tensor(name, np.ascontiguousarray(stacked.astype(np.float16)))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
+    writer = gguf.GGUFWriter(str(partial), first["architecture"])
+    try:
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(rank))  # llama.cpp's scale: 1
+        # No name: the same adapters and weights give the same bytes, wherever written.
+        for name in sorted(first["tensors"]):
+            if name.endswith(".lora_a"):
+                stacked = np.concatenate([a["tensors"][name] for a in read], axis=0)
+            else:
+                scaled = [
+                    a["tensors"][name] * (weight * a["alpha"] / a["rank"])
+                    for a, (_, weight) in zip(read, parts, strict=True)
+                ]
+                stacked = np.concatenate(scaled, axis=1)
+            writer.add_tensor(name, np.ascontiguousarray(stacked.astype(np.float16)))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    except BaseException:
+        writer.close()
+        partial.unlink(missing_ok=True)
+        raise
     writer.close()
     os.replace(partial, output)
     return rank
@@ -84,13 +98,19 @@ def _read(path: Path) -> dict[str, Any]:
 
     if field(gguf.Keys.General.TYPE) != "adapter" or field(gguf.Keys.Adapter.TYPE) != "lora":
         raise FinetuneError(f"{path} is not a LoRA adapter GGUF")
+    plain = (gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32)
+    odd = sorted({t.tensor_type.name for t in reader.tensors if t.tensor_type not in plain})
+    if odd:  # their data would read as raw bytes
+        raise FinetuneError(f"{path} has {', '.join(odd)} tensors: only F16 and F32 are blended")
     tensors = {t.name: np.array(t.data, dtype=np.float32) for t in reader.tensors}
     ranks = {a.shape[0] for name, a in tensors.items() if name.endswith(".lora_a")}
     if len(ranks) != 1:
         raise FinetuneError(f"{path} has LoRA tensors of several ranks: {sorted(ranks)}")
+    rank = ranks.pop()
     return {
         "architecture": field(gguf.Keys.General.ARCHITECTURE),
-        "alpha": float(field(gguf.Keys.Adapter.LORA_ALPHA)),
-        "rank": ranks.pop(),
+        # llama.cpp scales by 1 where alpha is missing or 0: alpha = rank does the same
+        "alpha": float(field(gguf.Keys.Adapter.LORA_ALPHA) or rank),
+        "rank": rank,
         "tensors": tensors,
     }

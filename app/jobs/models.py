@@ -63,7 +63,7 @@ def models_in_use(
                 queues=sorted({q for w in workers for q in w.queues.split(",")}),
                 last_seen=max((w.last_seen for w in workers), default=None),
                 configured=(backend, model, taxonomy) == configured,
-                evaluations=list(card["evaluations"]) if own and card else [],
+                evaluations=list(card.get("evaluations", ())) if own and card else [],
                 taxonomies=taxonomies_summary(card) if own and card else {},
                 card=str(card.get("adapter")) if own and card else None,
             )

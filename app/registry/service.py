@@ -177,6 +177,11 @@ def blend(
         (get_adapter(session, first_id), 1 - weight),
         (get_adapter(session, second_id), weight),
     ]
+    bases = {a.base_model_sha256 for a, _ in parts if a.base_model_sha256}
+    if len(bases) > 1:
+        raise InvalidRequestError(
+            f"adapters {first_id} and {second_id} were trained for different base models"
+        )
     name = name or f"blend-{first_id}-{second_id}-{weight:g}"
     settings.models_path.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=".blend-", dir=settings.models_path))
@@ -187,12 +192,19 @@ def blend(
         except FinetuneError as exc:
             raise InvalidRequestError(str(exc)) from None
         first_card = parts[0][0].card or {}
+        first_hyper = first_card.get("hyperparameters") or {}
         card = {
             "adapter": path.name,
             "created_by": "callx models blend",
             "base_model": first_card.get("base_model"),
             "callx_prompt_version": first_card.get("callx_prompt_version"),
             "rank": rank,
+            # what `callx improve --init-adapter` needs to continue from it (scale 1)
+            "hyperparameters": {
+                "rank": rank,
+                "alpha": float(rank),
+                **({"targets": first_hyper["targets"]} if "targets" in first_hyper else {}),
+            },
             "blend_of": [
                 {
                     "id": a.id,

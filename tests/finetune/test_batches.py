@@ -62,6 +62,12 @@ def test_grouped_step_order_gives_each_step_one_group_and_covers_each_epoch() ->
     assert all(len({keys[i] for i in step}) == 1 for step in whole)
     assert sorted(keys[step[0]] for step in whole) == ["a", "a", "b"]
     assert StepOrder(count=18, per_step=4, seed=3, groups=keys).indices(2) == order.indices(2)
+    # Step 4 ends epoch 0 with 2 examples and opens epoch 1 with 2 leftovers; the blocks of
+    # epoch 1 then start on a step, as in epoch 0.
+    stream = [i for step in range(4, 9) for i in order.indices(step)]  # positions 16 to 35
+    assert sorted(stream[2:20]) == list(range(18))
+    later = [order.indices(step) for step in (5, 6, 7)]
+    assert all(len({keys[i] for i in step}) == 1 for step in later)
 
 
 def test_grouped_step_order_needs_a_key_per_example() -> None:

@@ -373,6 +373,25 @@ def test_init_adapter_starts_from_a_trained_adapter(
         assert not (tmp_path / "x.gguf").exists()
 
 
+def test_training_continues_from_a_blend_at_its_rank_and_alpha(
+    files: dict[str, Path], model_path: Path, trained: Any, tmp_path: Path
+) -> None:
+    """A blend (callx models blend) is an adapter of summed rank and alpha = rank, which its
+    card states for `callx improve`: a run starts from it with those."""
+    from app.finetune.blend import blend_adapters
+    from app.finetune.data import file_sha256
+
+    blend = tmp_path / "blend.gguf"
+    rank = blend_adapters([(files["adapter"], 0.5), (files["adapter"], 0.5)], blend)
+    output = tmp_path / "from-blend.gguf"
+    args = ("--max-steps", "1", "--lr", "1e-12", "--init-adapter", str(blend))
+    shape = ("--rank", str(rank), "--alpha", str(rank), "--checkpoint-every", "50")
+    _finetune({**files, "adapter": output}, model_path, *args, *shape)
+    card = json.loads(output.with_suffix(".json").read_text("utf-8"))
+    assert card["init_adapter"]["sha256"] == file_sha256(blend)
+    assert (card["hyperparameters"]["rank"], rank) == (2 * RANK, 2 * RANK)
+
+
 def test_a_shared_prompt_head_runs_once_with_the_same_loss_and_gradients(
     files: dict[str, Path], model_path: Path
 ) -> None:

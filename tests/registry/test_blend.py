@@ -31,17 +31,23 @@ LAYERS = ("blk.0.attn_q.weight", "blk.1.ffn_up.weight")
 
 
 def _adapter(
-    path: Path, rank: int, alpha: float, seed: int, layers: tuple[str, ...] = LAYERS
+    path: Path,
+    rank: int,
+    alpha: float,
+    seed: int,
+    layers: tuple[str, ...] = LAYERS,
+    width: int = 6,
+    kind: type = np.float16,
 ) -> None:
-    """A LoRA GGUF of random float16 tensors: A (rank, 6) and B (5, rank) per layer."""
+    """A LoRA GGUF of random tensors: A (rank, width) and B (5, rank) per layer."""
     rng = np.random.default_rng(seed)
     writer = gguf.GGUFWriter(str(path), "gemma3")
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
     for layer in layers:
-        for part, shape in (("lora_a", (rank, 6)), ("lora_b", (5, rank))):
-            writer.add_tensor(f"{layer}.{part}", rng.normal(size=shape).astype(np.float16))
+        for part, shape in (("lora_a", (rank, width)), ("lora_b", (5, rank))):
+            writer.add_tensor(f"{layer}.{part}", rng.normal(size=shape).astype(kind))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -74,11 +80,16 @@ def test_what_cannot_be_blended_is_refused(tmp_path: Path) -> None:
     first, other = tmp_path / "first.gguf", tmp_path / "other.gguf"
     _adapter(first, rank=2, alpha=4.0, seed=1)
     _adapter(other, rank=2, alpha=4.0, seed=2, layers=LAYERS[:1])
+    wider, quantized = tmp_path / "wider.gguf", tmp_path / "quantized.gguf"
+    _adapter(wider, rank=2, alpha=4.0, seed=3, width=7)  # another base model's shapes
+    _adapter(quantized, rank=2, alpha=4.0, seed=4, kind=np.int8)  # not float: raw bytes
     text = tmp_path / "notes.gguf"
     text.write_text("hello")
     output = tmp_path / "out.gguf"
     cases = [
         ([(first, 0.5), (other, 0.5)], "does not adapt the same tensors"),
+        ([(first, 0.5), (wider, 0.5)], r"is \(2, 7\), against \(2, 6\) .*different base models"),
+        ([(first, 0.5), (quantized, 0.5)], "has I8 tensors: only F16 and F32 are blended"),
         ([(first, 0.5), (text, 0.5)], "is not a GGUF file"),
         ([(first, 0.5), (tmp_path / "missing.gguf", 0.5)], "no such adapter"),
         ([(first, 1.0), (first, 0.0)], "weights must be positive"),
@@ -118,6 +129,8 @@ def test_the_registry_blends_two_adapters_and_llamacpp_runs_the_blend(
             ("doubled", 0.25),
         ]
         assert card["base_model"]["file"] == "gemma-3-270m-q4_k_m.gguf"
+        # what `callx improve` reads to continue from it: rank 24 at scale 1
+        assert (card["hyperparameters"]["rank"], card["hyperparameters"]["alpha"]) == (24, 24.0)
         # Trained on what its parents were trained on; no calibration carried over.
         assert trained_taxonomies(card) == trained_taxonomies(read_card(DEFAULT_ADAPTER))
         assert "calibration" not in card
