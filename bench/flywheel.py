@@ -37,6 +37,7 @@ Goal (issue 22): +15 points on the domain from 100 labels, guards within 2 point
     .venv/bin/python -m bench.flywheel [--recipe v2]   # about an hour on 2 cores
     .venv/bin/python -m bench.flywheel --quick         # a smoke run: 4 and 8 labels, 3 steps
     .venv/bin/python -m bench.flywheel --recipe v2 --blend 0.5   # + the default blended in
+    .venv/bin/python -m bench.flywheel --recipe v2 --choose-blend 0.5 0.4 0.3  # chosen on dev
 Results of each step are kept under reports/flywheel[-vN][-quick]/ and reused when it is run
 again (`--fresh` starts over; the default's figures are taken from another recipe's run on the
 same calls); the table and figures go to reports/bench-flywheel[-vN].json.
@@ -68,6 +69,8 @@ GUARDS = ("callx_dev", "callx_test", "banking77")  # dev: for choosing; test: th
 
 
 ALL = -1  # a recipe's replay count: the whole file
+# --choose-blend's rule (docs/flywheel.md), in points against the default on dev calls
+DEV_GAIN, DEV_LOSS = 15.0, 1.0
 
 
 @dataclass(frozen=True)
@@ -348,6 +351,61 @@ class Flywheel:
     def measure_all(self, adapter: Path) -> dict[str, dict[str, Any]]:
         return {tag: self.measure(adapter, dataset) for tag, dataset in self.datasets.items()}
 
+    def choose_blend(self, adapter: Path, shares: list[float]) -> float:
+        """The first share, in the order given, whose blend gains at least DEV_GAIN points on
+        the domain's dev calls and loses at most DEV_LOSS points on callx's forgetting dev
+        calls, both against the default; the last share if none does (said in the log).
+
+        The domain's dev calls are the train calls `adapter` was not trained on (its round's
+        labels-train.jsonl says which); the forgetting dev calls are callx's train and dev
+        splits (284 calls: the default was trained on the first, so what it loses there it
+        forgot). No test split is read. Figures go to the work folder's choose-blend.json."""
+        from app.finetune.blend import blend_adapters
+        from app.llm.model_files import DEFAULT_ADAPTER
+
+        trained = {r["id"] for r in _read_jsonl(adapter.parent / "labels-train.jsonl")}
+        domain = [r for r in _read_jsonl(FLYWHEEL / "moving-train.jsonl") if r["id"] not in trained]
+        forgetting = _read_jsonl(ROOT / "data/calls/train.jsonl") + _read_jsonl(
+            ROOT / "data/calls/dev.jsonl"
+        )
+        tag = f"dev-{adapter.stem}"
+        sets = {
+            "moving_dev": Dataset(
+                f"moving_{tag}",
+                _write_jsonl(self.work / f"moving-{tag}.jsonl", domain),
+                str(MOVING_TAXONOMY),
+                None,
+            ),
+            "callx_forgetting": Dataset(
+                "callx_train_dev",
+                _write_jsonl(self.work / "callx-train-dev.jsonl", forgetting),
+                "default",
+                None,
+            ),
+        }
+        default = {key: self.measure(DEFAULT_ADAPTER, d) for key, d in sets.items()}
+        tried: list[dict[str, Any]] = []
+        for share in shares:
+            blend = self.work / f"blend-{share:g}.gguf"
+            blend_adapters([(DEFAULT_ADAPTER, 1 - share), (adapter, share)], blend)
+            paired = {key: _paired(self.measure(blend, d), default[key]) for key, d in sets.items()}
+            chosen = (
+                paired["moving_dev"]["points"] >= DEV_GAIN
+                and paired["callx_forgetting"]["points"] >= -DEV_LOSS
+            )
+            tried.append({"share": share, "chosen": chosen, **paired})
+            self.say(
+                f"blend {share:g} on dev: domain {paired['moving_dev']['points']:+.1f} points "
+                f"({len(domain)} calls), callx {paired['callx_forgetting']['points']:+.1f} "
+                f"({len(forgetting)} calls): {'chosen' if chosen else 'not chosen'}"
+            )
+            if chosen:
+                break
+        else:
+            self.say(f"no share met the rule: the last one ({shares[-1]:g}) is measured")
+        (self.work / "choose-blend.json").write_text(json.dumps(tried, indent=1), "utf-8")
+        return float(tried[-1]["share"])
+
     def blend_row(
         self, last: dict[str, Any], adapter: Path, weight: float, baseline: dict[str, Any]
     ) -> dict[str, Any]:
@@ -437,6 +495,14 @@ def main() -> None:
         "--labels", type=int, nargs="+", help="the rounds, by labels given (default 25 50 100)"
     )
     parser.add_argument(
+        "--choose-blend",
+        type=float,
+        nargs="+",
+        metavar="W",
+        help="choose the blend's share on dev calls by the rule of docs/flywheel.md (the "
+        "shares tried in the order given), then measure the chosen one as --blend does",
+    )
+    parser.add_argument(
         "--blend",
         type=float,
         metavar="W",
@@ -444,8 +510,11 @@ def main() -> None:
         "`callx models blend`) and measure the blend too; the summary is the blend's",
     )
     args = parser.parse_args()
-    if args.blend is not None and not 0 < args.blend < 1:
-        parser.error(f"--blend: a share between 0 and 1 excluded, not {args.blend:g}")
+    for share in [args.blend, *(args.choose_blend or ())]:
+        if share is not None and not 0 < share < 1:
+            parser.error(f"a blend's share is between 0 and 1 excluded, not {share:g}")
+    if args.blend is not None and args.choose_blend:
+        parser.error("give --blend or --choose-blend, not both")
 
     from app.finetune import require_extra
 
@@ -502,6 +571,8 @@ def main() -> None:
                 "vs_default": _paired(refused, baseline["moving_test"]),
             }
         rows.append(row)
+    if args.choose_blend:
+        args.blend = wheel.choose_blend(current, args.choose_blend)
     if args.blend is not None:
         rows.append(wheel.blend_row(rows[-1], current, args.blend, baseline))
 
@@ -526,6 +597,8 @@ def main() -> None:
         else summary["moving_points"] >= 15
         and all(summary["guard_points"][tag] >= -2 for tag in ("callx_test", "banking77"))
     )
+    if args.choose_blend:
+        summary["blend_chosen_on_dev"] = json.loads((work / "choose-blend.json").read_text())
     if args.blend is not None:
         suffix += f"-blend{args.blend:g}"
     out = REPORTS / f"bench-flywheel{suffix}{'-quick' if args.quick else ''}.json"
