@@ -351,24 +351,24 @@ class Flywheel:
     def measure_all(self, adapter: Path) -> dict[str, dict[str, Any]]:
         return {tag: self.measure(adapter, dataset) for tag, dataset in self.datasets.items()}
 
-    def choose_blend(self, adapter: Path, shares: list[float]) -> float:
+    def choose_blend(self, adapter: Path, trained_on: Path, shares: list[float]) -> float:
         """The first share, in the order given, whose blend gains at least DEV_GAIN points on
         the domain's dev calls and loses at most DEV_LOSS points on callx's forgetting dev
         calls, both against the default; the last share if none does (said in the log).
 
-        The domain's dev calls are the train calls `adapter` was not trained on (its round's
-        labels-train.jsonl says which); the forgetting dev calls are callx's train and dev
+        The domain's dev calls are the train calls `adapter` was not trained on (`trained_on`:
+        its round's labels-train.jsonl); the forgetting dev calls are callx's train and dev
         splits (284 calls: the default was trained on the first, so what it loses there it
         forgot). No test split is read. Figures go to the work folder's choose-blend.json."""
         from app.finetune.blend import blend_adapters
         from app.llm.model_files import DEFAULT_ADAPTER
 
-        trained = {r["id"] for r in _read_jsonl(adapter.parent / "labels-train.jsonl")}
+        trained = {r["id"] for r in _read_jsonl(trained_on)}
         domain = [r for r in _read_jsonl(FLYWHEEL / "moving-train.jsonl") if r["id"] not in trained]
         forgetting = _read_jsonl(ROOT / "data/calls/train.jsonl") + _read_jsonl(
             ROOT / "data/calls/dev.jsonl"
         )
-        tag = f"dev-{adapter.stem}"
+        tag = f"dev-{trained_on.parent.name}"
         sets = {
             "moving_dev": Dataset(
                 f"moving_{tag}",
@@ -544,12 +544,14 @@ def main() -> None:
     ]
     cpu_total, wall_total = 0.0, 0.0
     name, current = "callx-default", DEFAULT_ADAPTER
+    current_round: int | None = None
     for labels in args.labels or (LABEL_STEPS_QUICK if args.quick else LABEL_STEPS):
         record = wheel.run_round(labels, order)
         cpu_total += record["train_cpu_s"]
         wall_total += record["train_wall_s"]
         if record["promoted"]:  # the adapter promoted after this round (kept on a rerun)
             name, current = Path(record["candidate"]).stem, Path(record["candidate"])
+            current_round = labels
         after = wheel.measure_all(current)
         row: dict[str, Any] = {
             "labels": labels,
@@ -572,7 +574,10 @@ def main() -> None:
             }
         rows.append(row)
     if args.choose_blend:
-        args.blend = wheel.choose_blend(current, args.choose_blend)
+        if current_round is None:
+            raise SystemExit("--choose-blend: no round promoted an adapter, nothing to blend")
+        trained_on = work / f"round-{current_round:03d}" / "labels-train.jsonl"
+        args.blend = wheel.choose_blend(current, trained_on, args.choose_blend)
     if args.blend is not None:
         rows.append(wheel.blend_row(rows[-1], current, args.blend, baseline))
 
