@@ -15,8 +15,8 @@ from app.db.session import session_scope
 from app.registry import GUARD_MAX_LOSS
 
 models_cli = typer.Typer(
-    help="LoRA adapters: register, list, evaluate against the promoted one, promote (behind "
-    "a gate), roll back. Workers of the local backend run the promoted adapter.",
+    help="LoRA adapters: register, blend, list, evaluate against the promoted one, promote "
+    "(behind a gate), roll back. Workers of the local backend run the promoted adapter.",
     no_args_is_help=True,
 )
 cli.add_typer(models_cli, name="models")
@@ -69,10 +69,11 @@ def models_blend(
         str | None, typer.Option(help="A name for it (default: blend-FIRST-SECOND-WEIGHT).")
     ] = None,
 ) -> None:
-    """Register the weighted mean of two adapters' updates as a new adapter (exact, of their
-    summed rank), to evaluate and promote like any other. Blending a fine-tuned adapter with
-    the one it started from keeps most of its gain and gives back part of what it forgot
-    (docs/flywheel.md). Needs the finetune extra's gguf."""
+    """Register the weighted mean of two adapters as a new adapter, to evaluate and promote.
+
+    The mean of their updates, written exactly as one adapter of their summed rank. Blending a
+    fine-tuned adapter with the one it started from keeps most of its gain and gives back part
+    of what it forgot (docs/flywheel.md). Needs the finetune extra's gguf."""
     from importlib.util import find_spec
 
     from app.registry import service
