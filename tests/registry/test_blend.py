@@ -101,14 +101,6 @@ def test_what_cannot_be_blended_is_refused(tmp_path: Path) -> None:
         assert not output.exists()
 
 
-@pytest.fixture
-def registry(review_settings: Settings, tmp_path: Path) -> Any:
-    settings = review_settings.model_copy(update={"models_dir": tmp_path / "models"})
-    engine = build_engine(settings)
-    yield settings, build_sessionmaker(engine)
-    engine.dispose()
-
-
 @pytest.mark.model
 def test_the_registry_blends_two_adapters_and_llamacpp_runs_the_blend(
     registry: Any, tmp_path: Path

@@ -36,14 +36,6 @@ def _variant(tmp_path: Path, name: str, extra: bytes) -> Path:
     return path
 
 
-@pytest.fixture
-def registry(review_settings: Settings, tmp_path: Path) -> Any:
-    settings = review_settings.model_copy(update={"models_dir": tmp_path / "models"})
-    engine = build_engine(settings)
-    yield settings, build_sessionmaker(engine)
-    engine.dispose()
-
-
 def test_the_default_is_registered_and_promoted_on_first_use(registry: Any) -> None:
     settings, sessions = registry
     with session_scope(sessions) as session:
