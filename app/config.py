@@ -197,6 +197,12 @@ class LlamaCppSettings(BaseModel):
         description="Keep the product to words the call says: each token of the name is the "
         "model's best one that does (app/llm/grounding.py).",
     )
+    prior_correction: Literal["off", "untrained", "all"] = Field(
+        default="untrained",
+        description="Take the model's prior over the reasons (its scores when the call says "
+        "nothing) out of each call's: on taxonomies the adapter's card shows it was not "
+        "trained on (untrained; a model without a card is left as it is), on all, or off.",
+    )
 
 
 class ExtractionSettings(BaseModel):

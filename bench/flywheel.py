@@ -187,14 +187,25 @@ class Flywheel:
     def measure(self, adapter: Path, dataset: Dataset) -> dict[str, Any]:
         from app.evaluation.runner import load_dataset
         from app.finetune.data import resolve_taxonomy
+        from app.llm.calibration import read_card, trained_taxonomies
+        from app.llm.llamacpp import prior_applies
         from app.llm.model_files import file_sha256
         from app.registry.gate import run_adapter
 
         sha = file_sha256(adapter)
-        cached = self.work / "measures" / f"{sha[:16]}-{dataset.tag}.json"
+        taxonomy = resolve_taxonomy(dataset.taxonomy)
+        # The prior taken out (CALLX_LLAMACPP__PRIOR_CORRECTION) changes the answers: such a
+        # measure is kept apart from one without.
+        card = read_card(adapter)
+        corrected = prior_applies(
+            self.settings.llamacpp.prior_correction,
+            trained_taxonomies(card) if card is not None else None,
+            taxonomy.version,
+        )
+        suffix = "-prior" if corrected else ""
+        cached = self.work / "measures" / f"{sha[:16]}-{dataset.tag}{suffix}.json"
         if cached.is_file():
             return json.loads(cached.read_text("utf-8"))
-        taxonomy = resolve_taxonomy(dataset.taxonomy)
         records = load_dataset(dataset.path, taxonomy, dataset.limit, 0)
         ids = {r.get("external_id") or str(n) for n, r in enumerate(records)}  # as evaluate names
         reused = self._measured_elsewhere(cached.name, dataset, ids)
@@ -208,6 +219,7 @@ class Flywheel:
         figures: dict[str, Any] = {
             "adapter_sha256": sha,
             "dataset": dataset.tag,
+            "prior_corrected": corrected,
             "file": str(dataset.path.relative_to(dataset.path.parents[1])),
             "n": result.n,
             "reason_accuracy": result.reason_accuracy,

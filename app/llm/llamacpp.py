@@ -6,6 +6,9 @@ forces `, "reason": "`, then picks the reason among the taxonomy's codes by the 
 scores. The answer therefore always parses and the reason is always a code, without a grammar
 sampler over the whole vocabulary (costly with Gemma's 262k tokens); the code's normalised
 probability is returned as the confidence.
+
+With `prior_correction`, the scores the model gives the codes when the call says nothing (its
+prior over the list, measured once per taxonomy) are taken out of each call's (choice.py).
 """
 
 from __future__ import annotations
@@ -15,15 +18,21 @@ import logging
 import math
 import os
 import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from app.config import Settings
 from app.llm.base import BackendAnswer, ExtractionRequest
-from app.llm.calibration import card_calibration, measured_taxonomies, read_card
+from app.llm.calibration import (
+    card_calibration,
+    measured_taxonomies,
+    read_card,
+    trained_taxonomies,
+)
 from app.llm.chat_templates import TEMPLATES
-from app.llm.choice import TokenTrie, choose
+from app.llm.choice import Prior, TokenTrie, branch_distributions, choose
 from app.llm.errors import BackendError
 from app.llm.grounding import CallWords
 from app.llm.model_files import adapter_for, default_model_path, file_sha256
@@ -33,6 +42,12 @@ from schemas.taxonomy import Taxonomy
 
 # How many of the model's best tokens are tried for one that keeps the product to the call.
 GROUNDING_CANDIDATES = 16
+
+# The calls that say nothing, whose reason scores are the model's prior over a list.
+CONTENT_FREE_TRANSCRIPTS = ("N/A", "", "[inaudible]")
+
+# Where the prior is taken out: nowhere, on taxonomies the adapter was not trained on, on all.
+PRIOR_CORRECTIONS = ("off", "untrained", "all")
 
 
 class LlamaCppBackend:
@@ -50,6 +65,7 @@ class LlamaCppBackend:
         lora_path: Path | None = None,
         max_product_tokens: int = 24,
         product_from_call: bool = False,
+        prior_correction: str = "untrained",
         verbose: bool = False,
     ) -> None:
         from llama_cpp import Llama
@@ -60,6 +76,11 @@ class LlamaCppBackend:
             raise ValueError(
                 f"unknown chat format {chat_format!r}: use one of {', '.join(TEMPLATES)}"
             )
+        if prior_correction not in PRIOR_CORRECTIONS:
+            raise ValueError(
+                f"unknown prior_correction {prior_correction!r}: "
+                f"use one of {', '.join(PRIOR_CORRECTIONS)}"
+            )
         if lora_path is not None and not Path(lora_path).is_file():
             raise ValueError(f"LoRA adapter not found: {lora_path}")
         self.model = Path(model_path).name + (f"+{Path(lora_path).name}" if lora_path else "")
@@ -67,8 +88,11 @@ class LlamaCppBackend:
         card = read_card(lora_path)
         self.calibration = card_calibration(card)
         self.measured_taxonomies = measured_taxonomies(card)
+        # None: no card, so what the model was trained on is unknown.
+        self.trained_taxonomies = trained_taxonomies(card) if card is not None else None
         self.max_product_tokens = max_product_tokens
         self.product_from_call = product_from_call
+        self.prior_correction = prior_correction
         threads = n_threads or os.cpu_count() or 1
         self._llm = Llama(
             model_path=str(model_path),
@@ -90,6 +114,7 @@ class LlamaCppBackend:
         self._n_vocab = self._llm.n_vocab()
         self._lock = threading.Lock()
         self._tries: dict[tuple[str, ...], TokenTrie] = {}
+        self._priors: dict[tuple[str, tuple[str, ...]], Prior] = {}
         self.tokens = PromptTokens(self._tokenize, chat_format)
         self._kinds = {"null": self.tokens.null_option, "string": self.tokens.string_option}
         self._null_trie = TokenTrie(_decisive(self._kinds))
@@ -107,6 +132,7 @@ class LlamaCppBackend:
             lora_path=adapter_for(section.model_path, section.lora_path, section.default_adapter),
             max_product_tokens=section.max_product_tokens,
             product_from_call=section.product_from_call,
+            prior_correction=section.prior_correction,
             verbose=settings.verbose,
         )
 
@@ -152,7 +178,9 @@ class LlamaCppBackend:
         prompt = self.tokens.prompt(taxonomy, request.transcript)
         if len(prompt) + self.max_product_tokens + 16 > self._llm.n_ctx():
             raise BackendError(f"prompt of {len(prompt)} tokens does not fit n_ctx")
+        corrected = self._corrects(taxonomy)
         with self._lock:
+            prior = self._reason_prior(taxonomy) if corrected else None
             self.last_evaluated_tokens = 0
             logits = self._eval_prompt(prompt)
             generated = 0
@@ -173,10 +201,12 @@ class LlamaCppBackend:
                 product_confidence *= name_probability
                 reason_key = self.tokens.reason_key_after_string
             logits = self._eval(reason_key)
-            reason = choose(self._reason_trie(taxonomy), logits, self._eval)
+            reason = choose(self._reason_trie(taxonomy), logits, self._eval, prior)
 
         raw = json.dumps({"product": product, "reason": reason.label}, ensure_ascii=False)
         confidence, calibrated = reason.probability, False
+        # A taxonomy's temperature was fitted on this backend's scores for it (corrected or
+        # not, as the settings were then: `callx calibrate` again after changing them).
         if self.calibration is not None and self.calibration.applies_to(taxonomy.version):
             confidence = self.calibration.scale(reason.probability, taxonomy.version)
             calibrated = True
@@ -201,6 +231,32 @@ class LlamaCppBackend:
     def measured_on(self, taxonomy: Taxonomy) -> bool:
         """Whether the adapter's card says it was trained or evaluated on this taxonomy."""
         return taxonomy.version in self.measured_taxonomies
+
+    def _corrects(self, taxonomy: Taxonomy) -> bool:
+        return prior_applies(self.prior_correction, self.trained_taxonomies, taxonomy.version)
+
+    def _reason_prior(self, taxonomy: Taxonomy) -> Prior:
+        """The log of the mean distribution the model gives at each branch of the codes after
+        the content-free calls, with the product null (measured once per taxonomy)."""
+        key = (taxonomy.version, taxonomy.codes)
+        if key not in self._priors:
+            trie = self._reason_trie(taxonomy)
+            found: list[dict[tuple[int, ...], np.ndarray]] = []
+            for transcript in CONTENT_FREE_TRANSCRIPTS:
+                self._eval_prompt(self.tokens.prompt(taxonomy, transcript))
+                self._eval(self.tokens.null_option)
+                logits = self._eval(self.tokens.reason_key)
+                root = self._llm.n_tokens
+                found.append(branch_distributions(trie, logits, partial(self._eval_at, root)))
+            self._priors[key] = {
+                path: np.log(np.mean([one[path] for one in found], axis=0)) for path in found[0]
+            }
+        return self._priors[key]
+
+    def _eval_at(self, root: int, depth: int, tokens: list[int]) -> np.ndarray:
+        """Evaluate tokens `depth` tokens after position `root`, dropping what came after."""
+        self._llm.n_tokens = root + depth
+        return self._eval(tokens)
 
     def _generate_string(
         self, logits: np.ndarray, words: CallWords | None = None
@@ -251,6 +307,18 @@ class LlamaCppBackend:
         head = text[: PRODUCT_MAX_CHARS + 1]
         cut = head.rsplit(" ", 1)[0].rstrip() if " " in head else ""
         return cut or text[:PRODUCT_MAX_CHARS]
+
+
+def prior_applies(mode: str, trained_taxonomies: set[str] | None, taxonomy_version: str) -> bool:
+    """Whether `prior_correction=mode` takes the prior out of this taxonomy's reason scores.
+
+    `untrained`: where the adapter's card shows it was not trained on the list (a list it was
+    trained on has its prior learnt from labels; evaluating it there changes nothing). A model
+    without a card (`trained_taxonomies` None: the base model, one fine-tuned elsewhere) may
+    have been trained on any list, so it is left as it is."""
+    if mode == "untrained":
+        return trained_taxonomies is not None and taxonomy_version not in trained_taxonomies
+    return mode == "all"
 
 
 # ggml's log levels (ggml.h). llama-cpp-python's own callback reads them in an older numbering

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from app.llm.choice import Choice, TokenTrie, choose
+from app.llm.choice import Choice, TokenTrie, branch_distributions, choose
 
 VOCAB = 32
 
@@ -151,3 +151,57 @@ def test_probability_is_stable_for_huge_logits() -> None:
     assert choice.label == "a"
     assert 0.0 < choice.probability <= 1.0
     assert choice.probability == pytest.approx(1 / (1 + math.exp(-1.0)), rel=1e-6)
+
+
+# --- the prior taken out (contextual calibration) -------------------------------------------
+
+
+def test_a_prior_takes_the_head_start_of_a_favoured_code_away() -> None:
+    trie = TokenTrie({"a": [1], "b": [2], "c": [3]})
+    logits = logits_with({1: 3.0, 2: 2.5, 3: 0.0})
+    assert choose(trie, logits, FakeFeed()).label == "a"
+    # The model gives "a" 0.7 when the call says nothing: its 3.0 is mostly that head start.
+    prior = {(): np.log(np.array([0.7, 0.2, 0.1]))}
+    choice = choose(trie, logits, FakeFeed(), prior)
+    scores = np.array([3.0, 2.5, 0.0])
+    corrected = scores - np.log(np.exp(scores).sum()) - prior[()]
+    assert choice.label == "b" and choice.tokens == [2]
+    assert choice.probability == pytest.approx(softmax_of(list(corrected), 1), rel=1e-6)
+
+
+def test_a_uniform_prior_changes_nothing() -> None:
+    trie = TokenTrie({"usage_help": [7, 11], "usage_other": [7, 12], "billing": [5]})
+    first = logits_with({7: 2.0, 5: 1.0})
+    feed = FakeFeed({7: logits_with({11: -1.0, 12: 1.5})})
+    uniform = {(): np.log(np.full(2, 0.5)), (7,): np.log(np.full(2, 0.5))}
+    assert choose(trie, first, feed, uniform) == choose(trie, first, feed)
+
+
+def test_a_prior_applies_at_every_branch_of_a_path() -> None:
+    trie = TokenTrie({"usage_help": [7, 11], "usage_other": [7, 12], "billing": [5]})
+    first = logits_with({7: 2.0, 5: 1.0})
+    feed = FakeFeed({7: logits_with({11: 1.0, 12: 1.5})})
+    prior = {(): np.log(np.array([0.5, 0.5])), (7,): np.log(np.array([0.1, 0.9]))}
+    assert choose(trie, first, feed).label == "usage_other"
+    assert choose(trie, first, feed, prior).label == "usage_help"
+
+
+def test_branch_distributions_walks_every_branch_and_rewinds_to_its_depth() -> None:
+    trie = TokenTrie(
+        {"delivery": [8, 20, 21], "delivery_late": [8, 20, 22], "billing": [5], "bill2": [6]}
+    )
+    root = logits_with({8: 1.0, 5: 2.0, 6: 0.0})
+    after = {8: logits_with({20: 0.0}), 20: logits_with({21: 1.0, 22: -1.0})}
+    fed: list[tuple[int, list[int]]] = []
+
+    def feed_at(depth: int, tokens: list[int]) -> np.ndarray:
+        fed.append((depth, list(tokens)))
+        return after[tokens[-1]]
+
+    found = branch_distributions(trie, root, feed_at)
+    assert set(found) == {(), (8, 20)}
+    exps = np.exp([1.0, 2.0, 0.0])
+    assert found[()] == pytest.approx(exps / exps.sum())
+    assert found[(8, 20)] == pytest.approx([softmax_of([1.0, -1.0], 0), softmax_of([1.0, -1.0], 1)])
+    # Through the single child at depth 1, and never into a leaf.
+    assert fed == [(0, [8]), (1, [20])]

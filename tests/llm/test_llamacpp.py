@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.evaluation.metrics import product_in_call
 from app.extraction.pipeline import extract
 from app.llm.base import ExtractionRequest
-from app.llm.llamacpp import LlamaCppBackend
+from app.llm.llamacpp import CONTENT_FREE_TRANSCRIPTS, LlamaCppBackend
+from app.llm.model_files import DEFAULT_ADAPTER
 from schemas.extraction import answer_model
 from schemas.taxonomy import Taxonomy, load_taxonomy
 from support.calls import CALLS
@@ -108,3 +110,83 @@ def test_product_from_call_keeps_every_word_of_the_product_to_the_call(model_pat
             answered += 1
             assert product_in_call(answer.answer.product, text), answer.answer.product
     assert answered >= 3
+
+
+AIRLINE = Taxonomy.model_validate(
+    {
+        "version": "test-airline-1",
+        "reasons": [
+            {"code": "booking_change", "label": "booking change",
+             "definition": "the customer changes their own booking"},
+            {"code": "booking_cancellation", "label": "booking cancellation",
+             "definition": "the customer cancels their own booking"},
+            {"code": "baggage_delayed", "label": "delayed baggage",
+             "definition": "a checked bag did not arrive"},
+            {"code": "baggage_damaged", "label": "damaged baggage",
+             "definition": "a bag arrived damaged"},
+            {"code": "refund", "label": "refund", "definition": "the customer asks a refund"},
+        ],
+    }
+)  # fmt: skip
+
+
+def test_prior_correction_applies_only_to_lists_the_adapter_was_not_trained_on(
+    model_path: Path,
+) -> None:
+    plain = LlamaCppBackend(
+        model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER, prior_correction="off"
+    )
+    corrected = LlamaCppBackend(
+        model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER,
+        prior_correction="untrained",
+    )  # fmt: skip
+    # The adapter was trained on the default list: the answers and calibrated confidences stay.
+    assert corrected.trained_taxonomies is not None
+    assert TAXONOMY.version in corrected.trained_taxonomies
+    assert AIRLINE.version not in corrected.trained_taxonomies
+    for call in CALLS[:2]:
+        request = ExtractionRequest(call["text"], TAXONOMY)
+        assert corrected.extract(request) == plain.extract(request)
+    # A list it never saw: the prior is measured once, at each branch of the codes' tokens
+    # (the root, where the two booking codes part and where the two baggage codes do).
+    for call in CALLS[:3]:
+        answer = corrected.extract(ExtractionRequest(call["text"], AIRLINE))
+        assert answer.answer.reason in AIRLINE.codes and 0 < answer.confidence <= 1
+        assert answer.confidence_calibrated is False
+    assert list(corrected._priors) == [(AIRLINE.version, AIRLINE.codes)]
+    prior = corrected._priors[(AIRLINE.version, AIRLINE.codes)]
+    assert len(prior) == 3
+    # Each branch's prior is the mean of the model's distributions there after the
+    # content-free calls, as a fresh evaluation of each path gives them (the walk rewinds the
+    # cache between branches: nothing of one path leaks into another).
+    trie = plain._reason_trie(AIRLINE)
+    for path, logs in prior.items():
+        fresh = []
+        for transcript in CONTENT_FREE_TRANSCRIPTS:
+            plain._llm.reset()
+            plain._eval(plain.tokens.prompt(AIRLINE, transcript))
+            plain._eval(plain.tokens.null_option)
+            logits = plain._eval(plain.tokens.reason_key)
+            for token in path:
+                logits = plain._eval([token])
+            node = trie.root
+            for token in path:
+                node = node.children[token]
+            scores = logits[list(node.children)].astype(np.float64)
+            fresh.append(np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum())
+        # Log-probabilities within 0.5: llama.cpp's scores move a little with how a prompt is
+        # batched (the backend evaluates only what follows the cached prefix); a token of
+        # another path left in the cache moved the baggage branch's by 3.8.
+        assert logs == pytest.approx(np.log(np.mean(fresh, axis=0)), abs=0.5)
+
+
+def test_a_model_without_a_card_is_left_as_it_is(backend: LlamaCppBackend) -> None:
+    # The base model: what it was trained on is unknown, so `untrained` takes nothing out.
+    assert backend.prior_correction == "untrained" and backend.trained_taxonomies is None
+    backend.extract(ExtractionRequest(CALLS[0]["text"], AIRLINE))
+    assert backend._priors == {}
+
+
+def test_an_unknown_prior_correction_is_refused(model_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown prior_correction 'sometimes'"):
+        LlamaCppBackend(model_path, n_ctx=256, prior_correction="sometimes")
