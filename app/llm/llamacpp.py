@@ -40,6 +40,8 @@ from app.llm.prompt_tokens import PromptTokens
 from schemas.extraction import PRODUCT_MAX_CHARS, answer_model, normalise_product
 from schemas.taxonomy import Taxonomy
 
+log = logging.getLogger(__name__)
+
 # How many of the model's best tokens are tried for one that keeps the product to the call.
 GROUNDING_CANDIDATES = 16
 
@@ -251,6 +253,13 @@ class LlamaCppBackend:
             self._priors[key] = {
                 path: np.log(np.mean([one[path] for one in found], axis=0)) for path in found[0]
             }
+            log.info(
+                "taxonomy %s: the model's leaning over its codes (its scores after calls that "
+                "say nothing) is taken out of each call's (prior_correction=%s)",
+                taxonomy.version,
+                self.prior_correction,
+                extra={"taxonomy_version": taxonomy.version},
+            )
         return self._priors[key]
 
     def _eval_at(self, root: int, depth: int, tokens: list[int]) -> np.ndarray:
