@@ -184,6 +184,9 @@ class BackendResult:
     products_not_in_call: int = 0  # answered products with a word the call never says
     # The product's confidence (the model's own) against the product match; None: none given.
     product_calibration_error: float | None = None
+    # Whether the local model's prior over the codes was taken out (prior_correction); None:
+    # a backend without one.
+    prior_corrected: bool | None = None
     predictions: list[Prediction] = field(repr=False, default_factory=list)
 
 
@@ -258,6 +261,7 @@ def score(
     scored = [p for p in predictions if p.confidence is not None]
     confidences = [p.confidence or 0.0 for p in scored]
     right = [p.reason_right for p in scored]
+    corrects_prior = getattr(extractor.backend, "corrects_prior", None)
     return BackendResult(
         label=config.label,
         backend=extractor.backend.name,
@@ -291,6 +295,7 @@ def score(
         products_answered=sum(p.product_in_call is not None for p in predictions),
         products_not_in_call=sum(p.product_in_call is False for p in predictions),
         product_calibration_error=_product_calibration_error(predictions),
+        prior_corrected=None if corrects_prior is None else corrects_prior(extractor.taxonomy),
         predictions=predictions,
     )
 

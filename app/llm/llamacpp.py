@@ -180,7 +180,7 @@ class LlamaCppBackend:
         prompt = self.tokens.prompt(taxonomy, request.transcript)
         if len(prompt) + self.max_product_tokens + 16 > self._llm.n_ctx():
             raise BackendError(f"prompt of {len(prompt)} tokens does not fit n_ctx")
-        corrected = self._corrects(taxonomy)
+        corrected = self.corrects_prior(taxonomy)
         with self._lock:
             prior = self._reason_prior(taxonomy) if corrected else None
             self.last_evaluated_tokens = 0
@@ -234,7 +234,8 @@ class LlamaCppBackend:
         """Whether the adapter's card says it was trained or evaluated on this taxonomy."""
         return taxonomy.version in self.measured_taxonomies
 
-    def _corrects(self, taxonomy: Taxonomy) -> bool:
+    def corrects_prior(self, taxonomy: Taxonomy) -> bool:
+        """Whether this taxonomy's reason scores have the model's prior taken out."""
         return prior_applies(self.prior_correction, self.trained_taxonomies, taxonomy.version)
 
     def _reason_prior(self, taxonomy: Taxonomy) -> Prior:

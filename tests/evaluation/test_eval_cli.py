@@ -90,6 +90,39 @@ def test_eval_reports_both_configurations(tmp_path: Path, model_path: Path) -> N
     assert (report / "confusion-1.svg").read_text().startswith("<svg")
 
 
+def test_eval_says_where_the_models_prior_was_taken_out(tmp_path: Path) -> None:
+    # A list of the customer's own, which the shipped adapter was never trained on.
+    codes = {"breakdown": "fault", "billing": "money", "cancellation": "leaving",
+             "delivery": "shipping", "usage_help": "howto", "sales_inquiry": "buying"}  # fmt: skip
+    taxonomy = tmp_path / "own.yaml"
+    taxonomy.write_text(
+        "version: own-test-1\nreasons:\n"
+        + "".join(
+            f"  - {{code: {c}, label: {c}, definition: calls about {c}}}\n" for c in codes.values()
+        )
+    )
+    dataset = tmp_path / "own.jsonl"
+    dataset.write_text(
+        "\n".join(
+            json.dumps({"id": c["external_id"], "transcript": c["text"], "reason": codes[r]})
+            for c, r in zip(CALLS[:3], LABELS, strict=False)
+        )
+    )
+    results = tmp_path / "results.json"
+    run = run_callx(
+        "eval", "--dataset", str(dataset), "--taxonomy", str(taxonomy),
+        "--backend", "llamacpp:n_ctx=2048,label=as-shipped",
+        "--backend", "llamacpp:n_ctx=2048,prior_correction=off,label=off",
+        "--backend", "fake", "--json", str(results),
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    shipped, off, fake = json.loads(results.read_text())["results"]
+    assert (shipped["prior_corrected"], off["prior_corrected"]) == (True, False)
+    assert fake["prior_corrected"] is None
+    assert run.stdout.count("(prior taken out)") == 1
+
+
 def test_eval_refuses_labels_outside_the_taxonomy(tmp_path: Path) -> None:
     dataset = tmp_path / "wrong.jsonl"
     dataset.write_text(
