@@ -187,7 +187,7 @@ class Flywheel:
     def measure(self, adapter: Path, dataset: Dataset) -> dict[str, Any]:
         from app.evaluation.runner import load_dataset
         from app.finetune.data import resolve_taxonomy
-        from app.llm.calibration import read_card, trained_taxonomies
+        from app.llm.calibration import known_trained_taxonomies, read_card
         from app.llm.llamacpp import prior_applies
         from app.llm.model_files import file_sha256
         from app.registry.gate import run_adapter
@@ -196,10 +196,9 @@ class Flywheel:
         taxonomy = resolve_taxonomy(dataset.taxonomy)
         # The prior taken out (CALLX_LLAMACPP__PRIOR_CORRECTION) changes the answers: such a
         # measure is kept apart from one without.
-        card = read_card(adapter)
         corrected = prior_applies(
             self.settings.llamacpp.prior_correction,
-            trained_taxonomies(card) if card is not None else None,
+            known_trained_taxonomies(read_card(adapter)),
             taxonomy.version,
         )
         suffix = "-prior" if corrected else ""

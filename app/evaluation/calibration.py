@@ -117,14 +117,32 @@ def _entry(item: Evaluated, current: Calibration | None, new: Calibration) -> di
         "invalid_rate": r.invalid_rate,
         "products_not_in_call": f"{r.products_not_in_call}/{r.products_answered}",
         "calibration_error_raw": round(calibration_error(confidences, right), 4),
+        "prior_corrected": bool(r.prior_corrected),
     }
-    if new.applies_to(item.taxonomy_version):
+    if new.applies_to(item.taxonomy_version, bool(r.prior_corrected)):
         calibrated = [new.scale(c, item.taxonomy_version) for c in confidences]
         entry["calibration_error"] = round(calibration_error(calibrated, right), 4)
     entry["accuracy_at_coverage"] = {
         f"{c:.0%}": _rounded(accuracy_at_coverage(confidences, right, c)) for c in COVERAGES
     }
     return entry
+
+
+def _prior_corrected(items: list[Evaluated]) -> bool:
+    """Whether the scores fitted on had the model's prior taken out: all of them, or none
+    (a temperature fits one kind of score). Raises ValueError naming the files otherwise."""
+    kinds = {bool(item.result.prior_corrected) for item in items}
+    if len(kinds) > 1:
+        named = ", ".join(
+            f"{item.source} ({'prior taken out' if item.result.prior_corrected else 'raw'})"
+            for item in items
+        )
+        raise ValueError(
+            f"taxonomy {items[0].taxonomy_version}: the results mix scores with and without "
+            f"the model's prior taken out ({named}); evaluate them with one "
+            "CALLX_LLAMACPP__PRIOR_CORRECTION"
+        )
+    return kinds.pop()
 
 
 def _rounded(value: float | None) -> float | None:
@@ -149,6 +167,7 @@ def calibrate_card(
     elif current is not None:
         fits = {v: {"temperature": current.temperature(v)} for v in current.taxonomies}
     for version in sorted({item.taxonomy_version for item in fit}):
+        corrected = _prior_corrected([item for item in fit if item.taxonomy_version == version])
         confidences: list[float] = []
         right: list[bool] = []
         for item in fit:
@@ -163,13 +182,17 @@ def calibrate_card(
                 {i.meta.get("dataset", i.source) for i in fit if i.taxonomy_version == version}
             ),
             "calls": len(confidences),
+            "prior_corrected": corrected,
             "calibration_error_raw": round(calibration_error(confidences, right), 4),
             "calibration_error": round(
                 calibration_error([scaled(c, temperature) for c in confidences], right), 4
             ),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-    new = Calibration.of({version: float(f["temperature"]) for version, f in fits.items()})
+    new = Calibration.of(
+        {version: float(f["temperature"]) for version, f in fits.items()},
+        {version for version, f in fits.items() if f.get("prior_corrected")},
+    )
     entries = [_entry(item, current, new) for item in [*fit, *measured]]
     replaced = {(e["dataset"], e["taxonomy_version"]) for e in entries}
     kept = [

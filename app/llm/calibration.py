@@ -32,13 +32,20 @@ def scaled(probability: float, temperature: float) -> float:
 
 @dataclass(frozen=True)
 class Calibration:
-    """A temperature per taxonomy version it was fitted on."""
+    """A temperature per taxonomy version it was fitted on, and the versions whose fit was on
+    scores with the model's prior taken out (`prior_correction`): a temperature applies only
+    to scores of the kind it was fitted on."""
 
     temperatures: tuple[tuple[str, float], ...]
+    prior_corrected: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, temperatures: dict[str, float]) -> Calibration:
-        return cls(tuple(sorted(temperatures.items())))
+    def of(
+        cls,
+        temperatures: dict[str, float],
+        prior_corrected: set[str] | frozenset[str] = frozenset(),
+    ) -> Calibration:
+        return cls(tuple(sorted(temperatures.items())), frozenset(prior_corrected))
 
     @property
     def taxonomies(self) -> frozenset[str]:
@@ -47,8 +54,10 @@ class Calibration:
     def temperature(self, taxonomy_version: str) -> float | None:
         return dict(self.temperatures).get(taxonomy_version)
 
-    def applies_to(self, taxonomy_version: str) -> bool:
-        return taxonomy_version in self.taxonomies
+    def applies_to(self, taxonomy_version: str, prior_corrected: bool = False) -> bool:
+        """Whether a temperature was fitted for this taxonomy on scores of this kind."""
+        fitted_corrected = taxonomy_version in self.prior_corrected
+        return taxonomy_version in self.taxonomies and fitted_corrected == prior_corrected
 
     def scale(self, probability: float, taxonomy_version: str) -> float:
         """The calibrated probability (`probability` as it is on a taxonomy without one)."""
@@ -77,7 +86,10 @@ def card_calibration(card: dict[str, Any] | None) -> Calibration | None:
         return None
     taxonomies = section.get("taxonomies", ())
     if isinstance(taxonomies, dict):
-        return Calibration.of({v: float(fit["temperature"]) for v, fit in taxonomies.items()})
+        return Calibration.of(
+            {v: float(fit["temperature"]) for v, fit in taxonomies.items()},
+            {v for v, fit in taxonomies.items() if fit.get("prior_corrected")},
+        )
     return Calibration.of({version: float(section["temperature"]) for version in taxonomies})
 
 
@@ -99,6 +111,30 @@ def trained_taxonomies(card: dict[str, Any] | None) -> set[str]:
         for source in stage.get("training_files", ())
         if source.get("taxonomy_version")
     }
+
+
+def known_trained_taxonomies(card: dict[str, Any] | None) -> set[str] | None:
+    """The taxonomy versions the adapter was trained on, or None where its cards do not say:
+    no card, a card with no list of training files (or a file without its taxonomy), an
+    adapter continued from or blended of one without a card. (The prior correction trusts
+    only a complete answer: a list the model learnt is better left as it is.)"""
+    found: set[str] = set()
+
+    def complete(stage: Any) -> bool:
+        if not isinstance(stage, dict):
+            return False
+        if stage.get("blend_of"):
+            return all(complete(part.get("card")) for part in stage["blend_of"])
+        files = stage.get("training_files")
+        if not isinstance(files, list) or not all(
+            isinstance(f, dict) and f.get("taxonomy_version") for f in files
+        ):
+            return False
+        found.update(f["taxonomy_version"] for f in files)
+        init = stage.get("init_adapter")
+        return init is None or complete((init or {}).get("card"))
+
+    return found if complete(card) else None
 
 
 def taxonomies_summary(card: dict[str, Any]) -> dict[str, list[str]]:

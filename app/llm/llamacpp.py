@@ -27,9 +27,9 @@ from app.config import Settings
 from app.llm.base import BackendAnswer, ExtractionRequest
 from app.llm.calibration import (
     card_calibration,
+    known_trained_taxonomies,
     measured_taxonomies,
     read_card,
-    trained_taxonomies,
 )
 from app.llm.chat_templates import TEMPLATES
 from app.llm.choice import Prior, TokenTrie, branch_distributions, choose
@@ -47,6 +47,9 @@ GROUNDING_CANDIDATES = 16
 
 # The calls that say nothing, whose reason scores are the model's prior over a list.
 CONTENT_FREE_TRANSCRIPTS = ("N/A", "", "[inaudible]")
+
+# The least prior probability a code's token is given (a guard: softmax scores are never 0).
+PRIOR_FLOOR = 1e-12
 
 # Where the prior is taken out: nowhere, on taxonomies the adapter was not trained on, on all.
 PRIOR_CORRECTIONS = ("off", "untrained", "all")
@@ -90,8 +93,8 @@ class LlamaCppBackend:
         card = read_card(lora_path)
         self.calibration = card_calibration(card)
         self.measured_taxonomies = measured_taxonomies(card)
-        # None: no card, so what the model was trained on is unknown.
-        self.trained_taxonomies = trained_taxonomies(card) if card is not None else None
+        # None: what the model was trained on is unknown (no card, or an incomplete one).
+        self.trained_taxonomies = known_trained_taxonomies(card)
         self.max_product_tokens = max_product_tokens
         self.product_from_call = product_from_call
         self.prior_correction = prior_correction
@@ -207,9 +210,10 @@ class LlamaCppBackend:
 
         raw = json.dumps({"product": product, "reason": reason.label}, ensure_ascii=False)
         confidence, calibrated = reason.probability, False
-        # A taxonomy's temperature was fitted on this backend's scores for it (corrected or
-        # not, as the settings were then: `callx calibrate` again after changing them).
-        if self.calibration is not None and self.calibration.applies_to(taxonomy.version):
+        # A temperature applies to scores of the kind it was fitted on (prior taken out or not).
+        if self.calibration is not None and self.calibration.applies_to(
+            taxonomy.version, corrected
+        ):
             confidence = self.calibration.scale(reason.probability, taxonomy.version)
             calibrated = True
         answer = answer_model(taxonomy).model_validate(
@@ -246,13 +250,18 @@ class LlamaCppBackend:
             trie = self._reason_trie(taxonomy)
             found: list[dict[tuple[int, ...], np.ndarray]] = []
             for transcript in CONTENT_FREE_TRANSCRIPTS:
-                self._eval_prompt(self.tokens.prompt(taxonomy, transcript))
+                # From an empty cache: the prior does not depend on the calls before it
+                # (llama.cpp's scores move a little with how a prompt is batched).
+                self._llm.n_tokens = 0
+                self._eval(self.tokens.prompt(taxonomy, transcript))
                 self._eval(self.tokens.null_option)
                 logits = self._eval(self.tokens.reason_key)
                 root = self._llm.n_tokens
                 found.append(branch_distributions(trie, logits, partial(self._eval_at, root)))
+            # Floored: a prior of 0 would make its code's corrected score infinite.
             self._priors[key] = {
-                path: np.log(np.mean([one[path] for one in found], axis=0)) for path in found[0]
+                path: np.log(np.maximum(np.mean([one[path] for one in found], axis=0), PRIOR_FLOOR))
+                for path in found[0]
             }
             log.info(
                 "taxonomy %s: the model's leaning over its codes (its scores after calls that "

@@ -11,7 +11,13 @@ import pytest
 from app.evaluation.calibration import Evaluated, calibrate_card, fit_temperature
 from app.evaluation.metrics import accuracy_at_coverage, calibration_error, product_in_call
 from app.evaluation.runner import BackendResult, Prediction
-from app.llm.calibration import card_calibration, measured_taxonomies, scaled
+from app.llm.calibration import (
+    card_calibration,
+    known_trained_taxonomies,
+    measured_taxonomies,
+    scaled,
+)
+from app.llm.llamacpp import prior_applies
 
 
 def test_calibration_error_is_the_weighted_gap_between_confidence_and_accuracy() -> None:
@@ -63,7 +69,11 @@ def test_no_temperature_is_fitted_on_calls_all_right() -> None:
 
 
 def _result(
-    model: str, confidences: list[float], right: list[bool], calibrated: bool
+    model: str,
+    confidences: list[float],
+    right: list[bool],
+    calibrated: bool,
+    prior_corrected: bool | None = None,
 ) -> BackendResult:
     predictions = [
         Prediction(
@@ -89,7 +99,7 @@ def _result(
         reason_accuracy=sum(right) / n, reason_accuracy_ci95=(0.0, 1.0), reason_macro_f1=0.0,
         product_match_rate=1.0, invalid_rate=0.0, failed=0, latency_p50_ms=1.0,
         latency_p95_ms=1.0, prompt_tokens=n, completion_tokens=n, cost=0.0, per_class={},
-        confusion=[], predictions=predictions,
+        confusion=[], prior_corrected=prior_corrected, predictions=predictions,
     )  # fmt: skip
 
 
@@ -149,6 +159,72 @@ def test_a_card_of_the_first_format_gives_each_taxonomy_its_temperature() -> Non
     assert calibration is not None
     assert calibration.temperature("a-1") == calibration.temperature("b-1") == 3.0
     assert calibration.scale(0.9, "c-1") == 0.9  # no temperature for it: unchanged
+
+
+def test_a_temperature_applies_only_to_scores_of_the_kind_it_was_fitted_on() -> None:
+    rng = random.Random(2)
+    true_p = [rng.uniform(0.3, 0.99) for _ in range(300)]
+    right = [rng.random() < p for p in true_p]
+    model, meta = "base.gguf+a.gguf", {"dataset": "own.jsonl", "taxonomy_version": "own-1"}
+    corrected = Evaluated("own.json", _result(model, [scaled(p, 0.5) for p in true_p], right, False, True), meta)  # fmt: skip
+    card = calibrate_card({"adapter": "a.gguf"}, "a.gguf", [corrected], [])
+    assert card["calibration"]["taxonomies"]["own-1"]["prior_corrected"] is True
+    assert card["evaluations"][0]["prior_corrected"] is True
+    calibration = card_calibration(card)
+    assert calibration is not None
+    # Fitted on scores with the prior taken out: not for raw ones (nor the reverse).
+    assert calibration.applies_to("own-1", prior_corrected=True)
+    assert not calibration.applies_to("own-1", prior_corrected=False)
+    raw_fit = card_calibration(
+        calibrate_card(
+            {"adapter": "a.gguf"},
+            "a.gguf",
+            [
+                Evaluated(
+                    "raw.json",
+                    _result(model, [0.9] * 3 + [0.5] * 3, [True] * 4 + [False] * 2, False, False),
+                    meta,
+                )
+            ],
+            [],
+        )  # fmt: skip
+    )
+    assert raw_fit is not None and raw_fit.applies_to("own-1")
+    assert not raw_fit.applies_to("own-1", prior_corrected=True)
+    # A card written before the field: its temperatures were fitted on raw scores.
+    old = card_calibration({"calibration": {"taxonomies": {"own-1": {"temperature": 2.0}}}})
+    assert old is not None and old.applies_to("own-1") and not old.applies_to("own-1", True)
+
+
+def test_results_with_and_without_the_prior_taken_out_are_not_fitted_together() -> None:
+    model, meta = "base.gguf+a.gguf", {"dataset": "own.jsonl", "taxonomy_version": "own-1"}
+    one = Evaluated("corrected.json", _result(model, [0.9, 0.6], [True, False], False, True), meta)  # fmt: skip
+    two = Evaluated("raw.json", _result(model, [0.9, 0.6], [True, False], False, False), meta)  # fmt: skip
+    with pytest.raises(ValueError, match=r"own-1: the results mix .*corrected\.json \(prior taken out\), raw\.json \(raw\)"):  # fmt: skip
+        calibrate_card({"adapter": "a.gguf"}, "a.gguf", [one, two], [])
+
+
+def test_what_an_adapter_was_trained_on_is_known_only_from_complete_cards() -> None:
+    stage = {"training_files": [{"taxonomy_version": "default-1"}]}
+    later = {"training_files": [{"taxonomy_version": "own-1"}], "init_adapter": {"card": stage}}
+    assert known_trained_taxonomies(later) == {"default-1", "own-1"}
+    blend = {"blend_of": [{"card": later}, {"card": {"training_files": [{"taxonomy_version": "b-1"}]}}]}  # fmt: skip
+    assert known_trained_taxonomies(blend) == {"default-1", "own-1", "b-1"}
+    # No card, no list of training files, a file without its taxonomy, a parent without a card.
+    assert known_trained_taxonomies(None) is None
+    assert known_trained_taxonomies({"adapter": "uploaded.gguf"}) is None
+    assert known_trained_taxonomies({"training_files": [{"file": "x.jsonl"}]}) is None
+    assert known_trained_taxonomies({**stage, "init_adapter": {"card": None}}) is None
+    assert known_trained_taxonomies({"blend_of": [{"card": later}, {"card": None}]}) is None
+
+
+def test_where_the_prior_is_taken_out() -> None:
+    trained = {"default-1"}
+    assert prior_applies("untrained", trained, "own-1")
+    assert not prior_applies("untrained", trained, "default-1")
+    assert not prior_applies("untrained", None, "own-1")  # unknown: left as it is
+    assert prior_applies("all", trained, "default-1") and prior_applies("all", None, "own-1")
+    assert not prior_applies("off", trained, "own-1")
 
 
 def test_results_of_another_adapter_are_refused() -> None:

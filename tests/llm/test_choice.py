@@ -205,3 +205,19 @@ def test_branch_distributions_walks_every_branch_and_rewinds_to_its_depth() -> N
     assert found[(8, 20)] == pytest.approx([softmax_of([1.0, -1.0], 0), softmax_of([1.0, -1.0], 1)])
     # Through the single child at depth 1, and never into a leaf.
     assert fed == [(0, [8]), (1, [20])]
+
+
+def test_branch_distributions_rewinds_between_branching_siblings() -> None:
+    trie = TokenTrie({"a_x": [1, 3], "a_y": [1, 4], "b_x": [2, 3], "b_y": [2, 5]})
+    root = logits_with({1: 0.0, 2: 0.0})
+    after = {1: logits_with({3: 2.0, 4: 0.0}), 2: logits_with({3: 0.0, 5: 1.0})}
+    fed: list[tuple[int, list[int]]] = []
+
+    def feed_at(depth: int, tokens: list[int]) -> np.ndarray:
+        fed.append((depth, list(tokens)))
+        return after[tokens[-1]]
+
+    found = branch_distributions(trie, root, feed_at)
+    assert fed == [(0, [1]), (0, [2])]  # each sibling from the root's depth
+    assert found[(1,)] == pytest.approx([softmax_of([2.0, 0.0], 0), softmax_of([2.0, 0.0], 1)])
+    assert found[(2,)] == pytest.approx([softmax_of([0.0, 1.0], 0), softmax_of([0.0, 1.0], 1)])

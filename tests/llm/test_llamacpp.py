@@ -10,6 +10,7 @@ import pytest
 from app.evaluation.metrics import product_in_call
 from app.extraction.pipeline import extract
 from app.llm.base import ExtractionRequest
+from app.llm.choice import choose
 from app.llm.llamacpp import CONTENT_FREE_TRANSCRIPTS, LlamaCppBackend
 from app.llm.model_files import DEFAULT_ADAPTER
 from schemas.extraction import answer_model
@@ -131,7 +132,7 @@ AIRLINE = Taxonomy.model_validate(
 
 
 def test_prior_correction_applies_only_to_lists_the_adapter_was_not_trained_on(
-    model_path: Path,
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plain = LlamaCppBackend(
         model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER, prior_correction="off"
@@ -140,25 +141,43 @@ def test_prior_correction_applies_only_to_lists_the_adapter_was_not_trained_on(
         model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER,
         prior_correction="untrained",
     )  # fmt: skip
-    # The adapter was trained on the default list: the answers and calibrated confidences stay.
     assert corrected.trained_taxonomies is not None
     assert TAXONOMY.version in corrected.trained_taxonomies
     assert AIRLINE.version not in corrected.trained_taxonomies
-    for call in CALLS[:2]:
-        request = ExtractionRequest(call["text"], TAXONOMY)
-        assert corrected.extract(request) == plain.extract(request)
-    # A list it never saw: the prior is measured once, at each branch of the codes' tokens
-    # (the root, where the two booking codes part and where the two baggage codes do).
+    # What the reason's choice is given: the list's prior on an unseen list, none on the
+    # default list (which the adapter was trained on).
+    given: list[bool] = []  # for each reason chosen, whether a prior was given
+
+    def spy(trie, logits, feed, prior=None):  # type: ignore[no-untyped-def]
+        picked = choose(trie, logits, feed, prior)
+        if picked.label not in ("null", "string"):  # not the product's kind
+            given.append(prior is not None)
+        return picked
+
+    monkeypatch.setattr("app.llm.llamacpp.choose", spy)
     for call in CALLS[:3]:
         answer = corrected.extract(ExtractionRequest(call["text"], AIRLINE))
         assert answer.answer.reason in AIRLINE.codes and 0 < answer.confidence <= 1
         assert answer.confidence_calibrated is False
+    assert given == [True, True, True]
+    # After the prior was measured, the default list's answers and calibrated confidences are
+    # those of the backend without the correction, bit for bit, from the same last call
+    # (what the cache holds moves llama.cpp's scores a little: the prefix it reuses).
+    plain.extract(ExtractionRequest(CALLS[2]["text"], AIRLINE))
+    given.clear()
+    for call in CALLS[:2]:
+        request = ExtractionRequest(call["text"], TAXONOMY)
+        assert corrected.extract(request) == plain.extract(request)
+    assert given == [False] * 4  # both backends, two calls each
+    monkeypatch.undo()
+    # The prior is measured once, at each branch of the codes' tokens: the root, where the two
+    # booking codes part and where the two baggage codes do.
     assert list(corrected._priors) == [(AIRLINE.version, AIRLINE.codes)]
     prior = corrected._priors[(AIRLINE.version, AIRLINE.codes)]
     assert len(prior) == 3
     # Each branch's prior is the mean of the model's distributions there after the
-    # content-free calls, as a fresh evaluation of each path gives them (the walk rewinds the
-    # cache between branches: nothing of one path leaks into another).
+    # content-free calls, as a fresh evaluation of each path gives them: the walk rewinds the
+    # cache between branches, so nothing of one path leaks into another.
     trie = plain._reason_trie(AIRLINE)
     for path, logs in prior.items():
         fresh = []
@@ -174,10 +193,9 @@ def test_prior_correction_applies_only_to_lists_the_adapter_was_not_trained_on(
                 node = node.children[token]
             scores = logits[list(node.children)].astype(np.float64)
             fresh.append(np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum())
-        # Log-probabilities within 0.5: llama.cpp's scores move a little with how a prompt is
-        # batched (the backend evaluates only what follows the cached prefix); a token of
-        # another path left in the cache moved the baggage branch's by 3.8.
-        assert logs == pytest.approx(np.log(np.mean(fresh, axis=0)), abs=0.5)
+        # Evaluated in the same pieces, from an empty cache: the same scores (a token of
+        # another path left in the cache moved the baggage branch's log-prior by 3.8).
+        assert logs == pytest.approx(np.log(np.mean(fresh, axis=0)), abs=1e-4)
 
 
 def test_a_model_without_a_card_is_left_as_it_is(backend: LlamaCppBackend) -> None:
