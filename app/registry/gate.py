@@ -133,6 +133,9 @@ def compare_adapters(
             "baseline_ci95": None if theirs is None else list(theirs.reason_accuracy_ci95),
             "candidate_model": ours.model,
             "baseline_model": None if theirs is None else theirs.model,
+            # Each as it would be served: the prior taken out on a list it was not trained on.
+            "candidate_prior_corrected": ours.prior_corrected,
+            "baseline_prior_corrected": None if theirs is None else theirs.prior_corrected,
         },
         guards=tuple(held),
     )

@@ -75,6 +75,10 @@ def test_evaluate_measures_both_adapters_and_the_gate_reads_it(
     with session_scope(build_sessionmaker(engine)) as session:
         stored = service.list_adapters(session, registry)[-1].evaluation
         assert stored is not None and stored.verdict == "passes"
+        # The default list, which both were trained on (or whose card says nothing): each as
+        # it is served, without the prior taken out.
+        assert stored.details["candidate_prior_corrected"] is False
+        assert stored.details["baseline_prior_corrected"] is False
         assert [(g["calls"], g["points_lost"], g["held"]) for g in stored.guards] == [(4, 0, True)]
     engine.dispose()
     listed = subprocess.run([CALLX, "models", "list"], env=env, capture_output=True, text=True)
