@@ -27,6 +27,7 @@ stage5=(
 if [[ "${2:-}" == 5h ]]; then
   # Stage 5h: stage 5g with callx's own train calls given twice (5g lost 4 of callx's dev
   # calls, where its rule allows 2): 1,587 examples, one pass of 199 steps, about an hour.
+  # Not shipped either: it lost 3 (docs/adapter-experiments.md, "Stage 5h").
   stage5h=("${stage5[@]/#$out\/stage5.gguf/$out/stage5h.gguf}")
   callx finetune "${stage5h[@]}" --train data/calls/train.jsonl --group-steps --epochs 1 --resume
   echo "rebuilt: $out/stage5h.gguf (card: $out/stage5h.json)"
