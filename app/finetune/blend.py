@@ -12,7 +12,9 @@ less of what the starting point knew. Needs only numpy and gguf (the finetune ex
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,12 @@ from typing import Any
 import numpy as np
 
 from app.finetune import FinetuneError
+from app.llm.calibration import read_card, write_card
+from app.llm.model_files import file_sha256
+
+# A blend's part as its card names it: {"id", "name", "sha256"} for a registered adapter,
+# {"file", "sha256"} for a file; with its weight and its own card.
+Part = tuple[dict[str, Any], float, dict[str, Any] | None]
 
 
 def blend_adapters(parts: Sequence[tuple[Path, float]], output: Path) -> int:
@@ -81,6 +89,65 @@ def blend_adapters(parts: Sequence[tuple[Path, float]], output: Path) -> int:
     return rank
 
 
+def blend_card(
+    output: Path, rank: int, parts: Sequence[Part], created_by: str = "callx models blend"
+) -> dict[str, Any]:
+    """The card of a blend: its parts with their weights and cards, and what `callx finetune
+    --init-adapter` needs to continue from it (rank, and alpha = rank: scale 1). It carries no
+    calibration, since neither part's temperature fits it."""
+    first_card = parts[0][2] or {}
+    first_hyper = first_card.get("hyperparameters") or {}
+    prompts: list[str] = []
+    for _, _, card in parts:
+        version = (card or {}).get("callx_prompt_version")
+        if version and version not in prompts:
+            prompts.append(version)
+    return {
+        "adapter": output.name,
+        "created_by": created_by,
+        "base_model": first_card.get("base_model"),
+        # the prompt versions its parts were trained with, in order ("p1 + p2" where they differ)
+        "callx_prompt_version": " + ".join(prompts) or None,
+        "rank": rank,
+        "hyperparameters": {
+            "rank": rank,
+            "alpha": float(rank),
+            **({"targets": first_hyper["targets"]} if "targets" in first_hyper else {}),
+        },
+        "blend_of": [
+            {**named, "weight": round(weight, 6), "card": card} for named, weight, card in parts
+        ],
+    }
+
+
+def blend_files(parts: Sequence[tuple[Path, float]], output: Path) -> dict[str, Any]:
+    """Blend adapter files into `output` and write its card beside it; returns the card."""
+    rank = blend_adapters(parts, output)
+    named = [({"file": p.name, "sha256": file_sha256(p)}, w, read_card(p)) for p, w in parts]
+    card = blend_card(output, rank, named, created_by="python -m app.finetune.blend")
+    write_card(output, card)
+    return card
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """python -m app.finetune.blend FIRST.gguf SECOND.gguf --weight W --output OUT.gguf: the
+    recipes' way to a blend without a registry (`callx models blend` registers one)."""
+    parser = argparse.ArgumentParser(prog="python -m app.finetune.blend", description=main.__doc__)
+    parser.add_argument("first", type=Path)
+    parser.add_argument("second", type=Path)
+    parser.add_argument("--weight", type=float, required=True, help="the second's share, in (0, 1)")
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if not 0 < args.weight < 1:
+        parser.error(f"--weight is the second adapter's share, in (0, 1), not {args.weight:g}")
+    try:
+        card = blend_files([(args.first, 1 - args.weight), (args.second, args.weight)], args.output)
+    except FinetuneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"written: {args.output} (rank {card['rank']})")
+
+
 def _read(path: Path) -> dict[str, Any]:
     """Architecture, alpha, rank and float32 tensors of a LoRA adapter GGUF."""
     import gguf
@@ -114,3 +181,7 @@ def _read(path: Path) -> dict[str, Any]:
         "rank": rank,
         "tensors": tensors,
     }
+
+
+if __name__ == "__main__":
+    main()

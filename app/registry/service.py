@@ -17,7 +17,7 @@ from app.config import Settings
 from app.db import registry as registry_db
 from app.db.models import Adapter, AdapterEvaluation, Promotion
 from app.errors import ConflictError, InvalidRequestError, NotFoundError
-from app.llm.calibration import card_calibration, card_path, read_card
+from app.llm.calibration import card_calibration, card_path, read_card, write_card
 from app.llm.model_files import DEFAULT_ADAPTER, file_sha256
 
 DEFAULT_NAME = "callx-default"
@@ -163,7 +163,7 @@ def blend(
     (app/finetune/blend.py; needs the finetune extra's gguf). Its card names both, with their
     cards; it carries no calibration, since neither's temperature fits it."""
     from app.finetune import FinetuneError
-    from app.finetune.blend import blend_adapters
+    from app.finetune.blend import blend_adapters, blend_card
 
     if first_id == second_id:
         raise InvalidRequestError("blend two different adapters", loc=("body", "second"))
@@ -191,32 +191,9 @@ def blend(
             rank = blend_adapters([(adapter_file(settings, a), w) for a, w in parts], path)
         except FinetuneError as exc:
             raise InvalidRequestError(str(exc)) from None
-        first_card = parts[0][0].card or {}
-        first_hyper = first_card.get("hyperparameters") or {}
-        card = {
-            "adapter": path.name,
-            "created_by": "callx models blend",
-            "base_model": first_card.get("base_model"),
-            "callx_prompt_version": first_card.get("callx_prompt_version"),
-            "rank": rank,
-            # what `callx improve --init-adapter` needs to continue from it (scale 1)
-            "hyperparameters": {
-                "rank": rank,
-                "alpha": float(rank),
-                **({"targets": first_hyper["targets"]} if "targets" in first_hyper else {}),
-            },
-            "blend_of": [
-                {
-                    "id": a.id,
-                    "name": a.name,
-                    "sha256": a.sha256,
-                    "weight": round(w, 6),
-                    "card": a.card,
-                }
-                for a, w in parts
-            ],
-        }
-        card_path(path).write_text(json.dumps(card, indent=2, ensure_ascii=False), "utf-8")
+        named = [({"id": a.id, "name": a.name, "sha256": a.sha256}, w, a.card) for a, w in parts]
+        card = blend_card(path, rank, named)
+        write_card(path, card)
         return register(session, settings, path, name, by)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

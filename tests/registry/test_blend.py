@@ -4,7 +4,9 @@ by llama.cpp."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from app.db.session import build_engine, build_sessionmaker, session_scope
 from app.errors import InvalidRequestError
 from app.finetune import FinetuneError
 from app.finetune.blend import blend_adapters
-from app.llm.calibration import read_card, trained_taxonomies
+from app.llm.calibration import known_trained_taxonomies, read_card, trained_taxonomies
 from app.llm.model_files import DEFAULT_ADAPTER
 from app.records import read_records
 from app.registry import service
@@ -99,6 +101,52 @@ def test_what_cannot_be_blended_is_refused(tmp_path: Path) -> None:
         with pytest.raises(FinetuneError, match=said):
             blend_adapters(parts, output)
         assert not output.exists()
+
+
+def test_the_recipes_blend_files_with_a_card_naming_them(tmp_path: Path) -> None:
+    first, second = tmp_path / "first.gguf", tmp_path / "second.gguf"
+    _adapter(first, 4, 8.0, seed=1)
+    _adapter(second, 2, 2.0, seed=2)
+    (tmp_path / "second.json").write_text('{"callx_prompt_version": "p2", "training_files": []}')
+    output = tmp_path / "out" / "blend.gguf"
+
+    def blend(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "app.finetune.blend", str(first), str(second), *args]
+        return subprocess.run(command, capture_output=True, text=True)
+
+    for args, said in (
+        (("--weight", "1", "--output", str(output)), "in (0, 1), not 1"),
+        (("--weight", "0.5"), "the following arguments are required: --output"),
+    ):
+        wrong = blend(*args)
+        assert wrong.returncode == 2 and said in wrong.stderr, wrong.stderr
+        assert not output.parent.exists()
+    done = blend("--weight", "0.25", "--output", str(output))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"written: {output} (rank 6)"
+    again = tmp_path / "again.gguf"
+    blend_adapters([(first, 0.75), (second, 0.25)], again)
+    assert output.read_bytes() == again.read_bytes()  # the same bytes as the registry's blend
+    card = read_card(output)
+    assert card is not None and card["created_by"] == "python -m app.finetune.blend"
+    assert [(p["file"], p["weight"], p["card"]) for p in card["blend_of"]] == [
+        ("first.gguf", 0.75, None),
+        ("second.gguf", 0.25, {"callx_prompt_version": "p2", "training_files": []}),
+    ]
+    assert card["blend_of"][0]["sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
+    assert card["callx_prompt_version"] == "p2" and card["hyperparameters"]["alpha"] == 6.0
+    # A part without a card: what the blend was trained on is unknown.
+    assert known_trained_taxonomies(card) is None
+    missing = subprocess.run(
+        [sys.executable, "-m", "app.finetune.blend", str(first), str(tmp_path / "nope.gguf")]
+        + ["--weight", "0.5", "--output", str(tmp_path / "x.gguf")],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and missing.stderr.strip() == (
+        f"error: no such adapter: {tmp_path / 'nope.gguf'}"
+    )
+    assert not (tmp_path / "x.gguf").exists()
 
 
 @pytest.mark.model
