@@ -10,6 +10,7 @@ from pathlib import Path
 
 from app.scoring import product_matches
 from schemas.taxonomy import load_taxonomy
+from support.cards import RECIPES, file_sha256s, shipped_training_sha256s
 
 ROOT = Path(__file__).resolve().parents[2]
 FLYWHEEL = ROOT / "data" / "flywheel"
@@ -59,27 +60,7 @@ def test_a_second_labeller_who_never_saw_the_labels_agrees() -> None:
 
 
 def test_no_default_adapter_was_trained_on_it() -> None:
-    recipes = [ROOT / "app" / "llm" / "adapters" / name for name in ("rebuild.sh", "stage5.sh")]
-    recipes += [
-        ROOT / "app" / "finetune" / name for name in ("world_recipe.py", "default_recipe.py")
-    ]
-    for recipe in recipes:
+    for recipe in RECIPES:
         assert "flywheel" not in recipe.read_text("utf-8"), recipe
-    card = json.loads((ROOT / "app" / "llm" / "adapters" / "callx-default.json").read_text())
-    ours = {hashlib.sha256(p.read_bytes()).hexdigest() for p in FLYWHEEL.glob("*.jsonl")}
-    assert _training_sha256s(card) and not ours & _training_sha256s(card)
-
-
-def _training_sha256s(node: object) -> set[str]:
-    """The sha256 of every training file a card records, its earlier stages' included."""
-    found: set[str] = set()
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "training_files":
-                found |= {source["sha256"] for source in value}
-            else:
-                found |= _training_sha256s(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= _training_sha256s(value)
-    return found
+    trained = shipped_training_sha256s()
+    assert trained and not file_sha256s(sorted(FLYWHEEL.glob("*.jsonl"))) & trained
