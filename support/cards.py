@@ -1,10 +1,12 @@
-"""What the tests read from adapter cards."""
+"""What the data tests check against the shipped adapter: the recipes that make it and the
+training files its card records."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
+
+from app.llm.model_files import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_CARD = ROOT / "app" / "llm" / "adapters" / "callx-default.json"
@@ -31,8 +33,10 @@ def training_sha256s(node: object) -> set[str]:
 
 
 def shipped_training_sha256s() -> set[str]:
+    """The sha256 of every file the shipped default adapter was trained on, all stages."""
     return training_sha256s(json.loads(SHIPPED_CARD.read_text("utf-8")))
 
 
 def file_sha256s(paths: list[Path]) -> set[str]:
-    return {hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    """The sha256 of each file, as a card records them."""
+    return {file_sha256(p) for p in paths}

@@ -17,12 +17,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from app.finetune import FinetuneError
-from app.llm.calibration import read_card, write_card
+from app.llm.calibration import card_path, read_card, write_card
 from app.llm.model_files import file_sha256
 
 # A blend's part as its card names it: {"id", "name", "sha256"} for a registered adapter,
@@ -80,39 +80,45 @@ def blend_adapters(parts: Sequence[tuple[Path, float]], output: Path) -> int:
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
+        writer.close()
+        os.replace(partial, output)
     except BaseException:
         writer.close()
         partial.unlink(missing_ok=True)
         raise
-    writer.close()
-    os.replace(partial, output)
     return rank
 
 
-def blend_card(
-    output: Path, rank: int, parts: Sequence[Part], created_by: str = "callx models blend"
-) -> dict[str, Any]:
-    """The card of a blend: its parts with their weights and cards, and what `callx finetune
-    --init-adapter` needs to continue from it (rank, and alpha = rank: scale 1). It carries no
-    calibration, since neither part's temperature fits it."""
-    first_card = parts[0][2] or {}
-    first_hyper = first_card.get("hyperparameters") or {}
+def blend_card(output: Path, rank: int, parts: Sequence[Part], created_by: str) -> dict[str, Any]:
+    """The card of a blend: its parts with their weights and cards, and what `callx improve`
+    needs to continue from it (rank, and alpha = rank: scale 1). It carries no calibration,
+    since neither part's temperature fits it. Base model and targets: the first part's card
+    that gives them; the prompt versions: every part's, in order ("p1 + p2" where they differ)."""
+    cards = [card or {} for _, _, card in parts]
+    base = next((c["base_model"] for c in cards if c.get("base_model")), None)
+    targets = next(
+        (
+            c["hyperparameters"]["targets"]
+            for c in cards
+            if (c.get("hyperparameters") or {}).get("targets")
+        ),
+        None,
+    )
     prompts: list[str] = []
-    for _, _, card in parts:
-        version = (card or {}).get("callx_prompt_version")
+    for card in cards:
+        version = card.get("callx_prompt_version")
         if version and version not in prompts:
             prompts.append(version)
     return {
         "adapter": output.name,
         "created_by": created_by,
-        "base_model": first_card.get("base_model"),
-        # the prompt versions its parts were trained with, in order ("p1 + p2" where they differ)
+        "base_model": base,
         "callx_prompt_version": " + ".join(prompts) or None,
         "rank": rank,
         "hyperparameters": {
             "rank": rank,
             "alpha": float(rank),
-            **({"targets": first_hyper["targets"]} if "targets" in first_hyper else {}),
+            **({"targets": targets} if targets else {}),
         },
         "blend_of": [
             {**named, "weight": round(weight, 6), "card": card} for named, weight, card in parts
@@ -121,18 +127,36 @@ def blend_card(
 
 
 def blend_files(parts: Sequence[tuple[Path, float]], output: Path) -> dict[str, Any]:
-    """Blend adapter files into `output` and write its card beside it; returns the card."""
+    """Blend adapter files into `output` (a .gguf, none of the parts) and write its card beside
+    it; returns the card. On any failure neither the blend nor its card is left behind."""
+    if output.suffix != ".gguf":
+        raise FinetuneError(f"--output must name a .gguf file, not {output}")
+    if any(path.resolve() == output.resolve() for path, _ in parts):
+        raise FinetuneError(f"--output must not be one of the adapters blended: {output}")
+    named = []
+    for path, weight in parts:  # read before anything is written
+        if not path.is_file():
+            raise FinetuneError(f"no such adapter: {path}")
+        try:
+            card = read_card(path)
+        except (UnicodeDecodeError, ValueError):
+            raise FinetuneError(f"{card_path(path)}: the card is not JSON") from None
+        named.append(({"file": path.name, "sha256": file_sha256(path)}, weight, card))
     rank = blend_adapters(parts, output)
-    named = [({"file": p.name, "sha256": file_sha256(p)}, w, read_card(p)) for p, w in parts]
-    card = blend_card(output, rank, named, created_by="python -m app.finetune.blend")
-    write_card(output, card)
+    try:
+        card = blend_card(output, rank, named, created_by="python -m app.finetune.blend")
+        write_card(output, card)
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
     return card
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """python -m app.finetune.blend FIRST.gguf SECOND.gguf --weight W --output OUT.gguf: the
-    recipes' way to a blend without a registry (`callx models blend` registers one)."""
-    parser = argparse.ArgumentParser(prog="python -m app.finetune.blend", description=main.__doc__)
+    recipes' way to a blend without a registry (`callx models blend` registers one, and refuses
+    the same adapter twice; here it gives that adapter's update again, at twice the rank)."""
+    parser = _OneLineErrors(prog="python -m app.finetune.blend", description=main.__doc__)
     parser.add_argument("first", type=Path)
     parser.add_argument("second", type=Path)
     parser.add_argument("--weight", type=float, required=True, help="the second's share, in (0, 1)")
@@ -145,7 +169,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     except FinetuneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except ImportError:
+        print("error: blending needs gguf: pip install -e '.[finetune]'", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"written: {args.output} (rank {card['rank']})")
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """An argument parser whose refusals are one line (`--help` still gives the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}\n")
 
 
 def _read(path: Path) -> dict[str, Any]:

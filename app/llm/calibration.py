@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +155,13 @@ def measured_taxonomies(card: dict[str, Any] | None) -> set[str]:
 
 
 def write_card(adapter: Path, card: dict[str, Any]) -> Path:
-    """Write the card next to the adapter; returns its path."""
+    """Write the card next to the adapter, whole or not at all; returns its path."""
     target = card_path(adapter)
-    target.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial = target.with_name(target.name + ".partial")
+    try:
+        partial.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return target

@@ -192,7 +192,7 @@ def blend(
         except FinetuneError as exc:
             raise InvalidRequestError(str(exc)) from None
         named = [({"id": a.id, "name": a.name, "sha256": a.sha256}, w, a.card) for a, w in parts]
-        card = blend_card(path, rank, named)
+        card = blend_card(path, rank, named, created_by="callx models blend")
         write_card(path, card)
         return register(session, settings, path, name, by)
     finally:

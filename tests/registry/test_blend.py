@@ -5,6 +5,7 @@ by llama.cpp."""
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -107,46 +108,71 @@ def test_the_recipes_blend_files_with_a_card_naming_them(tmp_path: Path) -> None
     first, second = tmp_path / "first.gguf", tmp_path / "second.gguf"
     _adapter(first, 4, 8.0, seed=1)
     _adapter(second, 2, 2.0, seed=2)
-    (tmp_path / "second.json").write_text('{"callx_prompt_version": "p2", "training_files": []}')
+    (tmp_path / "first.json").write_text('{"callx_prompt_version": "p1"}')
+    second_card = {
+        "callx_prompt_version": "p2",
+        "base_model": {"file": "base.gguf"},
+        "hyperparameters": {"targets": ["q_proj"]},
+        "training_files": [],
+    }
+    (tmp_path / "second.json").write_text(json.dumps(second_card))
     output = tmp_path / "out" / "blend.gguf"
 
     def blend(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "app.finetune.blend", str(first), str(second), *args]
+        command = [sys.executable, "-m", "app.finetune.blend", *args]
         return subprocess.run(command, capture_output=True, text=True)
 
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    parts = (str(first), str(second))
     for args, said in (
-        (("--weight", "1", "--output", str(output)), "in (0, 1), not 1"),
-        (("--weight", "0.5"), "the following arguments are required: --output"),
-    ):
+        ((*parts, "--weight", "1", "--output", str(output)), "in (0, 1), not 1"),
+        ((*parts, "--weight", "0.5"), "the following arguments are required: --output"),
+        ((*parts, "--weight", "0.5", "--output", str(tmp_path / "x.json")), "a .gguf file"),
+        ((*parts, "--weight", "0.5", "--output", str(first)), "not be one of the adapters"),
+        ((str(first), str(tmp_path / "no.gguf"), "--weight", "0.5", "--output", str(output)),
+         f"no such adapter: {tmp_path / 'no.gguf'}"),
+        ((*parts, "--weight", "0.5", "--output", str(tmp_path)), "a .gguf file"),
+    ):  # fmt: skip
         wrong = blend(*args)
         assert wrong.returncode == 2 and said in wrong.stderr, wrong.stderr
-        assert not output.parent.exists()
-    done = blend("--weight", "0.25", "--output", str(output))
+        assert wrong.stderr.startswith("error: ") and len(wrong.stderr.splitlines()) == 1
+        assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+    # A card beside a part that is not JSON: refused before anything is written.
+    (tmp_path / "bad.gguf").write_bytes(first.read_bytes())
+    (tmp_path / "bad.json").write_text("{not json")
+    wrong = blend(
+        str(tmp_path / "bad.gguf"), str(second), "--weight", "0.5", "--output", str(output)
+    )
+    assert wrong.returncode == 2 and wrong.stderr.strip() == (
+        f"error: {tmp_path / 'bad.json'}: the card is not JSON"
+    )
+    assert not output.parent.exists()
+
+    done = blend(*parts, "--weight", "0.25", "--output", str(output))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"written: {output} (rank 6)"
+    assert sorted(p.name for p in output.parent.iterdir()) == ["blend.gguf", "blend.json"]
     again = tmp_path / "again.gguf"
     blend_adapters([(first, 0.75), (second, 0.25)], again)
     assert output.read_bytes() == again.read_bytes()  # the same bytes as the registry's blend
     card = read_card(output)
     assert card is not None and card["created_by"] == "python -m app.finetune.blend"
     assert [(p["file"], p["weight"], p["card"]) for p in card["blend_of"]] == [
-        ("first.gguf", 0.75, None),
-        ("second.gguf", 0.25, {"callx_prompt_version": "p2", "training_files": []}),
+        ("first.gguf", 0.75, {"callx_prompt_version": "p1"}),
+        ("second.gguf", 0.25, second_card),
     ]
     assert card["blend_of"][0]["sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
-    assert card["callx_prompt_version"] == "p2" and card["hyperparameters"]["alpha"] == 6.0
-    # A part without a card: what the blend was trained on is unknown.
+    assert card["blend_of"][1]["sha256"] == hashlib.sha256(second.read_bytes()).hexdigest()
+    # Every part's prompt; the base model and targets of the first part that gives them.
+    assert card["callx_prompt_version"] == "p1 + p2"
+    assert card["base_model"] == {"file": "base.gguf"}
+    assert card["hyperparameters"] == {"rank": 6, "alpha": 6.0, "targets": ["q_proj"]}
+    # The first part's card lists no training files: what the blend learnt is unknown.
     assert known_trained_taxonomies(card) is None
-    missing = subprocess.run(
-        [sys.executable, "-m", "app.finetune.blend", str(first), str(tmp_path / "nope.gguf")]
-        + ["--weight", "0.5", "--output", str(tmp_path / "x.gguf")],
-        capture_output=True,
-        text=True,
-    )
-    assert missing.returncode == 2 and missing.stderr.strip() == (
-        f"error: no such adapter: {tmp_path / 'nope.gguf'}"
-    )
-    assert not (tmp_path / "x.gguf").exists()
+    # The same prompt twice is named once.
+    (tmp_path / "first.json").write_text('{"callx_prompt_version": "p2"}')
+    assert blend(*parts, "--weight", "0.5", "--output", str(output)).returncode == 0
+    assert read_card(output)["callx_prompt_version"] == "p2"  # type: ignore[index]
 
 
 @pytest.mark.model

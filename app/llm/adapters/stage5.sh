@@ -31,7 +31,7 @@ if [[ "${2:-}" == 5h ]]; then
   stage5h=("${stage5[@]/#$out\/stage5.gguf/$out/stage5h.gguf}")
   callx finetune "${stage5h[@]}" --train data/calls/train.jsonl --group-steps --epochs 1 --resume
   # Its blend with stage 4, 0.7 of 5h (chosen on the dev sets; not shipped either: it lost 6 of
-  # callx's 85 test calls, docs/adapter-experiments.md, "Stage 5h blended with stage 4").
+  # callx's 85 test calls, net, docs/adapter-experiments.md, "Stage 5h blended with stage 4").
   python -m app.finetune.blend "$out/callx-default.gguf" "$out/stage5h.gguf" --weight 0.7 \
     --output "$out/stage5h-blend0.7.gguf"
   echo "rebuilt: $out/stage5h.gguf and $out/stage5h-blend0.7.gguf (cards: .json beside them)"
