@@ -119,23 +119,23 @@ def known_trained_taxonomies(card: dict[str, Any] | None) -> set[str] | None:
     no card, a card with no list of training files (or a file without its taxonomy), an
     adapter continued from or blended of one without a card. (The prior correction trusts
     only a complete answer: a list the model learnt is better left as it is.)"""
-    found: set[str] = set()
+    return trained_taxonomies(card) if _complete(card) else None
 
-    def complete(stage: Any) -> bool:
-        if not isinstance(stage, dict):
-            return False
-        if stage.get("blend_of"):
-            return all(complete(part.get("card")) for part in stage["blend_of"])
-        files = stage.get("training_files")
-        if not isinstance(files, list) or not all(
-            isinstance(f, dict) and f.get("taxonomy_version") for f in files
-        ):
-            return False
-        found.update(f["taxonomy_version"] for f in files)
-        init = stage.get("init_adapter")
-        return init is None or complete((init or {}).get("card"))
 
-    return found if complete(card) else None
+def _complete(stage: Any) -> bool:
+    """Whether a card, and every card it was continued from or blended of, lists its training
+    files with their taxonomies."""
+    if not isinstance(stage, dict):
+        return False
+    if stage.get("blend_of"):
+        return all(_complete(part.get("card")) for part in stage["blend_of"])
+    files = stage.get("training_files")
+    if not isinstance(files, list) or not all(
+        isinstance(f, dict) and f.get("taxonomy_version") for f in files
+    ):
+        return False
+    init = stage.get("init_adapter")
+    return init is None or _complete((init or {}).get("card"))
 
 
 def taxonomies_summary(card: dict[str, Any]) -> dict[str, list[str]]:
