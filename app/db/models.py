@@ -441,15 +441,21 @@ class AdapterEvaluation(Base):
 
 class Promotion(Base):
     """Each change of the promoted adapter, the latest first: the one workers load. A rollback
-    is a promotion of the one before."""
+    is a promotion of the one before. `taxonomy_version` None is the registry's promotion, for
+    every list; a version is a promotion for that list only (migration 0011): its workers run
+    it, the others keep theirs. `release` hands a list back to the registry's promotion."""
 
     __tablename__ = "promotions"
-    __table_args__ = (Index("ix_promotions_created_at", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_promotions_created_at", "created_at", "id"),
+        Index("ix_promotions_taxonomy_version", "taxonomy_version", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     adapter_id: Mapped[int] = mapped_column(ForeignKey("adapters.id"))
     previous_id: Mapped[int | None] = mapped_column(ForeignKey("adapters.id"))
-    action: Mapped[str] = mapped_column(String(16))  # initial / promote / rollback
+    action: Mapped[str] = mapped_column(String(16))  # initial / promote / rollback / release
+    taxonomy_version: Mapped[str | None] = mapped_column(String(64))
     evaluation_id: Mapped[int | None] = mapped_column(ForeignKey("adapter_evaluations.id"))
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str | None] = mapped_column(Text)

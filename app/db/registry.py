@@ -30,23 +30,53 @@ def adapter_by_name(session: Session, name: str) -> Adapter | None:
     return session.scalars(select(Adapter).where(Adapter.name == name)).one_or_none()
 
 
-def promotions(session: Session, limit: int | None = 2) -> list[Promotion]:
-    """The latest promotions (all with None), the latest first: the first is the promoted
-    adapter's."""
-    statement = select(Promotion).order_by(Promotion.created_at.desc(), Promotion.id.desc())
+def promotions(
+    session: Session, limit: int | None = 2, taxonomy_version: str | None = None
+) -> list[Promotion]:
+    """The latest promotions of one scope (all with limit None), the latest first: the
+    registry's (taxonomy_version None, every list) or one list's."""
+    statement = (
+        select(Promotion)
+        .where(
+            Promotion.taxonomy_version.is_(None)
+            if taxonomy_version is None
+            else Promotion.taxonomy_version == taxonomy_version
+        )
+        .order_by(Promotion.created_at.desc(), Promotion.id.desc())
+    )
     return list(session.scalars(statement if limit is None else statement.limit(limit)))
 
 
+def promoted_lists(session: Session) -> dict[str, int]:
+    """{taxonomy version: adapter id} of every list with a promotion of its own in force."""
+    statement = (
+        select(Promotion)
+        .where(Promotion.taxonomy_version.is_not(None))
+        .order_by(Promotion.created_at, Promotion.id)
+    )
+    latest: dict[str, Promotion] = {}
+    for row in session.scalars(statement):
+        latest[str(row.taxonomy_version)] = row
+    return {v: row.adapter_id for v, row in latest.items() if row.action != "release"}
+
+
 def latest_evaluation(
-    session: Session, adapter_id: int, baseline_id: int | None
+    session: Session,
+    adapter_id: int,
+    baseline_id: int | None,
+    taxonomy_version: str | None = None,
 ) -> AdapterEvaluation | None:
-    """The adapter's latest evaluation against `baseline_id` (the promoted adapter)."""
+    """The adapter's latest evaluation against `baseline_id` (the promoted adapter), on calls
+    of `taxonomy_version` where given (a list's promotion is gated on that list's calls)."""
+    where = [
+        AdapterEvaluation.adapter_id == adapter_id,
+        AdapterEvaluation.baseline_id == baseline_id,
+    ]
+    if taxonomy_version is not None:
+        where.append(AdapterEvaluation.taxonomy_version == taxonomy_version)
     return session.scalars(
         select(AdapterEvaluation)
-        .where(
-            AdapterEvaluation.adapter_id == adapter_id,
-            AdapterEvaluation.baseline_id == baseline_id,
-        )
+        .where(*where)
         .order_by(AdapterEvaluation.created_at.desc(), AdapterEvaluation.id.desc())
         .limit(1)
     ).one_or_none()

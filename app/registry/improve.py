@@ -46,6 +46,9 @@ class RoundPlan:
     by: str = "cli:improve"
     lr: float | None = None  # None: `callx finetune`'s default
     guards: tuple[Guard, ...] = ()  # labelled calls it must not lose ground on
+    # Promote for this list only (its taxonomy version): trained from, gated against and
+    # replacing the adapter its workers run; workers of other lists keep theirs.
+    for_taxonomy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def run_round(
     from app.finetune.job import Hyperparameters
 
     with session_scope(sessions) as session:
-        current = registry.promoted(session, settings)
+        current = registry.promoted(session, settings, plan.for_taxonomy)
         if current is None:
             raise FinetuneError("no adapter is promoted and none ships with callx")
         current_path = registry.adapter_file(settings, current)
@@ -125,7 +128,9 @@ def run_round(
     promoted = plan.promote and result.verdict == "passes"
     if promoted:
         with session_scope(sessions) as session:
-            registry.promote(session, settings, candidate_id, plan.by)
+            registry.promote(
+                session, settings, candidate_id, plan.by, for_taxonomy=plan.for_taxonomy
+            )
     return RoundResult(
         baseline_name=current_name,
         candidate_id=candidate_id,

@@ -248,9 +248,16 @@ def adapter_file(settings: Settings, adapter: Adapter) -> Path:
     return path
 
 
-def promoted(session: Session, settings: Settings) -> Adapter | None:
-    """The adapter workers should run (None: nothing registered and no default shipped)."""
+def promoted(
+    session: Session, settings: Settings, taxonomy_version: str | None = None
+) -> Adapter | None:
+    """The adapter workers should run (None: nothing registered and no default shipped); for
+    workers of `taxonomy_version`, the one promoted for that list if any, else the registry's."""
     ensure_default(session, settings)
+    if taxonomy_version is not None:
+        own = registry_db.promotions(session, 1, taxonomy_version)
+        if own and own[0].action != "release":
+            return registry_db.get_adapter(session, own[0].adapter_id)
     latest = registry_db.promotions(session, 1)
     return None if not latest else registry_db.get_adapter(session, latest[0].adapter_id)
 
@@ -258,18 +265,21 @@ def promoted(session: Session, settings: Settings) -> Adapter | None:
 @dataclass(frozen=True)
 class AdapterListing:
     adapter: Adapter
-    promoted: bool
+    promoted: bool  # the registry's promotion, for every list without its own
     evaluation: AdapterEvaluation | None  # the latest against the promoted adapter
+    promoted_for: tuple[str, ...] = ()  # the lists it is promoted for, each its own
 
 
 def list_adapters(session: Session, settings: Settings) -> list[AdapterListing]:
     current = promoted(session, settings)
     current_id = None if current is None else current.id
+    lists = registry_db.promoted_lists(session)
     return [
         AdapterListing(
             adapter,
             adapter.id == current_id,
             registry_db.latest_evaluation(session, adapter.id, current_id),
+            tuple(sorted(v for v, adapter_id in lists.items() if adapter_id == adapter.id)),
         )
         for adapter in registry_db.adapters(session)
     ]
@@ -345,23 +355,28 @@ def promote(
     *,
     force: bool = False,
     note: str | None = None,
+    for_taxonomy: str | None = None,
 ) -> Promotion:
     """Make the adapter the one workers run, if it passed the gate against the promoted one
-    (its latest evaluation against it); `force` overrides a refusal and is recorded."""
-    current = promoted(session, settings)
+    (its latest evaluation against it); `force` overrides a refusal and is recorded. With
+    `for_taxonomy`, only the workers of that list run it, gated against the adapter they run
+    now on that list's calls; the other lists keep theirs."""
+    current = promoted(session, settings, for_taxonomy)
     candidate = get_adapter(session, adapter_id)
+    where = "" if for_taxonomy is None else f" for {for_taxonomy}"
     if current is not None and candidate.id == current.id:
-        raise ConflictError(f"{candidate.name!r} (id {candidate.id}) is already promoted")
+        raise ConflictError(f"{candidate.name!r} (id {candidate.id}) is already promoted{where}")
     evaluation = registry_db.latest_evaluation(
-        session, candidate.id, None if current is None else current.id
+        session, candidate.id, None if current is None else current.id, for_taxonomy
     )
-    refusal = _refusal(candidate, current, evaluation)
+    refusal = _refusal(candidate, current, evaluation, for_taxonomy)
     if refusal and not force:
         raise ConflictError(refusal + "; --force promotes it anyway (recorded)")
     row = Promotion(
         adapter_id=candidate.id,
         previous_id=None if current is None else current.id,
         action="promote",
+        taxonomy_version=for_taxonomy,
         evaluation_id=None if evaluation is None else evaluation.id,
         forced=bool(refusal),
         note=note or refusal,
@@ -371,13 +386,17 @@ def promote(
     return row
 
 
-def _refusal(candidate: Adapter, current: Adapter | None, evaluation: Any) -> str | None:
+def _refusal(
+    candidate: Adapter, current: Adapter | None, evaluation: Any, for_taxonomy: str | None
+) -> str | None:
     if current is None:
         return None
     if evaluation is None:
+        calls = "" if for_taxonomy is None else f" on calls of {for_taxonomy}"
+        option = "" if for_taxonomy is None else " --taxonomy ITS_LIST.yaml"
         return (
-            f"{candidate.name!r} was never evaluated against the promoted {current.name!r}: "
-            f"run `callx models evaluate {candidate.id}` first"
+            f"{candidate.name!r} was never evaluated against the promoted {current.name!r}"
+            f"{calls}: run `callx models evaluate {candidate.id}{option}` first"
         )
     lost = "; ".join(
         f"on the guard {g['dataset']} ({g['calls']} calls, {g['taxonomy_version']}) "
@@ -400,22 +419,47 @@ def _refusal(candidate: Adapter, current: Adapter | None, evaluation: Any) -> st
     return None
 
 
-def rollback(session: Session, settings: Settings, by: str) -> Promotion:
+def rollback(
+    session: Session, settings: Settings, by: str, for_taxonomy: str | None = None
+) -> Promotion:
     """Promote again the adapter that was promoted before the current one. Rollbacks go back
-    along the history (two rollbacks return two steps), never forth."""
+    along the history (two rollbacks return two steps), never forth. With `for_taxonomy`,
+    along that list's own promotions; past its first, the list is released: its workers run
+    the registry's promotion again (the row's action is `release`)."""
     ensure_default(session, settings, by)
     stack: list[int] = []
-    for promotion in reversed(registry_db.promotions(session, None)):  # the oldest first
+    history = registry_db.promotions(session, None, for_taxonomy)
+    for promotion in reversed(history):  # the oldest first
         if promotion.action == "rollback":
             stack = stack[:-1]
+        elif promotion.action == "release":
+            stack = []
         else:
             stack.append(promotion.adapter_id)
+    if for_taxonomy is not None and len(stack) == 1:
+        row = Promotion(
+            adapter_id=stack[-1],
+            previous_id=stack[-1],
+            action="release",
+            taxonomy_version=for_taxonomy,
+            forced=False,
+            note="the list runs the registry's promoted adapter again",
+            promoted_by=by,
+        )
+        registry_db.add(session, row)
+        return row
     if len(stack) < 2:
+        if for_taxonomy is not None:
+            raise ConflictError(
+                f"nothing to roll back for {for_taxonomy}: no adapter is promoted for that "
+                "list alone (its workers run the registry's promoted adapter)"
+            )
         raise ConflictError("nothing to roll back to: no adapter was promoted before this one")
     row = Promotion(
         adapter_id=stack[-2],
         previous_id=stack[-1],
         action="rollback",
+        taxonomy_version=for_taxonomy,
         forced=False,
         promoted_by=by,
     )
