@@ -63,7 +63,15 @@ class AdapterRead(BaseModel):
     base_model: str | None = Field(description="The base model it was trained for (its card).")
     registered_by: str = Field(description="Who registered it.")
     registered_at: UtcDatetime = Field(description="When.")
-    promoted: bool = Field(description="The one workers of the local backend run now.")
+    promoted: bool = Field(
+        description="The registry's promoted adapter: the one workers of the local backend run "
+        "now, on every list without an adapter promoted for it alone."
+    )
+    promoted_for: list[str] = Field(
+        default_factory=list,
+        description="The taxonomy versions it is promoted for alone: workers of those lists "
+        "run it.",
+    )
     evaluation: EvaluationRead | None = Field(
         description="Its latest evaluation against the promoted adapter (null: none)."
     )
@@ -86,6 +94,28 @@ class PromoteRequest(BaseModel):
         default=False, description="Promote even where the gate refuses (recorded)."
     )
     note: str | None = Field(default=None, max_length=2000, description="Why, for the record.")
+    for_taxonomy: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="A taxonomy version: promote it for the workers of that list only, gated "
+        "against the adapter they run on an evaluation on that list's calls (null: for every "
+        "list without its own).",
+    )
+
+
+class RollbackRequest(BaseModel):
+    """Which promotions to go back along."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    for_taxonomy: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="A taxonomy version: go back along that list's own promotions; past the "
+        "first, the list runs the registry's promoted adapter again (null: the registry's).",
+    )
 
 
 class PromotionRead(BaseModel):
@@ -94,7 +124,13 @@ class PromotionRead(BaseModel):
     id: int = Field(description="The promotion's id.")
     adapter_id: int = Field(description="The adapter promoted.")
     previous_id: int | None = Field(description="The one promoted before it.")
-    action: str = Field(description="initial, promote or rollback.")
+    action: str = Field(
+        description="initial, promote, rollback, or release (a list handed back to the "
+        "registry's promoted adapter)."
+    )
+    taxonomy_version: str | None = Field(
+        default=None, description="The list it is for alone (null: every list without its own)."
+    )
     evaluation_id: int | None = Field(description="The evaluation the gate read.")
     forced: bool = Field(description="Promoted although the gate refused it.")
     note: str | None = Field(description="Why (a forced one: the gate's refusal).")

@@ -12,7 +12,14 @@ from fastapi import APIRouter, Body, Depends, File, Form, Path, UploadFile
 from app.api.deps import AUTH_RESPONSES, Caller, ReadKey, SessionDep, SettingsDep, require_scope
 from app.registry import service as registry
 from schemas.api import Problem
-from schemas.models import AdapterList, AdapterRead, EvaluationRead, PromoteRequest, PromotionRead
+from schemas.models import (
+    AdapterList,
+    AdapterRead,
+    EvaluationRead,
+    PromoteRequest,
+    PromotionRead,
+    RollbackRequest,
+)
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 AdminDep = Annotated[Caller | None, Depends(require_scope("admin"))]
@@ -45,6 +52,7 @@ def _read(item: registry.AdapterListing) -> AdapterRead:
         registered_by=item.adapter.registered_by,
         registered_at=item.adapter.registered_at,
         promoted=item.promoted,
+        promoted_for=list(item.promoted_for),
         evaluation=None
         if item.evaluation is None
         else EvaluationRead.model_validate(item.evaluation, from_attributes=True),
@@ -141,7 +149,13 @@ def promote(
     evaluation against the promoted adapter passed the gate; `force` overrides, recorded."""
     request = request or PromoteRequest()
     row = registry.promote(
-        session, settings, adapter_id, _by(caller), force=request.force, note=request.note
+        session,
+        settings,
+        adapter_id,
+        _by(caller),
+        force=request.force,
+        note=request.note,
+        for_taxonomy=request.for_taxonomy,
     )
     return PromotionRead.model_validate(row, from_attributes=True)
 
@@ -151,7 +165,25 @@ def promote(
     response_model=PromotionRead,
     responses={**RESPONSES, 409: {"model": Problem, "description": "Nothing to roll back to."}},
 )
-def rollback(session: SessionDep, settings: SettingsDep, caller: AdminDep) -> PromotionRead:
-    """Promote again the adapter promoted before the current one."""
-    row = registry.rollback(session, settings, _by(caller))
+def rollback(
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: AdminDep,
+    request: Annotated[
+        RollbackRequest | None,
+        Body(
+            openapi_examples={
+                "registry": {"summary": "The registry's promotion", "value": {}},
+                "list": {
+                    "summary": "One list's own promotion",
+                    "value": {"for_taxonomy": "moving-2026-12"},
+                },
+            }
+        ),
+    ] = None,
+) -> PromotionRead:
+    """Promote again the adapter promoted before the current one (for one list: along its own
+    promotions, then back to the registry's promoted adapter)."""
+    request = request or RollbackRequest()
+    row = registry.rollback(session, settings, _by(caller), request.for_taxonomy)
     return PromotionRead.model_validate(row, from_attributes=True)

@@ -52,6 +52,15 @@ def improve(
     ] = True,
     guard: GuardOption = None,
     guard_max_loss: GuardLossOption = GUARD_MAX_LOSS,
+    for_list: Annotated[
+        bool,
+        typer.Option(
+            "--for-list",
+            help="Train from, gate against and promote for the configured taxonomy's workers "
+            "only: workers of other lists keep the adapter they run (callx models list shows "
+            "it under 'promoted for').",
+        ),
+    ] = False,
     reextract_below: Annotated[
         float | None,
         typer.Option(
@@ -88,7 +97,8 @@ def improve(
             summary = export_labels(session, output / "labels", taxonomy_version=taxonomy.version)
         except ExportError as exc:
             raise CliError(str(exc)) from None
-        current = registry.promoted(session, settings)
+        scope = taxonomy.version if for_list else None
+        current = registry.promoted(session, settings, scope)
         if current is None:
             raise CliError("no adapter is promoted and none ships with callx: nothing to improve")
     train_file = output / "labels" / "train.jsonl"
@@ -115,6 +125,7 @@ def improve(
         max_minutes=max_minutes,
         promote=False,
         guards=guards,
+        for_taxonomy=scope,
     )
     try:
         result = run_round(settings, sessions, taxonomy, plan, lambda m: _say("2/4 " + m))
@@ -137,8 +148,9 @@ def improve(
 
     # 4. Promoted (workers switch between calls), and the unsure calls re-extracted.
     with session_scope(sessions) as session:
-        registry.promote(session, settings, candidate_id, "cli:improve")
-    _say(f"4/4 promoted adapter {candidate_id}: workers switch to it between calls")
+        registry.promote(session, settings, candidate_id, "cli:improve", for_taxonomy=scope)
+    whose = "workers" if scope is None else f"workers of {scope}"
+    _say(f"4/4 promoted adapter {candidate_id}: {whose} switch to it between calls")
     if reextract_below is not None:
         queue = TaskQueue(build_celery(settings, "callx-cli"), settings)
         with session_scope(sessions) as session:

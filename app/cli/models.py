@@ -14,6 +14,16 @@ from app.cli.guards import GuardLossOption, GuardOption, guard_lines, parse_guar
 from app.db.session import session_scope
 from app.registry import GUARD_MAX_LOSS
 
+ForTaxonomyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--for-taxonomy",
+        metavar="VERSION",
+        help="A list's taxonomy version (the `version:` of its YAML): for the workers of that "
+        "list only; the other lists keep the registry's promoted adapter.",
+    ),
+]
+
 models_cli = typer.Typer(
     help="LoRA adapters: register, blend, list, evaluate against the promoted one, promote "
     "(behind a gate), roll back. Workers of the local backend run the promoted adapter.",
@@ -96,7 +106,8 @@ def models_blend(
 
 @models_cli.command("list")
 def models_list() -> None:
-    """Every adapter, the promoted one marked *, with its latest evaluation against it."""
+    """Every adapter, the promoted one marked *, the lists each is promoted for alone, with
+    its latest evaluation against the promoted one."""
     from app.registry import service
 
     settings = get_settings()
@@ -109,6 +120,7 @@ def models_list() -> None:
                 item.adapter.sha256[:12],
                 item.adapter.registered_at.strftime("%Y-%m-%d %H:%M"),
                 item.adapter.registered_by,
+                ", ".join(item.promoted_for) or "-",
                 "-"
                 if item.evaluation is None
                 else (
@@ -120,7 +132,15 @@ def models_list() -> None:
             for item in service.list_adapters(session, settings)
         ]
     engine.dispose()
-    header = ["id", "name", "sha256", "registered", "by", "reason accuracy vs promoted"]
+    header = [
+        "id",
+        "name",
+        "sha256",
+        "registered",
+        "by",
+        "promoted for",
+        "reason accuracy vs promoted",
+    ]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         cells = (str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -160,7 +180,8 @@ def models_evaluate(
         sessions
     ) as session:  # the paths only; no session is held while the models run
         candidate = service.get_adapter(session, adapter_id)
-        baseline = service.promoted(session, settings)
+        # The adapter the dataset's list runs: its own where it has one, else the registry's.
+        baseline = service.promoted(session, settings, chosen.version)
         candidate_path = service.adapter_file(settings, candidate)
         baseline_path = None if baseline is None else service.adapter_file(settings, baseline)
         if baseline is not None and baseline.id == candidate.id:
@@ -174,7 +195,9 @@ def models_evaluate(
     )
     with session_scope(sessions) as session:
         fresh_candidate = service.get_adapter(session, adapter_id)
-        fresh_baseline = None if baseline_path is None else service.promoted(session, settings)
+        fresh_baseline = (
+            None if baseline_path is None else service.promoted(session, settings, chosen.version)
+        )
         row = service.record_evaluation(session, fresh_candidate, fresh_baseline, result, _who())
         verdict = row.verdict
     engine.dispose()
@@ -195,29 +218,44 @@ def models_promote(
         bool, typer.Option("--force", help="Promote even if the gate refuses (recorded).")
     ] = False,
     note: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
+    for_taxonomy: ForTaxonomyOption = None,
 ) -> None:
     """Make the adapter the one workers run, if its latest evaluation against the promoted one
-    passed the gate (not lower in reason accuracy, and within each guard's allowance)."""
+    passed the gate (not lower in reason accuracy, and within each guard's allowance). With
+    --for-taxonomy, only the workers of that list run it; the other lists keep theirs."""
     from app.registry import service
 
     settings = get_settings()
     engine, sessions = _database()
     with session_scope(sessions) as session:
-        row = service.promote(session, settings, adapter_id, _who(), force=force, note=note)
+        row = service.promote(
+            session, settings, adapter_id, _who(), force=force, note=note, for_taxonomy=for_taxonomy
+        )
         said = f"promoted adapter {row.adapter_id}" + (" (forced: recorded)" if row.forced else "")
     engine.dispose()
-    err.print(said + "; workers switch to it between calls", markup=False, highlight=False)
+    whose = "workers" if for_taxonomy is None else f"workers of {for_taxonomy}"
+    err.print(said + f"; {whose} switch to it between calls", markup=False, highlight=False)
 
 
 @models_cli.command("rollback")
-def models_rollback() -> None:
-    """Promote again the adapter promoted before the current one."""
+def models_rollback(for_taxonomy: ForTaxonomyOption = None) -> None:
+    """Promote again the adapter promoted before the current one. With --for-taxonomy, along
+    that list's own promotions; past its first, the list runs the registry's adapter again."""
     from app.registry import service
 
     settings = get_settings()
     engine, sessions = _database()
     with session_scope(sessions) as session:
-        row = service.rollback(session, settings, _who())
-        said = f"rolled back to adapter {row.adapter_id}"
+        row = service.rollback(session, settings, _who(), for_taxonomy)
+        if row.action == "release":
+            current = service.promoted(session, settings)
+            said = (
+                f"{for_taxonomy} has no adapter of its own any more: its workers run the "
+                f"registry's promoted adapter {current.id if current else '(none)'}"
+            )
+        else:
+            said = f"rolled back to adapter {row.adapter_id}"
+            if for_taxonomy is not None:
+                said += f" for {for_taxonomy}"
     engine.dispose()
-    err.print(said + "; workers switch to it between calls", markup=False, highlight=False)
+    err.print(said + "; workers switch between calls", markup=False, highlight=False)

@@ -82,6 +82,21 @@ def latest_evaluation(
     ).one_or_none()
 
 
+def evaluated_on(session: Session, adapter_id: int, taxonomy_version: str) -> bool:
+    """Whether the adapter was ever evaluated on calls of the taxonomy version."""
+    return (
+        session.scalars(
+            select(AdapterEvaluation.id)
+            .where(
+                AdapterEvaluation.adapter_id == adapter_id,
+                AdapterEvaluation.taxonomy_version == taxonomy_version,
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
 def evaluations(session: Session) -> list[AdapterEvaluation]:
     return list(
         session.scalars(

@@ -1,7 +1,8 @@
 """Workers follow the registry: the promoted adapter at start, and a newly promoted one from
-the next call on, without a restart. A call in progress finishes on the adapter it started
-with. An adapter that cannot be loaded is refused: the worker keeps the one it has, and says
-so in its log and in callx_adapter_load_failures_total."""
+the next call on, without a restart. A worker runs the adapter promoted for its taxonomy (its
+list) where one is, else the registry's promoted adapter. A call in progress finishes on the
+adapter it started with. An adapter that cannot be loaded is refused: the worker keeps the one
+it has, and says so in its log and in callx_adapter_load_failures_total."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from app.db.session import session_scope
 from app.extraction.extractor import Extractor, check_extraction_settings
 from app.llm.model_files import file_sha256
 from app.registry.service import adapter_file, check_gguf, promoted
+from schemas.taxonomy import load_taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +34,25 @@ def follows_registry(settings: Settings) -> bool:
     return bool(settings.models.follow)
 
 
+def workers_list(settings: Settings) -> str:
+    """The taxonomy version the workers of these settings extract with: the list whose
+    promoted adapter they run, where it has one of its own."""
+    return load_taxonomy(settings.extraction.taxonomy_path).version
+
+
 def workers_model(session: Session, settings: Settings) -> str | None:
     """What the workers of these settings run, as a re-extraction records it: the promoted
     adapter's sha256 where they follow the registry, else None (the configured files)."""
     if not follows_registry(settings):
         return None
-    current = promoted(session, settings)
+    current = promoted(session, settings, workers_list(settings))
     return None if current is None else current.sha256
 
 
 def followed_model(session: Session, settings: Settings) -> str | None:
     """The model a worker that follows the registry runs, named as its backend names it (its
     processes switch to the promoted adapter between tasks); None: nothing promoted."""
-    current = promoted(session, settings)
+    current = promoted(session, settings, workers_list(settings))
     if current is None:
         return None
     backend, _ = check_extraction_settings(with_adapter(settings, adapter_file(settings, current)))
@@ -57,10 +65,14 @@ def with_adapter(settings: Settings, adapter: Path) -> Settings:
     )
 
 
-def promoted_file(sessions: sessionmaker[Session], settings: Settings) -> tuple[str, Path] | None:
-    """(sha256, file) of the promoted adapter, registering the shipped default on first use."""
+def promoted_file(
+    sessions: sessionmaker[Session], settings: Settings, taxonomy_version: str | None = None
+) -> tuple[str, Path] | None:
+    """(sha256, file) of the adapter promoted for `taxonomy_version` (None: the workers' list
+    of these settings), registering the shipped default on first use."""
+    version = taxonomy_version or workers_list(settings)
     with session_scope(sessions) as session:
-        adapter = promoted(session, settings)
+        adapter = promoted(session, settings, version)
         return None if adapter is None else (adapter.sha256, adapter_file(settings, adapter))
 
 
@@ -81,6 +93,7 @@ class AdapterFollower:
         self.build = build
         self.clock = clock
         self.refused: str | None = None  # a promoted file that failed to load: not retried
+        self.taxonomy_version = workers_list(settings)  # read once: the file is the worker's
         self._next_check = clock() + settings.models.check_interval_s
         self._lock = threading.Lock()
 
@@ -94,7 +107,7 @@ class AdapterFollower:
                 return current
             self._next_check = self.clock() + self.settings.models.check_interval_s
             try:
-                found = promoted_file(self.sessions, self.settings)
+                found = promoted_file(self.sessions, self.settings, self.taxonomy_version)
             except Exception as exc:  # database down: keep going with what we have
                 log.warning("could not read the promoted adapter", extra={"error": str(exc)})
                 return current

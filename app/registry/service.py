@@ -363,6 +363,16 @@ def promote(
     now on that list's calls; the other lists keep theirs."""
     current = promoted(session, settings, for_taxonomy)
     candidate = get_adapter(session, adapter_id)
+    if for_taxonomy is not None and not registry_db.evaluated_on(
+        session, candidate.id, for_taxonomy
+    ):
+        # Even with force: a list's version mistyped would be a promotion no worker follows.
+        raise InvalidRequestError(
+            f"{candidate.name!r} was never evaluated on calls of {for_taxonomy!r}: give the "
+            "`version:` of the list's YAML, and run `callx models evaluate "
+            f"{candidate.id} --taxonomy ITS_LIST.yaml` first",
+            loc=("body", "for_taxonomy"),
+        )
     where = "" if for_taxonomy is None else f" for {for_taxonomy}"
     if current is not None and candidate.id == current.id:
         raise ConflictError(f"{candidate.name!r} (id {candidate.id}) is already promoted{where}")

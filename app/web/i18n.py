@@ -231,6 +231,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Motif juste : lui / le promu · appels · verdict",
     ),
     "models.promoted": ("promoted", "promu"),
+    "models.promoted_for": ("promoted for {version}", "promu pour {version}"),
     "models.guard_lost": (
         "guard {dataset}: {points} points lost, {allowed} allowed",
         "garde {dataset} : {points} points perdus, {allowed} permis",

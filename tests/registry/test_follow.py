@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from app.llm.model_files import DEFAULT_ADAPTER, file_sha256
 from app.registry import service
 from support.calls import CALLS
 from support.env import process_env
-from support.services import CallxProcess, wait_for
+from support.services import CallxProcess, free_port, wait_for
 
 pytestmark = [pytest.mark.model, pytest.mark.services]
 CALLX = str(Path(".venv/bin/callx").resolve())
@@ -195,3 +196,70 @@ def test_an_adapter_llama_cpp_cannot_read_is_an_error_not_a_silent_base_model(
     broken.write_bytes(DEFAULT_ADAPTER.read_bytes()[:4096])
     with pytest.raises(ValueError, match="could not load the LoRA adapter"):
         LlamaCppBackend(model_path, lora_path=broken)
+
+
+def test_a_worker_of_a_list_runs_the_adapter_promoted_for_that_list(
+    settings: Settings,
+    database_url: str,
+    start_callx: Callable[..., CallxProcess],
+    tmp_path: Path,
+    clean_db: None,
+    clean_broker: None,
+) -> None:
+    """An API and a worker of a customer's own list (the flywheel's moving company): the
+    adapter promoted for that list alone, not the registry's; the registry's again once the
+    list is rolled back past its first promotion."""
+    from support.factories import gate_comparison
+
+    moving = "moving-2026-12"
+    models_settings = settings.model_copy(update={"models_dir": tmp_path / "models"})
+    env = process_env(
+        settings,
+        CALLX_EXTRACTION__BACKEND="llamacpp",
+        CALLX_EXTRACTION__TAXONOMY_PATH=str(Path("data/flywheel/moving.yaml").resolve()),
+        CALLX_MODELS_DIR=str(tmp_path / "models"),
+        CALLX_MODELS__CHECK_INTERVAL_S="0.5",
+    )
+    engine = build_engine(models_settings)
+    sessions = build_sessionmaker(engine)
+    with session_scope(sessions) as session:
+        own = service.register(session, models_settings, _variant(tmp_path, "m", b"m"), "own", "t")
+        general = service.register(
+            session, models_settings, _variant(tmp_path, "g", b"g"), "general", "t"
+        )
+        service.record_evaluation(
+            session,
+            own,
+            service.promoted(session, models_settings, moving),
+            gate_comparison(0.6, 0.4, taxonomy_version=moving),
+            "t",
+        )
+        service.promote(session, models_settings, own.id, "t", for_taxonomy=moving)
+        service.promote(session, models_settings, general.id, "t", force=True)
+        own_sha, general_sha = own.sha256, general.sha256
+    port = free_port()
+    api = start_callx(["serve", "--port", str(port), "--no-worker", "--no-migrate"], env, "api")
+    api.wait_http(f"http://127.0.0.1:{port}/healthz")
+    worker = start_callx(["worker", "--concurrency", "1"], env, "worker")
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+
+    def submit(prefix: str, n: int) -> None:
+        records = [{**c, "external_id": f"{prefix}-{i}"} for i, c in enumerate(CALLS[:n])]
+        assert client.post("/v1/batches", json=records).status_code == 202
+
+    def done(n: int) -> Callable[[], bool]:
+        return lambda: len([r for r in _extractions(database_url) if r[1] == "succeeded"]) >= n
+
+    submit("a", 2)
+    wait_for(done(2), 180, "the list's first calls")
+    assert [sha for _, _, sha in _extractions(database_url)] == [own_sha, own_sha]
+    assert all(m.endswith("+own.gguf") for m in _heartbeat_models(database_url))
+
+    with session_scope(sessions) as session:
+        assert service.rollback(session, models_settings, "t", moving).action == "release"
+    engine.dispose()
+    time.sleep(1)  # past the worker's check interval: its next call looks again
+    submit("b", 2)
+    wait_for(done(4), 180, "the calls after the release")
+    assert [sha for _, _, sha in _extractions(database_url)[-2:]] == [general_sha, general_sha]
+    assert "switched to the promoted adapter general.gguf" in worker.log()

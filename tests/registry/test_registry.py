@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.auth.service import create_api_key
 from app.config import Settings
-from app.db.session import build_engine, build_sessionmaker, session_scope
+from app.db.session import build_sessionmaker, session_scope
 from app.errors import ConflictError, InvalidRequestError
 from app.llm.model_files import DEFAULT_ADAPTER, file_sha256
 from app.main import create_app
@@ -178,23 +177,6 @@ def test_a_candidate_that_forgets_a_guard_is_refused_and_says_where(
             json={"force": True, "note": "we no longer run the default list"},
         )
         assert forced.status_code == 200 and forced.json()["forced"], forced.text
-
-
-@pytest.fixture
-def keyed(review_settings: Settings, tmp_path: Path) -> Any:
-    """Settings that require keys, an engine on them, an `admin` and a `read` key."""
-    settings = review_settings.model_copy(
-        update={
-            "models_dir": tmp_path / "models",
-            "auth": review_settings.auth.model_copy(update={"required": True}),
-        }
-    )
-    engine = build_engine(settings)
-    with session_scope(build_sessionmaker(engine)) as session:
-        admin = create_api_key(session, "admin", "ops")[1]
-        reader = create_api_key(session, "read", "ana")[1]
-    yield settings, engine, admin, reader
-    engine.dispose()
 
 
 def test_the_api_lists_for_readers_and_promotes_for_admins(keyed: Any, tmp_path: Path) -> None:

@@ -457,3 +457,24 @@ def test_the_models_page_names_a_guard_a_candidate_lost(
     client.cookies.set("callx_lang", "fr", path="/ui")
     french = client.get("/ui/models").text
     assert "garde data/calls/test.jsonl : 16,47 points perdus, 2 permis" in french
+
+
+def test_the_models_page_says_which_list_an_adapter_is_promoted_for(
+    client: TestClient, review_settings: Settings, tmp_path: Path
+) -> None:
+    candidate = tmp_path / "movers.gguf"
+    candidate.write_bytes(DEFAULT_ADAPTER.read_bytes() + b"movers")
+    engine = build_engine(review_settings)
+    with session_scope(build_sessionmaker(engine)) as session:
+        movers = registry.register(session, review_settings, candidate, "movers", "t")
+        comparison = gate_comparison(0.6, 0.4, taxonomy_version="moving-2026-12")
+        baseline = registry.promoted(session, review_settings, "moving-2026-12")
+        registry.record_evaluation(session, movers, baseline, comparison, "t")
+        registry.promote(session, review_settings, movers.id, "t", for_taxonomy="moving-2026-12")
+    engine.dispose()
+    row = client.get("/ui/models").text.split("<td>movers")[1].split("</tr>")[0]
+    assert '<span class="tag ok promoted-for">promoted for moving-2026-12</span>' in row
+    default_row = client.get("/ui/models").text.split("<td>callx-default")[1].split("</tr>")[0]
+    assert "promoted for" not in default_row and ">promoted</span>" in default_row
+    client.cookies.set("callx_lang", "fr", path="/ui")
+    assert "promu pour moving-2026-12" in client.get("/ui/models").text
