@@ -141,6 +141,10 @@ def promote(
                     "summary": "Past a refusal (recorded)",
                     "value": {"force": True, "note": "hotfix for the new price plan"},
                 },
+                "list": {
+                    "summary": "For one list's workers only",
+                    "value": {"for_taxonomy": "moving-2026-12", "note": "movers, round 3"},
+                },
             }
         ),
     ] = None,
@@ -163,7 +167,11 @@ def promote(
 @router.post(
     "/rollback",
     response_model=PromotionRead,
-    responses={**RESPONSES, 409: {"model": Problem, "description": "Nothing to roll back to."}},
+    responses={
+        **RESPONSES,
+        **BODY_RESPONSES,
+        409: {"model": Problem, "description": "Nothing to roll back to."},
+    },
 )
 def rollback(
     session: SessionDep,

@@ -100,6 +100,7 @@ def test_every_request_body_has_an_example_that_the_api_accepts() -> None:
         ("/v1/transcripts/{transcript_id}/label", "application/json"),
         ("/v1/reextractions", "application/json"),
         ("/v1/models/{adapter_id}/promote", "application/json"),
+        ("/v1/models/rollback", "application/json"),
         ("/v1/models", "multipart/form-data"),
     }
     for where, media in bodies.items():
