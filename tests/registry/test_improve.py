@@ -13,9 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.db import registry as registry_db
 from app.db.migrate import upgrade
 from app.db.session import build_engine, build_sessionmaker, session_scope
 from app.llm.fake import FakeBackend
+from app.llm.model_files import DEFAULT_ADAPTER
 from app.main import create_app
 from app.registry import service
 from support.env import CACHE_DIR
@@ -98,4 +100,93 @@ def test_improve_trains_measures_and_keeps_the_gate(tmp_path: Path) -> None:
         assert [g["calls"] for g in candidate.evaluation.guards] == [3]
         card = candidate.adapter.card or {}
         assert card["init_adapter"]["file"].endswith("callx-default.gguf")  # from the promoted
+    engine.dispose()
+
+
+def test_improve_for_a_list_starts_from_and_is_gated_against_that_lists_adapter(
+    tmp_path: Path,
+) -> None:
+    """A moving company's own list with an adapter promoted for it alone: `improve --for-list`
+    trains from that adapter and measures the candidate against it, not the registry's."""
+    from support.factories import gate_comparison
+
+    moving_yaml = Path("data/flywheel/moving.yaml").resolve()
+    data = tmp_path / "data"
+    url = f"sqlite:///{data / 'callx.sqlite3'}"
+    data.mkdir()
+    upgrade(url)
+    settings = Settings(
+        data_dir=data,
+        cache_dir=CACHE_DIR,
+        database={"url": url},
+        extraction={"backend": "fake", "taxonomy_path": moving_yaml},
+        auth={"required": False},
+        review={"audit_rate": 0.0},
+    )
+    records = [
+        json.loads(line)
+        for line in Path("data/flywheel/moving-train.jsonl").read_text("utf-8").splitlines()
+    ][:20]
+    with TestClient(create_app(settings, queue=FakeTaskQueue())) as client:  # type: ignore[arg-type]
+        created = client.post(
+            "/v1/batches", json=[{"text": r["transcript"], "external_id": r["id"]} for r in records]
+        )
+        ids = [str(i) for i in created.json()["transcript_ids"]]
+        extract_stored(settings, ids, backend=FakeBackend(scored=True))
+        for call_id, record in zip(ids, records, strict=True):
+            label = {"reason": record["reason"], "product": record["product"], "version": 0}
+            assert client.put(f"/v1/transcripts/{call_id}/label", json=label).status_code == 200
+    movers = tmp_path / "movers-v1.gguf"
+    movers.write_bytes(DEFAULT_ADAPTER.read_bytes() + b"movers")  # its weights, another file
+    movers.with_suffix(".json").write_text(
+        DEFAULT_ADAPTER.with_suffix(".json").read_text("utf-8"), "utf-8"
+    )
+    engine = build_engine(settings)
+    with session_scope(build_sessionmaker(engine)) as session:
+        service.ensure_default(session, settings)
+        own = service.register(session, settings, movers, "movers-v1", "t")
+        own_id = own.id
+    with session_scope(build_sessionmaker(engine)) as session:
+        service.record_evaluation(
+            session,
+            service.get_adapter(session, own_id),
+            service.promoted(session, settings, "moving-2026-12"),
+            gate_comparison(0.6, 0.4, taxonomy_version="moving-2026-12"),
+            "t",
+        )
+        service.promote(session, settings, own_id, "t", for_taxonomy="moving-2026-12")
+    gate = tmp_path / "gate.jsonl"
+    gate.write_text(
+        "".join(Path("data/flywheel/moving-test.jsonl").read_text("utf-8").splitlines(True)[:3]),
+        "utf-8",
+    )
+    env = {
+        **os.environ,
+        "CALLX_DATA_DIR": str(data),
+        "CALLX_CACHE_DIR": str(CACHE_DIR),
+        "CALLX_DATABASE__URL": url,
+        "CALLX_EXTRACTION__TAXONOMY_PATH": str(moving_yaml),
+    }
+    done = subprocess.run(
+        [CALLX, "improve", "--output", str(tmp_path / "round"), "--max-steps", "1"]
+        + ["--test", str(gate), "--for-list", "--no-promote"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "from movers-v1 in" in done.stderr  # fine-tuned from the list's adapter
+    with session_scope(build_sessionmaker(engine)) as session:
+        candidate = service.list_adapters(session, settings)[-1]
+        assert candidate.adapter.name.startswith("candidate-")
+        card = candidate.adapter.card or {}
+        assert card["init_adapter"]["file"].endswith("movers-v1.gguf")
+        [evaluation] = [
+            e for e in registry_db.evaluations(session) if e.adapter_id == candidate.adapter.id
+        ]
+        assert evaluation.baseline_id == own_id and evaluation.calls == 3
+        assert evaluation.taxonomy_version == "moving-2026-12"
+        # The registry's promotion is untouched: other lists still run the default.
+        assert service.promoted(session, settings).name == "callx-default"  # type: ignore[union-attr]
     engine.dispose()
