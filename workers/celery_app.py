@@ -282,7 +282,7 @@ def _start_reconciler(sender: object = None, **_: object) -> None:
         sessions,
         identity,
         settings.broker.heartbeat_interval_s,
-        model_now=partial(followed_model, settings=settings)
+        model_now=partial(followed_model, settings=settings, taxonomy_version=taxonomy.version)
         if follows_registry(settings)
         else None,
     )

@@ -98,7 +98,7 @@ def create(
         queue,
         reextract.ReextractionFilter(**data.model_dump()),
         taxonomy_version=taxonomy.version,
-        model=workers_model(session, settings),
+        model=workers_model(session, settings, taxonomy.version),
         by="api:local" if caller is None else f"api:{caller.name or caller.key_id}",
     )
     if not state.created:

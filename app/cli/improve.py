@@ -98,6 +98,14 @@ def improve(
         except ExportError as exc:
             raise CliError(str(exc)) from None
         scope = taxonomy.version if for_list else None
+        own = registry.lists_with_their_own(session)
+        if scope is None and taxonomy.version in own:
+            # Its workers would not run what this promotes: the round would be for nothing.
+            raise CliError(
+                f"{taxonomy.version} runs its own adapter {own[taxonomy.version]}: pass "
+                "--for-list, or hand it back first (`callx models rollback --for-taxonomy "
+                f"{taxonomy.version}`)"
+            )
         current = registry.promoted(session, settings, scope)
         if current is None:
             raise CliError("no adapter is promoted and none ships with callx: nothing to improve")
@@ -159,7 +167,7 @@ def improve(
                 queue,
                 reextract.ReextractionFilter(max_confidence=reextract_below),
                 taxonomy_version=taxonomy.version,
-                model=workers_model(session, settings),
+                model=workers_model(session, settings, taxonomy.version),
                 by="cli:improve",
             )
             _say(f"re-extraction {state.job.id}: {state.job.calls} calls below {reextract_below}")

@@ -162,10 +162,13 @@ def models_evaluate(
     ] = None,
     guard: GuardOption = None,
     guard_max_loss: GuardLossOption = GUARD_MAX_LOSS,
+    for_taxonomy: ForTaxonomyOption = None,
 ) -> None:
     """Run the candidate and the promoted adapter on every call of the dataset (and of each
     guard), and store the comparison: reason accuracy of both, the paired McNemar p-value, the
-    gate's verdict (passes, worse, or forgets: a guard lost more than it allows)."""
+    gate's verdict (passes, worse, or forgets: a guard lost more than it allows). With
+    --for-taxonomy, against the adapter that list's workers run (for `promote
+    --for-taxonomy`); the dataset is read with that list (--taxonomy)."""
     from app.registry import service
     from app.registry.gate import compare_adapters
     from schemas.taxonomy import load_taxonomy
@@ -174,14 +177,15 @@ def models_evaluate(
     if not dataset.is_file():
         raise CliError(f"--dataset {dataset}: no such file")
     chosen = load_taxonomy(taxonomy or settings.extraction.taxonomy_path)
+    service.check_gate_list(for_taxonomy, chosen.version)
     guards = parse_guards(guard, guard_max_loss, load_taxonomy(settings.extraction.taxonomy_path))
     engine, sessions = _database()
     with session_scope(
         sessions
     ) as session:  # the paths only; no session is held while the models run
         candidate = service.get_adapter(session, adapter_id)
-        # The adapter the dataset's list runs: its own where it has one, else the registry's.
-        baseline = service.promoted(session, settings, chosen.version)
+        # The registry's promoted adapter, or the one the list runs (--for-taxonomy).
+        baseline = service.promoted(session, settings, for_taxonomy)
         candidate_path = service.adapter_file(settings, candidate)
         baseline_path = None if baseline is None else service.adapter_file(settings, baseline)
         if baseline is not None and baseline.id == candidate.id:
@@ -195,8 +199,11 @@ def models_evaluate(
     )
     with session_scope(sessions) as session:
         fresh_candidate = service.get_adapter(session, adapter_id)
+        # The adapter measured, even if another was promoted while the models ran.
         fresh_baseline = (
-            None if baseline_path is None else service.promoted(session, settings, chosen.version)
+            None
+            if baseline is None or baseline_path is None
+            else service.get_adapter(session, baseline.id)
         )
         row = service.record_evaluation(session, fresh_candidate, fresh_baseline, result, _who())
         verdict = row.verdict
@@ -232,9 +239,15 @@ def models_promote(
             session, settings, adapter_id, _who(), force=force, note=note, for_taxonomy=for_taxonomy
         )
         said = f"promoted adapter {row.adapter_id}" + (" (forced: recorded)" if row.forced else "")
+        own = sorted(service.lists_with_their_own(session))
     engine.dispose()
-    whose = "workers" if for_taxonomy is None else f"workers of {for_taxonomy}"
-    err.print(said + f"; {whose} switch to it between calls", markup=False, highlight=False)
+    if for_taxonomy is not None:
+        said += f"; workers of {for_taxonomy} switch to it between calls"
+    else:
+        said += "; workers switch to it between calls"
+        if own:
+            said += f", except those of {', '.join(own)}, which run their own"
+    err.print(said, markup=False, highlight=False)
 
 
 @models_cli.command("rollback")

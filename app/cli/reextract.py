@@ -65,7 +65,7 @@ def reextract_command(
             queue,
             filters,
             taxonomy_version=taxonomy.version,
-            model=workers_model(session, settings),
+            model=workers_model(session, settings, taxonomy.version),
             by="cli",
         )
         job_id, calls = state.job.id, state.job.calls

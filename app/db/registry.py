@@ -97,6 +97,19 @@ def evaluated_on(session: Session, adapter_id: int, taxonomy_version: str) -> bo
     )
 
 
+def evaluated_versions(session: Session, adapter_id: int) -> list[str]:
+    """The taxonomy versions the adapter was evaluated on, in order."""
+    return sorted(
+        set(
+            session.scalars(
+                select(AdapterEvaluation.taxonomy_version).where(
+                    AdapterEvaluation.adapter_id == adapter_id
+                )
+            )
+        )
+    )
+
+
 def evaluations(session: Session) -> list[AdapterEvaluation]:
     return list(
         session.scalars(

@@ -35,24 +35,27 @@ def follows_registry(settings: Settings) -> bool:
 
 
 def workers_list(settings: Settings) -> str:
-    """The taxonomy version the workers of these settings extract with: the list whose
-    promoted adapter they run, where it has one of its own."""
+    """The taxonomy version the workers of these settings extract with, read from its file:
+    the list whose promoted adapter they run, where it has one of its own. Callers that hold
+    the loaded taxonomy pass its version instead."""
     return load_taxonomy(settings.extraction.taxonomy_path).version
 
 
-def workers_model(session: Session, settings: Settings) -> str | None:
-    """What the workers of these settings run, as a re-extraction records it: the promoted
-    adapter's sha256 where they follow the registry, else None (the configured files)."""
+def workers_model(session: Session, settings: Settings, taxonomy_version: str) -> str | None:
+    """What the workers of these settings and list run, as a re-extraction records it: the
+    sha256 of the adapter promoted for them where they follow the registry, else None (the
+    configured files)."""
     if not follows_registry(settings):
         return None
-    current = promoted(session, settings, workers_list(settings))
+    current = promoted(session, settings, taxonomy_version)
     return None if current is None else current.sha256
 
 
-def followed_model(session: Session, settings: Settings) -> str | None:
-    """The model a worker that follows the registry runs, named as its backend names it (its
-    processes switch to the promoted adapter between tasks); None: nothing promoted."""
-    current = promoted(session, settings, workers_list(settings))
+def followed_model(session: Session, settings: Settings, taxonomy_version: str) -> str | None:
+    """The model a worker of `taxonomy_version` that follows the registry runs, named as its
+    backend names it (its processes switch to the promoted adapter between tasks); None:
+    nothing promoted."""
+    current = promoted(session, settings, taxonomy_version)
     if current is None:
         return None
     backend, _ = check_extraction_settings(with_adapter(settings, adapter_file(settings, current)))

@@ -278,11 +278,42 @@ def list_adapters(session: Session, settings: Settings) -> list[AdapterListing]:
         AdapterListing(
             adapter,
             adapter.id == current_id,
-            registry_db.latest_evaluation(session, adapter.id, current_id),
+            _latest_against_current(session, adapter.id, current_id, lists),
             tuple(sorted(v for v, adapter_id in lists.items() if adapter_id == adapter.id)),
         )
         for adapter in registry_db.adapters(session)
     ]
+
+
+def _latest_against_current(
+    session: Session, adapter_id: int, current_id: int | None, lists: dict[str, int]
+) -> AdapterEvaluation | None:
+    """The latest evaluation against the registry's promoted adapter, else against the adapter
+    a list runs, on that list's calls (a candidate for that list)."""
+    found = registry_db.latest_evaluation(session, adapter_id, current_id)
+    if found is not None:
+        return found
+    for_lists = [
+        registry_db.latest_evaluation(session, adapter_id, own_id, version)
+        for version, own_id in lists.items()
+    ]
+    dated = [e for e in for_lists if e is not None]
+    return max(dated, key=lambda e: (e.created_at, e.id)) if dated else None
+
+
+def lists_with_their_own(session: Session) -> dict[str, int]:
+    """{taxonomy version: adapter id} of the lists whose workers run an adapter of their own."""
+    return registry_db.promoted_lists(session)
+
+
+def check_gate_list(for_taxonomy: str | None, dataset_version: str) -> None:
+    """A list's gate is measured on that list's calls: refuses a dataset of another list."""
+    if for_taxonomy is not None and for_taxonomy != dataset_version:
+        raise InvalidRequestError(
+            f"--for-taxonomy {for_taxonomy}: the dataset's calls are read with {dataset_version}; "
+            "give --taxonomy the list's YAML",
+            loc=("body", "for_taxonomy"),
+        )
 
 
 def get_adapter(session: Session, adapter_id: int) -> Adapter:
@@ -363,19 +394,29 @@ def promote(
     now on that list's calls; the other lists keep theirs."""
     current = promoted(session, settings, for_taxonomy)
     candidate = get_adapter(session, adapter_id)
+    if current is not None and candidate.id == current.id:
+        if for_taxonomy is None:
+            raise ConflictError(f"{candidate.name!r} (id {candidate.id}) is already promoted")
+        raise ConflictError(
+            f"{for_taxonomy} already runs {candidate.name!r} (id {candidate.id})"
+            + (
+                ""
+                if for_taxonomy in registry_db.promoted_lists(session)
+                else ": it is the registry's promoted adapter"
+            )
+        )
     if for_taxonomy is not None and not registry_db.evaluated_on(
         session, candidate.id, for_taxonomy
     ):
         # Even with force: a list's version mistyped would be a promotion no worker follows.
+        seen = registry_db.evaluated_versions(session, candidate.id)
         raise InvalidRequestError(
-            f"{candidate.name!r} was never evaluated on calls of {for_taxonomy!r}: give the "
-            "`version:` of the list's YAML, and run `callx models evaluate "
-            f"{candidate.id} --taxonomy ITS_LIST.yaml` first",
+            f"{candidate.name!r} was never evaluated on calls of {for_taxonomy!r} (it was on: "
+            f"{', '.join(seen) or 'none'}): give the `version:` of the list's YAML, and run "
+            f"`callx models evaluate {candidate.id} --dataset LABELS.jsonl --taxonomy "
+            f"LIST.yaml --for-taxonomy {for_taxonomy}` first",
             loc=("body", "for_taxonomy"),
         )
-    where = "" if for_taxonomy is None else f" for {for_taxonomy}"
-    if current is not None and candidate.id == current.id:
-        raise ConflictError(f"{candidate.name!r} (id {candidate.id}) is already promoted{where}")
     evaluation = registry_db.latest_evaluation(
         session, candidate.id, None if current is None else current.id, for_taxonomy
     )
@@ -403,10 +444,13 @@ def _refusal(
         return None
     if evaluation is None:
         calls = "" if for_taxonomy is None else f" on calls of {for_taxonomy}"
-        option = "" if for_taxonomy is None else " --taxonomy ITS_LIST.yaml"
+        option = (
+            "" if for_taxonomy is None else f" --taxonomy LIST.yaml --for-taxonomy {for_taxonomy}"
+        )
         return (
             f"{candidate.name!r} was never evaluated against the promoted {current.name!r}"
-            f"{calls}: run `callx models evaluate {candidate.id}{option}` first"
+            f"{calls}: run `callx models evaluate {candidate.id} --dataset LABELS.jsonl"
+            f"{option}` first"
         )
     lost = "; ".join(
         f"on the guard {g['dataset']} ({g['calls']} calls, {g['taxonomy_version']}) "
@@ -447,8 +491,9 @@ def rollback(
         else:
             stack.append(promotion.adapter_id)
     if for_taxonomy is not None and len(stack) == 1:
+        general = promoted(session, settings)
         row = Promotion(
-            adapter_id=stack[-1],
+            adapter_id=stack[-1] if general is None else general.id,  # what the list runs now
             previous_id=stack[-1],
             action="release",
             taxonomy_version=for_taxonomy,
@@ -460,9 +505,11 @@ def rollback(
         return row
     if len(stack) < 2:
         if for_taxonomy is not None:
+            own = sorted(registry_db.promoted_lists(session))
             raise ConflictError(
                 f"nothing to roll back for {for_taxonomy}: no adapter is promoted for that "
-                "list alone (its workers run the registry's promoted adapter)"
+                "list alone (its workers run the registry's promoted adapter); lists with "
+                f"their own: {', '.join(own) or 'none'}"
             )
         raise ConflictError("nothing to roll back to: no adapter was promoted before this one")
     row = Promotion(

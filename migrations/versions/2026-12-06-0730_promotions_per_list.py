@@ -27,6 +27,20 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Without the column a list's promotion would read as the registry's: every list would
+    # run an adapter promoted for one. Refused, saying how to go on.
+    rows = (
+        op.get_bind()
+        .execute(sa.text("SELECT count(*) FROM promotions WHERE taxonomy_version IS NOT NULL"))
+        .scalar_one()
+    )
+    if rows:
+        raise RuntimeError(
+            f"{rows} promotion(s) are for one list only, which revision 0010 cannot tell from "
+            "the registry's: hand each list back first (`callx models rollback --for-taxonomy "
+            "VERSION` until it is released), then delete those rows "
+            "(DELETE FROM promotions WHERE taxonomy_version IS NOT NULL) and downgrade again"
+        )
     op.drop_index("ix_promotions_taxonomy_version", table_name="promotions")
     with op.batch_alter_table("promotions") as batch_op:
         batch_op.drop_column("taxonomy_version")

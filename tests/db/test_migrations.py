@@ -95,3 +95,42 @@ def test_sqlite_downgrades_through_the_review_revision_and_back(tmp_path: Path) 
     engine.dispose()
     upgrade(url)
     check(url)
+
+
+def test_a_promotion_for_one_list_stops_the_downgrade_that_would_make_it_everyones(
+    tmp_path: Path,
+) -> None:
+    """0011's column told a list's promotion from the registry's: 0010 cannot, so the
+    downgrade is refused while there is one, and goes down and up again once there is none."""
+    from alembic import command
+
+    from app.db.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'callx.sqlite3'}"
+    upgrade(url)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO adapters (name, sha256, file_name, size_bytes, registered_by, "
+                "registered_at) VALUES ('a', :sha, 'a/a.gguf', 1, 't', CURRENT_TIMESTAMP)"
+            ),
+            {"sha": "0" * 64},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO promotions (adapter_id, action, taxonomy_version, forced, "
+                "promoted_by, created_at) VALUES (1, 'promote', 'moving-2026-12', false, 't', "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
+    config = alembic_config(url)
+    with pytest.raises(RuntimeError, match="1 promotion\\(s\\) are for one list only"):
+        command.downgrade(config, "0010")
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM promotions WHERE taxonomy_version IS NOT NULL"))
+    command.downgrade(config, "0010")
+    assert "taxonomy_version" not in {c["name"] for c in inspect(engine).get_columns("promotions")}
+    engine.dispose()
+    upgrade(url)
+    check(url)

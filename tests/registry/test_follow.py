@@ -235,8 +235,7 @@ def test_a_worker_of_a_list_runs_the_adapter_promoted_for_that_list(
             "t",
         )
         service.promote(session, models_settings, own.id, "t", for_taxonomy=moving)
-        service.promote(session, models_settings, general.id, "t", force=True)
-        own_sha, general_sha = own.sha256, general.sha256
+        own_sha, general_sha, general_id = own.sha256, general.sha256, general.id
     port = free_port()
     api = start_callx(["serve", "--port", str(port), "--no-worker", "--no-migrate"], env, "api")
     api.wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -255,11 +254,19 @@ def test_a_worker_of_a_list_runs_the_adapter_promoted_for_that_list(
     assert [sha for _, _, sha in _extractions(database_url)] == [own_sha, own_sha]
     assert all(m.endswith("+own.gguf") for m in _heartbeat_models(database_url))
 
+    # The registry's adapter promoted while the list's worker runs: it keeps the list's.
+    with session_scope(sessions) as session:
+        service.promote(session, models_settings, general_id, "t", force=True)
+    time.sleep(1)  # past the worker's check interval
+    submit("b", 2)
+    wait_for(done(4), 180, "the calls after the registry's promotion")
+    assert [sha for _, _, sha in _extractions(database_url)[-2:]] == [own_sha, own_sha]
+
     with session_scope(sessions) as session:
         assert service.rollback(session, models_settings, "t", moving).action == "release"
     engine.dispose()
     time.sleep(1)  # past the worker's check interval: its next call looks again
-    submit("b", 2)
-    wait_for(done(4), 180, "the calls after the release")
+    submit("c", 2)
+    wait_for(done(6), 180, "the calls after the release")
     assert [sha for _, _, sha in _extractions(database_url)[-2:]] == [general_sha, general_sha]
     assert "switched to the promoted adapter general.gguf" in worker.log()

@@ -167,6 +167,16 @@ def test_improve_for_a_list_starts_from_and_is_gated_against_that_lists_adapter(
         "CALLX_DATABASE__URL": url,
         "CALLX_EXTRACTION__TAXONOMY_PATH": str(moving_yaml),
     }
+    # Without --for-list the round would promote an adapter this list's workers never run.
+    refused = subprocess.run(
+        [CALLX, "improve", "--output", str(tmp_path / "refused"), "--test", str(gate)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert f"moving-2026-12 runs its own adapter {own_id}: pass --for-list" in refused.stderr
     done = subprocess.run(
         [CALLX, "improve", "--output", str(tmp_path / "round"), "--max-steps", "1"]
         + ["--test", str(gate), "--for-list", "--no-promote"],

@@ -66,7 +66,7 @@ def test_a_list_runs_its_own_adapter_and_the_others_keep_theirs(
         _evaluate(session, settings, moving_id, DEFAULT_LIST, 0.9)
         with pytest.raises(InvalidRequestError, match="never evaluated on calls of 'moving-2026"):
             service.promote(session, settings, moving_id, "t", force=True, for_taxonomy=MOVING)
-        with pytest.raises(InvalidRequestError, match="never evaluated on calls of 'movng'"):
+        with pytest.raises(InvalidRequestError, match=r"'movng' \(it was on: default-2026-11-29\)"):
             service.promote(session, settings, moving_id, "t", force=True, for_taxonomy="movng")
     with session_scope(sessions) as session:
         _evaluate(session, settings, moving_id, MOVING, 0.40)  # worse than the default there
@@ -80,7 +80,7 @@ def test_a_list_runs_its_own_adapter_and_the_others_keep_theirs(
         assert _served(session, settings, MOVING) == "moving"
         assert _served(session, settings, DEFAULT_LIST) == "callx-default"
         assert _served(session, settings, None) == "callx-default"
-        with pytest.raises(ConflictError, match=f"already promoted for {MOVING}"):
+        with pytest.raises(ConflictError, match=f"{MOVING} already runs 'moving'"):
             service.promote(session, settings, moving_id, "t", for_taxonomy=MOVING)
         listed = {item.adapter.name: item for item in service.list_adapters(session, settings)}
         assert listed["moving"].promoted_for == (MOVING,) and not listed["moving"].promoted
@@ -96,12 +96,17 @@ def test_a_list_runs_its_own_adapter_and_the_others_keep_theirs(
     with session_scope(sessions) as session:
         released = service.rollback(session, settings, "ops", for_taxonomy=MOVING)
         assert (released.action, released.taxonomy_version) == ("release", MOVING)
+        # Like every row: the adapter the list runs from now on, and the one it left.
+        assert (released.adapter_id, released.previous_id) == (general_id, moving_id)
     with session_scope(sessions) as session:
         assert _served(session, settings, MOVING) == "gen"
         assert _served(session, settings, None) == "gen"
         assert all(not item.promoted_for for item in service.list_adapters(session, settings))
-        with pytest.raises(ConflictError, match=f"nothing to roll back for {MOVING}"):
+        with pytest.raises(ConflictError, match=f"nothing to roll back for {MOVING}.*own: none"):
             service.rollback(session, settings, "ops", for_taxonomy=MOVING)
+        # The list runs the registry's adapter: asking it to run that one again says so.
+        with pytest.raises(ConflictError, match="already runs 'gen'.*registry's promoted"):
+            service.promote(session, settings, general_id, "t", for_taxonomy=MOVING)
     with session_scope(sessions) as session:
         assert service.rollback(session, settings, "ops").adapter_id != general_id
         assert _served(session, settings, MOVING) == "callx-default"
@@ -197,5 +202,16 @@ def test_the_cli_promotes_for_a_list_and_lists_it(
     assert "promoted for" in listed[0]
     [line] = [row for row in listed if "moving-v1" in row]
     assert MOVING in line and not line.startswith("*")
+    wrong_list = run(
+        "evaluate", new_id, "--dataset", "data/calls/dev.jsonl", "--for-taxonomy", MOVING
+    )
+    assert wrong_list.returncode == 2 and len(wrong_list.stderr.strip().splitlines()) == 1
+    assert "the dataset's calls are read with default-" in wrong_list.stderr
+    other = run("register", str(_variant(tmp_path, "other", b"o")), "--name", "general-v2")
+    other_id = other.stderr.split(" as id ")[1].split()[0]
+    everyone = run("promote", other_id, "--force")
+    assert everyone.returncode == 0, everyone.stderr
+    assert f"except those of {MOVING}, which run their own" in everyone.stderr
     back = run("rollback", "--for-taxonomy", MOVING)
     assert back.returncode == 0 and f"{MOVING} has no adapter of its own any more" in back.stderr
+    assert f"promoted adapter {other_id}" in back.stderr

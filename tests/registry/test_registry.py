@@ -286,7 +286,7 @@ def test_the_cli_says_what_is_wrong_in_one_line(
         [callx, "models", "promote", new_id], env=env, capture_output=True, text=True
     )
     assert refused.returncode == 2
-    assert f"run `callx models evaluate {new_id}` first" in refused.stderr
+    assert f"run `callx models evaluate {new_id} --dataset LABELS.jsonl` first" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     dataset = "data/calls/dev.jsonl"
     for guard, said in (
