@@ -162,7 +162,15 @@ def models_evaluate(
     ] = None,
     guard: GuardOption = None,
     guard_max_loss: GuardLossOption = GUARD_MAX_LOSS,
-    for_taxonomy: ForTaxonomyOption = None,
+    for_taxonomy: Annotated[
+        str | None,
+        typer.Option(
+            "--for-taxonomy",
+            metavar="VERSION",
+            help="A list's taxonomy version: against the adapter that list's workers run (for "
+            "`promote --for-taxonomy`), the dataset read with that list (--taxonomy).",
+        ),
+    ] = None,
 ) -> None:
     """Run the candidate and the promoted adapter on every call of the dataset (and of each
     guard), and store the comparison: reason accuracy of both, the paired McNemar p-value, the
