@@ -86,6 +86,9 @@ class Recipe:
     # Promote for the moving list only (`callx improve --for-list`): the workers of other
     # lists, and so the guards, keep the adapter the registry serves them.
     per_list: bool = False
+    # The reviewers' order: "queue", the least sure first; "mixed", the least sure call not
+    # yet labelled and a call drawn at random (seed 0) in turn.
+    order: str = "queue"
 
 
 RECIPES = {
@@ -123,6 +126,15 @@ RECIPES = {
         3,
         (("data/calls/train.jsonl", "default", 32), ("data/intents8/train.jsonl", "intents8", 32)),
         per_list=True,
+    ),
+    # Written on 2026-12-06 after v5, before it ran (docs/flywheel.md, "Random calls among the
+    # least sure"): v5 with reviewers who take the least sure call and a random one in turn,
+    # since v5's first 50 labels held no call of the reason the default was surest of.
+    "v6": Recipe(
+        3,
+        (("data/calls/train.jsonl", "default", 32), ("data/intents8/train.jsonl", "intents8", 32)),
+        per_list=True,
+        order="mixed",
     ),
 }
 
@@ -316,7 +328,19 @@ class Flywheel:
             value = confidence[call_id]
             return (0, 0.0, call_id) if value is None else (1, value, call_id)
 
-        return [by_id[i] for i in sorted(confidence, key=key)]
+        queue = [by_id[i] for i in sorted(confidence, key=key)]
+        if self.recipe.order == "queue":
+            return queue
+        drawn = random.Random(0).sample(queue, len(queue))
+        mixed: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        while len(mixed) < len(queue):
+            for source in (queue, drawn):  # the least sure left, then a random one left
+                call = next((c for c in source if c["id"] not in seen), None)
+                if call is not None:
+                    seen.add(call["id"])
+                    mixed.append(call)
+        return mixed
 
     def replay_files(self, folder: Path, labels: int) -> tuple[str, ...]:
         files = []
