@@ -20,7 +20,8 @@ data). The rule, written before anything was measured:
    after v1's first two rounds, each label once with as many of callx's train calls and 32
    requests; v3, written after v2, v2 at learning rate 1e-4; v4, written after v3's first
    round, v2 with the whole of callx's train split; v5, written on 2026-12-06, v1's
-   training with each round's adapter promoted for the moving list only), for at most 20
+   training with each round's adapter promoted for the moving list only; v6, v5 with the
+   least sure call and a random one labelled in turn), for at most 20
    minutes on this machine's CPU; measured against the promoted adapter on the gate's
    calls; promoted unless worse.
 3. After each round the adapter the registry serves each list's workers (the promoted one,
