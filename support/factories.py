@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
@@ -203,3 +204,13 @@ def gate_comparison(ours: float, theirs: float, p: float = 0.5, **fields: Any) -
         "details": {},
     }
     return Comparison(**{**values, **fields})
+
+
+def adapter_variant(folder: Path, name: str, extra: bytes) -> Path:
+    """A copy of the shipped adapter with bytes appended: another sha256, still a GGUF that
+    llama.cpp loads with the default's weights."""
+    from app.llm.model_files import DEFAULT_ADAPTER
+
+    path = folder / f"{name}.gguf"
+    path.write_bytes(DEFAULT_ADAPTER.read_bytes() + extra)
+    return path

@@ -5,8 +5,10 @@ they do."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -208,9 +210,7 @@ def _store(session: Session, settings: Settings, path: Path, name: str, by: str)
     target = directory / sha256[:16] / f"{_safe(name)}.gguf"
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.is_file():
-        partial = target.with_suffix(".partial")
-        shutil.copyfile(path, partial)
-        partial.replace(target)  # a worker never sees half a file
+        _copy_whole(path, target)
     card = read_card(path)
     if card is not None:
         card_path(target).write_text(card_path(path).read_text("utf-8"), "utf-8")
@@ -229,6 +229,15 @@ def _store(session: Session, settings: Settings, path: Path, name: str, by: str)
     return adapter
 
 
+def _copy_whole(source: Path, target: Path) -> None:
+    """Copy under a name of this process's own, then rename: a worker never sees half a file,
+    and two processes storing the same file at once (the default, on first use) never share
+    a partial copy."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
+    shutil.copyfile(source, partial)
+    partial.replace(target)
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:60]
 
@@ -240,9 +249,7 @@ def adapter_file(settings: Settings, adapter: Adapter) -> Path:
     if not path.is_file() and DEFAULT_ADAPTER.is_file() and adapter.name == DEFAULT_NAME:
         if file_sha256(DEFAULT_ADAPTER) == adapter.sha256:
             path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial")
-            shutil.copyfile(DEFAULT_ADAPTER, partial)
-            partial.replace(path)
+            _copy_whole(DEFAULT_ADAPTER, path)
             if card_path(DEFAULT_ADAPTER).is_file():
                 card_path(path).write_text(card_path(DEFAULT_ADAPTER).read_text("utf-8"), "utf-8")
     return path

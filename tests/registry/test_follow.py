@@ -4,7 +4,6 @@ each result naming its adapter), and a broken adapter refused while the worker g
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -20,18 +19,11 @@ from app.llm.model_files import DEFAULT_ADAPTER, file_sha256
 from app.registry import service
 from support.calls import CALLS
 from support.env import process_env
+from support.factories import adapter_variant
 from support.services import CallxProcess, free_port, wait_for
 
 pytestmark = [pytest.mark.model, pytest.mark.services]
 CALLX = str(Path(".venv/bin/callx").resolve())
-
-
-def _variant(tmp_path: Path, name: str, extra: bytes) -> Path:
-    path = tmp_path / f"{name}.gguf"
-    shutil.copyfile(DEFAULT_ADAPTER, path)
-    with open(path, "ab") as handle:
-        handle.write(extra)
-    return path
 
 
 def test_evaluate_measures_both_adapters_and_the_gate_reads_it(
@@ -42,7 +34,7 @@ def test_evaluate_measures_both_adapters_and_the_gate_reads_it(
     dataset.write_text(
         "".join(Path("data/calls/test.jsonl").read_text("utf-8").splitlines(True)[:6]), "utf-8"
     )
-    variant = _variant(tmp_path, "same-weights", b"\\0")
+    variant = adapter_variant(tmp_path, "same-weights", b"\\0")
     done = subprocess.run(
         [CALLX, "models", "register", str(variant)], env=env, capture_output=True, text=True
     )
@@ -147,7 +139,7 @@ def test_a_worker_follows_promotions_between_calls_and_refuses_a_broken_adapter(
 
     # A new adapter promoted while calls are in flight: none lost, each names its adapter,
     # and the calls after the switch run on the new one.
-    variant = _variant(tmp_path, "v2", b"v2")
+    variant = adapter_variant(tmp_path, "v2", b"v2")
     engine = build_engine(models_settings)
     sessions = build_sessionmaker(engine)
     submit("b", 8)
@@ -209,7 +201,7 @@ def test_a_worker_of_a_list_runs_the_adapter_promoted_for_that_list(
     """An API and a worker of a customer's own list (the flywheel's moving company): the
     adapter promoted for that list alone, not the registry's; the registry's again once the
     list is rolled back past its first promotion."""
-    from support.factories import gate_comparison
+    from support.factories import adapter_variant, gate_comparison
 
     moving = "moving-2026-12"
     models_settings = settings.model_copy(update={"models_dir": tmp_path / "models"})
@@ -223,9 +215,11 @@ def test_a_worker_of_a_list_runs_the_adapter_promoted_for_that_list(
     engine = build_engine(models_settings)
     sessions = build_sessionmaker(engine)
     with session_scope(sessions) as session:
-        own = service.register(session, models_settings, _variant(tmp_path, "m", b"m"), "own", "t")
+        own = service.register(
+            session, models_settings, adapter_variant(tmp_path, "m", b"m"), "own", "t"
+        )
         general = service.register(
-            session, models_settings, _variant(tmp_path, "g", b"g"), "general", "t"
+            session, models_settings, adapter_variant(tmp_path, "g", b"g"), "general", "t"
         )
         service.record_evaluation(
             session,

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,29 +22,34 @@ from app.llm.model_files import DEFAULT_ADAPTER
 from app.main import create_app
 from app.registry import service
 from support.env import CACHE_DIR
-from support.factories import extract_stored
+from support.factories import adapter_variant, extract_stored
 from support.fakes import FakeTaskQueue
 
 pytestmark = pytest.mark.model
 CALLX = str(Path(".venv/bin/callx").resolve())
 
 
-def test_improve_trains_measures_and_keeps_the_gate(tmp_path: Path) -> None:
+def _labelled_deployment(
+    tmp_path: Path, calls: str, n: int, taxonomy_path: Path | None = None
+) -> tuple[Settings, str]:
+    """A SQLite deployment whose first `n` calls of the file are extracted (FakeBackend) and
+    labelled by a person with the file's answers: what `callx improve` exports."""
     data = tmp_path / "data"
     url = f"sqlite:///{data / 'callx.sqlite3'}"
     data.mkdir()
     upgrade(url)
+    extraction: dict[str, Any] = {"backend": "fake"}
+    if taxonomy_path is not None:
+        extraction["taxonomy_path"] = taxonomy_path
     settings = Settings(
         data_dir=data,
         cache_dir=CACHE_DIR,
         database={"url": url},
-        extraction={"backend": "fake"},
+        extraction=extraction,
         auth={"required": False},
         review={"audit_rate": 0.0},
     )
-    records = [
-        json.loads(line) for line in Path("data/calls/train.jsonl").read_text("utf-8").splitlines()
-    ][:30]
+    records = [json.loads(line) for line in Path(calls).read_text("utf-8").splitlines()][:n]
     with TestClient(create_app(settings, queue=FakeTaskQueue())) as client:  # type: ignore[arg-type]
         created = client.post(
             "/v1/batches", json=[{"text": r["transcript"], "external_id": r["id"]} for r in records]
@@ -53,6 +59,12 @@ def test_improve_trains_measures_and_keeps_the_gate(tmp_path: Path) -> None:
         for call_id, record in zip(ids, records, strict=True):
             label = {"reason": record["reason"], "product": record["product"], "version": 0}
             assert client.put(f"/v1/transcripts/{call_id}/label", json=label).status_code == 200
+    return settings, url
+
+
+def test_improve_trains_measures_and_keeps_the_gate(tmp_path: Path) -> None:
+    settings, url = _labelled_deployment(tmp_path, "data/calls/train.jsonl", 30)
+    data = settings.data_dir
     gate = tmp_path / "gate.jsonl"
     gate.write_text(
         "".join(Path("data/calls/test.jsonl").read_text("utf-8").splitlines(True)[:6]), "utf-8"
@@ -111,33 +123,11 @@ def test_improve_for_a_list_starts_from_and_is_gated_against_that_lists_adapter(
     from support.factories import gate_comparison
 
     moving_yaml = Path("data/flywheel/moving.yaml").resolve()
-    data = tmp_path / "data"
-    url = f"sqlite:///{data / 'callx.sqlite3'}"
-    data.mkdir()
-    upgrade(url)
-    settings = Settings(
-        data_dir=data,
-        cache_dir=CACHE_DIR,
-        database={"url": url},
-        extraction={"backend": "fake", "taxonomy_path": moving_yaml},
-        auth={"required": False},
-        review={"audit_rate": 0.0},
+    settings, url = _labelled_deployment(
+        tmp_path, "data/flywheel/moving-train.jsonl", 20, moving_yaml
     )
-    records = [
-        json.loads(line)
-        for line in Path("data/flywheel/moving-train.jsonl").read_text("utf-8").splitlines()
-    ][:20]
-    with TestClient(create_app(settings, queue=FakeTaskQueue())) as client:  # type: ignore[arg-type]
-        created = client.post(
-            "/v1/batches", json=[{"text": r["transcript"], "external_id": r["id"]} for r in records]
-        )
-        ids = [str(i) for i in created.json()["transcript_ids"]]
-        extract_stored(settings, ids, backend=FakeBackend(scored=True))
-        for call_id, record in zip(ids, records, strict=True):
-            label = {"reason": record["reason"], "product": record["product"], "version": 0}
-            assert client.put(f"/v1/transcripts/{call_id}/label", json=label).status_code == 200
-    movers = tmp_path / "movers-v1.gguf"
-    movers.write_bytes(DEFAULT_ADAPTER.read_bytes() + b"movers")  # its weights, another file
+    data = settings.data_dir
+    movers = adapter_variant(tmp_path, "movers-v1", b"movers")  # its weights, another file
     movers.with_suffix(".json").write_text(
         DEFAULT_ADAPTER.with_suffix(".json").read_text("utf-8"), "utf-8"
     )

@@ -5,7 +5,6 @@ with --force; rolling back goes along the list's own promotions, then hands the 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,23 +15,14 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.db.session import build_sessionmaker, session_scope
 from app.errors import ConflictError, InvalidRequestError
-from app.llm.model_files import DEFAULT_ADAPTER
 from app.main import create_app
 from app.registry import service
 from support.env import process_env
-from support.factories import gate_comparison
+from support.factories import adapter_variant, gate_comparison
 from support.fakes import FakeTaskQueue
 
 MOVING = "moving-2026-12"
 DEFAULT_LIST = "default-2026-11-29"
-
-
-def _variant(tmp_path: Path, name: str, extra: bytes) -> Path:
-    path = tmp_path / f"{name}.gguf"
-    shutil.copyfile(DEFAULT_ADAPTER, path)
-    with open(path, "ab") as handle:
-        handle.write(extra)
-    return path
 
 
 def _evaluate(session: Any, settings: Settings, adapter_id: int, version: str, ours: float) -> None:
@@ -58,8 +48,12 @@ def test_a_list_runs_its_own_adapter_and_the_others_keep_theirs(
     settings, sessions = registry
     with session_scope(sessions) as session:
         service.ensure_default(session, settings)
-        moving = service.register(session, settings, _variant(tmp_path, "m", b"m"), "moving", "t")
-        general = service.register(session, settings, _variant(tmp_path, "g", b"g"), "gen", "t")
+        moving = service.register(
+            session, settings, adapter_variant(tmp_path, "m", b"m"), "moving", "t"
+        )
+        general = service.register(
+            session, settings, adapter_variant(tmp_path, "g", b"g"), "gen", "t"
+        )
         moving_id, general_id = moving.id, general.id
     with session_scope(sessions) as session:
         # Measured on the default list's calls only: not a measure of the moving list.
@@ -118,7 +112,7 @@ def test_a_lists_history_goes_back_step_by_step(registry: Any, tmp_path: Path) -
     for name in ("first", "second"):
         with session_scope(sessions) as session:
             made = service.register(
-                session, settings, _variant(tmp_path, name, name.encode()), name, "t"
+                session, settings, adapter_variant(tmp_path, name, name.encode()), name, "t"
             )
             _evaluate(session, settings, made.id, MOVING, 0.9)
             service.promote(session, settings, made.id, "t", for_taxonomy=MOVING)
@@ -138,7 +132,9 @@ def test_the_api_promotes_and_rolls_back_for_one_list(keyed: Any, tmp_path: Path
     settings, engine, admin, reader = keyed
     with session_scope(build_sessionmaker(engine)) as session:
         service.ensure_default(session, settings)
-        made = service.register(session, settings, _variant(tmp_path, "m", b"m"), "moving", "t")
+        made = service.register(
+            session, settings, adapter_variant(tmp_path, "m", b"m"), "moving", "t"
+        )
         _evaluate(session, settings, made.id, MOVING, 0.8)
         made_id = made.id
     admin_headers = {"X-API-Key": admin}
@@ -183,7 +179,7 @@ def test_the_cli_promotes_for_a_list_and_lists_it(
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([callx, "models", *args], env=env, capture_output=True, text=True)
 
-    registered = run("register", str(_variant(tmp_path, "cli", b"c")), "--name", "moving-v1")
+    registered = run("register", str(adapter_variant(tmp_path, "cli", b"c")), "--name", "moving-v1")
     assert registered.returncode == 0, registered.stderr
     new_id = registered.stderr.split(" as id ")[1].split()[0]
     typo = run("promote", new_id, "--for-taxonomy", "movng", "--force")
@@ -207,7 +203,7 @@ def test_the_cli_promotes_for_a_list_and_lists_it(
     )
     assert wrong_list.returncode == 2 and len(wrong_list.stderr.strip().splitlines()) == 1
     assert "the dataset's calls are read with default-" in wrong_list.stderr
-    other = run("register", str(_variant(tmp_path, "other", b"o")), "--name", "general-v2")
+    other = run("register", str(adapter_variant(tmp_path, "other", b"o")), "--name", "general-v2")
     other_id = other.stderr.split(" as id ")[1].split()[0]
     everyone = run("promote", other_id, "--force")
     assert everyone.returncode == 0, everyone.stderr

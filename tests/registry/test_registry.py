@@ -4,7 +4,6 @@ promotions recorded, rollbacks along the history."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -22,17 +21,8 @@ from app.registry import service
 from app.registry.gate import Guard, guard_figures
 from schemas.taxonomy import load_taxonomy
 from support.env import process_env
-from support.factories import gate_comparison, scored_result
+from support.factories import adapter_variant, gate_comparison, scored_result
 from support.fakes import FakeTaskQueue
-
-
-def _variant(tmp_path: Path, name: str, extra: bytes) -> Path:
-    """A copy of the shipped adapter with bytes appended: another sha256, still a GGUF."""
-    path = tmp_path / f"{name}.gguf"
-    shutil.copyfile(DEFAULT_ADAPTER, path)
-    with open(path, "ab") as handle:
-        handle.write(extra)
-    return path
 
 
 def test_the_default_is_registered_and_promoted_on_first_use(registry: Any) -> None:
@@ -53,7 +43,7 @@ def test_registering_refuses_duplicates_and_what_is_not_an_adapter(
     registry: Any, tmp_path: Path
 ) -> None:
     settings, sessions = registry
-    candidate = _variant(tmp_path, "candidate", b"1")
+    candidate = adapter_variant(tmp_path, "candidate", b"1")
     with session_scope(sessions) as session:
         row = service.register(session, settings, candidate, "v2", "test")
         assert row.sha256 == file_sha256(candidate)
@@ -62,7 +52,7 @@ def test_registering_refuses_duplicates_and_what_is_not_an_adapter(
         with pytest.raises(ConflictError, match="already registered as 'v2'"):
             service.register(session, settings, candidate, "other", "test")
         with pytest.raises(ConflictError, match="name 'v2' is taken"):
-            service.register(session, settings, _variant(tmp_path, "c3", b"3"), "v2", "test")
+            service.register(session, settings, adapter_variant(tmp_path, "c3", b"3"), "v2", "test")
         not_gguf = tmp_path / "notes.gguf"
         not_gguf.write_text("hello")
         with pytest.raises(InvalidRequestError, match="not a GGUF file"):
@@ -77,8 +67,12 @@ def test_the_gate_refuses_worse_or_unmeasured_force_is_recorded(
     settings, sessions = registry
     with session_scope(sessions) as session:
         default = service.promoted(session, settings)
-        worse = service.register(session, settings, _variant(tmp_path, "w", b"w"), "worse", "t")
-        better = service.register(session, settings, _variant(tmp_path, "b", b"b"), "better", "t")
+        worse = service.register(
+            session, settings, adapter_variant(tmp_path, "w", b"w"), "worse", "t"
+        )
+        better = service.register(
+            session, settings, adapter_variant(tmp_path, "b", b"b"), "better", "t"
+        )
         worse_id, better_id, default_id = worse.id, better.id, default.id  # type: ignore[union-attr]
     with session_scope(sessions) as session:
         with pytest.raises(ConflictError, match="never evaluated against the promoted"):
@@ -141,8 +135,10 @@ def test_a_candidate_that_forgets_a_guard_is_refused_and_says_where(
     assert better.verdict == "forgets"  # the gate's own calls got better, a guard did not hold
     with session_scope(sessions) as session:
         service.ensure_default(session, settings)
-        old = service.register(session, settings, _variant(tmp_path, "o", b"o"), "old", "t")
-        shop = service.register(session, settings, _variant(tmp_path, "s", b"s"), "shop", "t")
+        old = service.register(session, settings, adapter_variant(tmp_path, "o", b"o"), "old", "t")
+        shop = service.register(
+            session, settings, adapter_variant(tmp_path, "s", b"s"), "shop", "t"
+        )
         shop_id = shop.id
         row = service.record_evaluation(
             session, shop, service.promoted(session, settings), better, "t"
@@ -183,7 +179,9 @@ def test_the_api_lists_for_readers_and_promotes_for_admins(keyed: Any, tmp_path:
     settings, engine, admin, reader = keyed
     with session_scope(build_sessionmaker(engine)) as session:
         service.ensure_default(session, settings)
-        variant = service.register(session, settings, _variant(tmp_path, "v", b"v"), "v2", "t")
+        variant = service.register(
+            session, settings, adapter_variant(tmp_path, "v", b"v"), "v2", "t"
+        )
         variant_id = variant.id
     with TestClient(create_app(settings, queue=FakeTaskQueue())) as client:  # type: ignore[arg-type]
         listed = client.get("/v1/models", headers={"X-API-Key": reader}).json()["items"]
@@ -207,7 +205,7 @@ def test_the_api_lists_for_readers_and_promotes_for_admins(keyed: Any, tmp_path:
 
 def test_an_admin_registers_an_uploaded_adapter_with_its_card(keyed: Any, tmp_path: Path) -> None:
     settings, _, admin, reader = keyed
-    variant = _variant(tmp_path, "shop-v3", b"v3")
+    variant = adapter_variant(tmp_path, "shop-v3", b"v3")
     card = b'{"base_model": {"file": "gemma-3-270m-q4_k_m.gguf"}, "steps": 40}'
     admin_headers = {"X-API-Key": admin}
     with TestClient(create_app(settings, queue=FakeTaskQueue())) as client:  # type: ignore[arg-type]
@@ -240,7 +238,7 @@ def test_an_admin_registers_an_uploaded_adapter_with_its_card(keyed: Any, tmp_pa
         assert stored.with_suffix(".json").read_bytes() == card
         again = upload(variant.read_bytes(), name="other-name")
         assert again.status_code == 409 and "already registered" in again.json()["detail"]
-        taken = upload(_variant(tmp_path, "other", b"x").read_bytes(), name="shop-v3")
+        taken = upload(adapter_variant(tmp_path, "other", b"x").read_bytes(), name="shop-v3")
         assert taken.status_code == 409 and "(name)" in taken.json()["detail"]
         names = [m["name"] for m in client.get("/v1/models", headers=admin_headers).json()["items"]]
         assert names == ["callx-default", "shop-v3"]
@@ -268,7 +266,7 @@ def test_the_cli_says_what_is_wrong_in_one_line(
     )
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"callx models: no such file: {tmp_path / 'nope.gguf'}"
-    variant = _variant(tmp_path, "cli", b"c")
+    variant = adapter_variant(tmp_path, "cli", b"c")
     done = subprocess.run(
         [callx, "models", "register", str(variant), "--name", "cli-v2"],
         env=env,
