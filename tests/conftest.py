@@ -88,9 +88,21 @@ def settings(database_url: str, redis_server: RedisServer, tmp_path: Path) -> Se
     )
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Each phase's report on its test item, for fixtures that say more when a test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def start_callx(tmp_path: Path) -> Iterator[Callable[..., CallxProcess]]:
-    """Start `callx <args>` subprocesses; all are stopped at the end of the test."""
+def start_callx(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., CallxProcess]]:
+    """Start `callx <args>` subprocesses; all are stopped at the end of the test. Where the
+    test failed, the end of each process's log is printed with the failure (a CI run leaves
+    no files to read afterwards)."""
     started: list[CallxProcess] = []
 
     def start(args: list[str], env: dict[str, str], name: str | None = None) -> CallxProcess:
@@ -101,6 +113,11 @@ def start_callx(tmp_path: Path) -> Iterator[Callable[..., CallxProcess]]:
     yield start
     for process in reversed(started):
         process.stop()
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for process in started:
+            print(f"----- {process.log_path.name} (last 4000 characters) -----")
+            print(process.log()[-4000:])
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -71,18 +72,26 @@ def ensure_default(session: Session, settings: Settings, by: str = "callx") -> N
         return
     if not DEFAULT_ADAPTER.is_file():
         return
-    adapter = _store(session, settings, DEFAULT_ADAPTER, DEFAULT_NAME, by)
-    registry_db.add(
-        session,
-        Promotion(
-            adapter_id=adapter.id,
-            previous_id=None,
-            action="initial",
-            forced=False,
-            note="the adapter that ships with callx",
-            promoted_by=by,
-        ),
-    )
+    # Every process opens the registry at start (a worker's main process and its pool's
+    # children at the same moment): the one that loses the race to the unique sha256 rolls
+    # back to here and reads the winner's rows, instead of failing its caller.
+    try:
+        with session.begin_nested():
+            adapter = _store(session, settings, DEFAULT_ADAPTER, DEFAULT_NAME, by)
+            registry_db.add(
+                session,
+                Promotion(
+                    adapter_id=adapter.id,
+                    previous_id=None,
+                    action="initial",
+                    forced=False,
+                    note="the adapter that ships with callx",
+                    promoted_by=by,
+                ),
+            )
+    except IntegrityError:
+        if not registry_db.adapters(session):
+            raise
 
 
 def register(

@@ -5,6 +5,7 @@ promotions recorded, rollbacks along the history."""
 from __future__ import annotations
 
 import subprocess
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.db import registry as registry_db
 from app.db.session import build_sessionmaker, session_scope
 from app.errors import ConflictError, InvalidRequestError
 from app.llm.model_files import DEFAULT_ADAPTER, file_sha256
@@ -37,6 +39,38 @@ def test_the_default_is_registered_and_promoted_on_first_use(registry: Any) -> N
         assert stored.with_suffix(".json").is_file()  # its card beside it
     with session_scope(sessions) as session:  # once only
         assert len(service.list_adapters(session, settings)) == 1
+
+
+def test_two_processes_opening_the_registry_at_once_register_the_default_once(
+    registry: Any,
+) -> None:
+    # A worker's main process and its pool's child open the registry at the same moment: the
+    # one that loses the race reads the winner's rows instead of failing (a child that failed
+    # here stopped its whole worker).
+    settings, sessions = registry
+    second: dict[str, Any] = {}
+
+    def open_registry() -> None:
+        try:
+            with session_scope(sessions) as session:
+                adapter = service.promoted(session, settings)
+                second["name"] = None if adapter is None else adapter.name
+        except Exception as exc:  # reported below, with its type
+            second["error"] = repr(exc)
+
+    with session_scope(sessions) as session:
+        service.ensure_default(session, settings)  # written, not yet committed
+        racer = threading.Thread(target=open_registry)
+        racer.start()
+        racer.join(timeout=1.0)  # it reads no adapter, then waits on the first's insert
+    racer.join(timeout=60)
+    assert not racer.is_alive()
+    assert second == {"name": "callx-default"}
+    with session_scope(sessions) as session:
+        assert [a.adapter.name for a in service.list_adapters(session, settings)] == [
+            "callx-default"
+        ]
+        assert [p.action for p in registry_db.promotions(session, 10)] == ["initial"]
 
 
 def test_registering_refuses_duplicates_and_what_is_not_an_adapter(
