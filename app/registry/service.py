@@ -222,7 +222,7 @@ def _store(session: Session, settings: Settings, path: Path, name: str, by: str)
         _copy_whole(path, target)
     card = read_card(path)
     if card is not None:
-        card_path(target).write_text(card_path(path).read_text("utf-8"), "utf-8")
+        _copy_whole(card_path(path), card_path(target))
     base = (card or {}).get("base_model") or {}
     adapter = Adapter(
         name=name,
