@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stage 5 of the default adapter (issue 19): a candidate, trained and measured, NOT shipped (it
 # failed its rule: docs/adapter-experiments.md). Run after rebuild.sh, from the repository root,
-# with the same OUTPUT_DIR:  bash app/llm/adapters/stage5.sh [OUTPUT_DIR] [whole|5h]   (about 1 hour)
+# with the same OUTPUT_DIR:  bash app/llm/adapters/stage5.sh [OUTPUT_DIR] [whole|5h|5r]   (about 1 hour)
 set -euo pipefail
 out=${1:-build/default-adapter}
 datasets=${DATASETS:-../shared/datasets}
@@ -35,6 +35,24 @@ if [[ "${2:-}" == 5h ]]; then
   python -m app.finetune.blend "$out/callx-default.gguf" "$out/stage5h.gguf" --weight 0.7 \
     --output "$out/stage5h-blend0.7.gguf"
   echo "rebuilt: $out/stage5h.gguf and $out/stage5h-blend0.7.gguf (cards: .json beside them)"
+  exit
+fi
+if [[ "${2:-}" == 5r ]]; then
+  # Stage 5r: 90 steps from 5h at stages 2-4's rate, callx's own train calls twice among the
+  # world's calls, the twelve lists and the replays (1,253 examples; 720 seen), and its blend
+  # with stage 4 at 0.5 (docs/adapter-experiments.md, "Stage 5r"). About 30 minutes.
+  own5r=()
+  for f in "$out"/own-*.jsonl; do
+    [[ "$f" == *-r.jsonl ]] || own5r+=(--train "$f@${f%.jsonl}.yaml")
+  done
+  callx finetune --init-adapter "$out/stage5h.gguf" "${own5r[@]}" \
+    --train "$out/world-train.jsonl" --train data/calls/train.jsonl --train data/calls/train.jsonl \
+    --train data/intents8/contrast.jsonl@intents8 --train "$out/b77-replay-150.jsonl@intents8" \
+    --train "$out/natcs-150.jsonl@intents8" --rank 8 --alpha 16 --lr 1e-4 --seed 0 \
+    --group-steps --max-steps 90 --output "$out/stage5r.gguf" --resume
+  python -m app.finetune.blend "$out/callx-default.gguf" "$out/stage5r.gguf" --weight 0.5 \
+    --output "$out/stage5r-blend0.5.gguf"
+  echo "rebuilt: $out/stage5r.gguf and $out/stage5r-blend0.5.gguf (cards: .json beside them)"
   exit
 fi
 if [[ "${2:-}" == whole ]]; then
