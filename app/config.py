@@ -280,6 +280,15 @@ class ReviewSettings(BaseModel):
         description="The share of all calls drawn for review whatever their confidence (the "
         "audit sample GET /v1/quality measures production accuracy on).",
     )
+    explore_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="The share of the calls the model is sure of (above the threshold, "
+        "outside the audit sample) drawn at random for people to label, spread through the "
+        "queue among the unsure ones: labels for `callx improve` that cover what the model is "
+        "wrongly sure of (docs/review.md). Unlike the audit sample, they are trained on.",
+    )
     uncalibrated: Literal["review", "threshold"] = Field(
         default="review",
         description="A call whose confidence is not calibrated for its taxonomy (a taxonomy "

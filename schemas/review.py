@@ -108,7 +108,10 @@ class AutoAccepted(BaseModel):
     """Calls the model's answer was accepted for without a person (at the threshold)."""
 
     calls: int = Field(description="Calls extracted in the range with a review decision.")
-    accepted: int = Field(description="Of them, auto-accepted (not failed, not below it).")
+    accepted: int = Field(
+        description="Of them, auto-accepted (not failed, not below it, not drawn for "
+        "exploration: a person sees those)."
+    )
     share: float | None = Field(description="accepted / calls (null: no calls).")
     accuracy: Proportion = Field(
         description="Reason accuracy of the auto-accepted calls of the reviewed audit sample."
@@ -127,7 +130,8 @@ class QualityReport(BaseModel):
     auto_accepted: AutoAccepted = Field(description="Calls accepted without a person.")
     low_confidence_reviewed: QualityFigures = Field(
         description="BIASED: agreement on calls reviewed because the model was unsure or "
-        "failed (not in the audit sample). Hard calls: lower than the model's accuracy."
+        "failed (not in the audit sample, not drawn for exploration). Hard calls: lower than "
+        "the model's accuracy."
     )
 
 

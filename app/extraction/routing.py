@@ -17,20 +17,40 @@ from schemas.taxonomy import Taxonomy
 FAILED = "failed"
 LOW_CONFIDENCE = "low_confidence"
 UNCALIBRATED = "uncalibrated"
-CAUSES = (FAILED, LOW_CONFIDENCE, UNCALIBRATED)
+# A call the model was sure of, drawn at random for people to label (CALLX_REVIEW__
+# EXPLORE_RATE): the labels of the least sure calls alone miss what the model is wrongly sure
+# of, and a fine-tune on them learns a skewed share of reasons (docs/flywheel.md, v6).
+EXPLORE = "explore"
+CAUSES = (FAILED, LOW_CONFIDENCE, UNCALIBRATED, EXPLORE)
 # The queue's order: the audit sample first (the unbiased figure of /v1/quality needs its calls
 # reviewed, not left behind the unsure ones), then calls without a confidence (failed, or a
-# backend that gives none), then the lowest confidence.
+# backend that gives none), then the lowest confidence, with the explored calls spread among
+# them (each at a place drawn at random below the threshold).
 AUDIT_PRIORITY = -2.0
 NO_CONFIDENCE_PRIORITY = -1.0
+
+
+def _draw(salt: bytes, transcript_id: uuid.UUID) -> float:
+    """A number in [0, 1) from a hash of the call's id: independent of everything the model
+    says, and the same on every extraction of the call."""
+    digest = hashlib.sha256(salt + transcript_id.bytes).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def in_audit_sample(transcript_id: uuid.UUID, rate: float) -> bool:
     """Whether the call is in the audit sample at `rate`: a draw from a hash of its id, so
     independent of everything the model says, and the same on every extraction of the call
     (a re-extracted audit call stays one, and its labels keep measuring the model)."""
-    digest = hashlib.sha256(b"callx-audit:" + transcript_id.bytes).digest()
-    return int.from_bytes(digest[:8], "big") < rate * 2**64
+    return _draw(b"callx-audit:", transcript_id) < rate
+
+
+def explore_place(transcript_id: uuid.UUID, rate: float) -> float | None:
+    """Where in [0, 1) a call drawn for exploration at `rate` goes among the unsure calls (a
+    share of the threshold); None: not drawn. A draw of its own, apart from the audit's: a
+    higher rate keeps the calls a lower one drew."""
+    if _draw(b"callx-explore:", transcript_id) >= rate:
+        return None
+    return _draw(b"callx-explore-place:", transcript_id)
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,7 @@ class ReviewPolicy:
     reason_thresholds: tuple[tuple[str, float], ...] = ()
     audit_rate: float = 0.02
     uncalibrated: str = "review"
+    explore_rate: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: ReviewSettings, taxonomy: Taxonomy) -> ReviewPolicy:
@@ -74,6 +95,7 @@ class ReviewPolicy:
             reason_thresholds=tuple(sorted(settings.reason_thresholds.items())),
             audit_rate=settings.audit_rate,
             uncalibrated=settings.uncalibrated,
+            explore_rate=settings.explore_rate,
         )
 
     def threshold_for(self, reason: str | None) -> float:
@@ -91,8 +113,12 @@ class ReviewPolicy:
             cause = LOW_CONFIDENCE
         in_audit = in_audit_sample(transcript_id, self.audit_rate)
         priority = None
+        if cause is None and not in_audit:  # a sure call: perhaps drawn for exploration
+            place = explore_place(transcript_id, self.explore_rate)
+            if place is not None:
+                cause, priority = EXPLORE, place * threshold
         if in_audit:
             priority = AUDIT_PRIORITY
-        elif cause is not None:
+        elif cause is not None and priority is None:
             priority = confidence if confidence is not None else NO_CONFIDENCE_PRIORITY
         return ReviewDecision(cause, in_audit, threshold, self.audit_rate, priority)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.db import labels as labels_db
 from app.db.labels import JudgedAnswer, QualityFilter
+from app.extraction import routing
 from app.results.service import check_range
 from app.scoring import product_matches, wilson_interval
 from schemas.review import AutoAccepted, ModelQuality, Proportion, QualityFigures, QualityReport
@@ -77,7 +78,7 @@ def quality_report(session: Session, filters: QualityFilter) -> QualityReport:
             accuracy=proportion(sum(map(_reason_right, accepted_audit)), len(accepted_audit)),
         ),
         low_confidence_reviewed=figures(
-            a for a in judged if not a.in_audit and a.review_cause is not None
+            a for a in judged if not a.in_audit and a.review_cause not in (None, routing.EXPLORE)
         ),
     )
 

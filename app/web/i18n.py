@@ -163,6 +163,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "cause.low_confidence": ("low confidence", "confiance faible"),
     "cause.uncalibrated": ("no calibrated confidence", "pas de confiance calibrée"),
     "cause.audit": ("drawn for the audit sample", "tiré pour l'échantillon d'audit"),
+    "cause.explore": (
+        "sure, drawn at random to learn from",
+        "sûr, tiré au hasard pour apprendre",
+    ),
     "review.reason": ("Reason", "Motif"),
     "review.product": ("Product (empty: none)", "Produit (vide : aucun)"),
     "review.note": ("Note (optional)", "Note (facultative)"),

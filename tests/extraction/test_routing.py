@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from app.config import ReviewSettings, SettingsError
-from app.extraction.routing import ReviewPolicy, in_audit_sample
+from app.extraction.routing import ReviewPolicy, explore_place, in_audit_sample
 from schemas.taxonomy import load_taxonomy
 from support.factories import succeeded_outcome
 
@@ -90,3 +90,38 @@ def test_the_queue_order_audit_first_then_no_confidence_then_lowest() -> None:
     failed = plain.decide(call, replace(succeeded_outcome(), status="failed", reason=None))
     assert failed.priority == -1.0
     assert plain.decide(call, outcome(0.3)).priority == 0.3
+
+
+def test_sure_calls_drawn_for_exploration_go_to_people_spread_among_the_unsure() -> None:
+    ids = [uuid.UUID(int=n * 7919 + 1) for n in range(20_000)]
+    explore = ReviewPolicy.from_settings(
+        ReviewSettings(threshold=0.9, audit_rate=0, explore_rate=0.1), TAXONOMY
+    )
+    decisions = [explore.decide(i, outcome(0.97)) for i in ids]
+    drawn = [d for d in decisions if d.cause == "explore"]
+    assert 1_800 <= len(drawn) <= 2_200  # 2,000 expected; 99.9% bounds
+    # Spread over the unsure calls' places (below the threshold), not ahead of them all.
+    places = sorted(d.priority for d in drawn)  # type: ignore[type-var]
+    assert 0 <= places[0] < 0.05 and 0.85 < places[-1] < 0.9
+    assert 0.40 < places[len(places) // 2] < 0.50  # the median near half the threshold
+    # A draw of its own, stable, and a higher rate keeps what a lower one drew.
+    assert [d.cause for d in decisions] == [explore.decide(i, outcome(0.97)).cause for i in ids]
+    more = {i for i in ids if explore_place(i, 0.3) is not None}
+    assert {i for i, d in zip(ids, decisions, strict=True) if d.cause == "explore"} <= more
+    audit = {i for i in ids if in_audit_sample(i, 0.1)}
+    overlap = len(audit & more)  # independent draws: about 0.1 * 0.3 of the calls
+    assert 400 <= overlap <= 800
+    # Only calls that would have been accepted: the unsure, failed and audit ones keep theirs.
+    call = next(i for i, d in zip(ids, decisions, strict=True) if d.cause == "explore")
+    assert explore.decide(call, outcome(0.5)).cause == "low_confidence"
+    failed = explore.decide(call, replace(succeeded_outcome(), status="failed", reason=None))
+    assert failed.cause == "failed"
+    with_audit = ReviewPolicy.from_settings(
+        ReviewSettings(threshold=0.9, audit_rate=1, explore_rate=1), TAXONOMY
+    ).decide(call, outcome(0.97))
+    assert (with_audit.cause, with_audit.in_audit, with_audit.priority) == (None, True, -2.0)
+    # Off by default.
+    plain = ReviewPolicy.from_settings(ReviewSettings(audit_rate=0), TAXONOMY)
+    assert plain.decide(call, outcome(0.97)).cause is None
+    with pytest.raises(ValueError, match="less than or equal to 1"):
+        ReviewSettings(explore_rate=1.5)

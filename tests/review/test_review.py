@@ -4,9 +4,11 @@ PostgreSQL and SQLite, with calls extracted by the worker's code."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from app.review import service as review
 from app.scoring import wilson_interval
 from schemas.review import LabelWrite
 from schemas.taxonomy import load_taxonomy
+from support.env import callx_command, process_env
 
 Store = Callable[..., list[str]]  # the store_calls fixture
 
@@ -326,6 +329,49 @@ def test_the_audit_sample_is_its_rate_of_all_calls_whatever_their_confidence(
     assert len(unsure) > 500 and len(sure) > 500
     assert within_bounds(sum(r.in_audit for r in unsure), len(unsure))
     assert within_bounds(sum(r.in_audit for r in sure), len(sure))
+
+
+def test_sure_calls_drawn_for_exploration_wait_among_the_unsure_and_are_trained_on(
+    client: TestClient, store_calls: Store, review_settings: Settings, tmp_path: Path
+) -> None:
+    # Half the sure calls drawn: they wait for people with the unsure ones, spread among them.
+    ids = store_calls(
+        [call("billing", 0.98, f"{i} ") for i in range(40)]
+        + [call("breakdown", round(0.1 + 0.02 * i, 2), f"u{i} ") for i in range(40)],
+        review={"explore_rate": 0.5},
+    )
+    sure, unsure = ids[:40], ids[40:]
+    items = client.get("/v1/review", params={"limit": 500}).json()["items"]
+    causes = {i["transcript_id"]: i["extraction"]["review"]["cause"] for i in items}
+    explored = [i for i in sure if causes.get(i) == "explore"]
+    assert 8 <= len(explored) <= 32  # 20 expected; 99.9% binomial bounds
+    assert set(causes) == set(explored) | set(unsure)
+    assert all(causes[i] == "low_confidence" for i in unsure)
+    order = [i["transcript_id"] for i in items]
+    first_half = order[: len(order) // 2]
+    assert 0 < sum(i in explored for i in first_half) < len(explored)  # spread, not bunched
+    # A person sees them: not counted as accepted; nor in the biased figure of unsure calls.
+    for transcript_id in explored + unsure[:3]:
+        assert label(client, transcript_id, reason="billing", product=None).status_code == 200
+    report = client.get("/v1/quality").json()
+    assert report["auto_accepted"]["calls"] == 80
+    assert report["auto_accepted"]["accepted"] == 40 - len(explored)
+    assert report["low_confidence_reviewed"]["reason"]["n"] == 3
+    # Exported as training data (train, dev or test by the call's id), never as the audit.
+    out = tmp_path / "labels"
+    exported = callx_command(
+        ("labels", "export", "--output", str(out)), process_env(review_settings), timeout=120
+    )
+    assert exported.returncode == 0, exported.stderr
+    rows = {
+        json.loads(line)["id"]: (split, json.loads(line))
+        for split in ("train", "dev", "test", "audit")
+        for line in (out / f"{split}.jsonl").read_text("utf-8").splitlines()
+    }
+    assert set(rows) == set(explored) | set(unsure[:3])
+    for transcript_id in explored:
+        split, row = rows[transcript_id]
+        assert split != "audit" and row["provenance"]["review_cause"] == "explore"
 
 
 def test_labels_before_any_review_decision_are_not_counted_as_audited(

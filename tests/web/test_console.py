@@ -188,6 +188,20 @@ def test_reviewing_through_the_page(client: TestClient, store_calls: Store) -> N
     assert 'id="queue-empty"' in skipped and "start-over" in skipped
 
 
+def test_a_call_drawn_for_exploration_says_why_it_waits(
+    client: TestClient, store_calls: Store
+) -> None:
+    [explored] = store_calls(
+        ["Client: facture [confidence=0.99] [reason=billing]"], review={"explore_rate": 1.0}
+    )
+    page = client.get("/ui/review").text
+    assert f'action="/ui/review/{explored}"' in page
+    assert "sure, drawn at random to learn from" in page
+    assert "sure, drawn at random to learn from" in client.get(f"/ui/calls/{explored}").text
+    client.cookies.set("callx_lang", "fr", path="/ui")
+    assert "sûr, tiré au hasard pour apprendre" in client.get("/ui/review").text
+
+
 @pytest.fixture
 def keyed(review_settings: Settings) -> Any:
     """The app with API keys required, and a key of each scope."""
