@@ -109,8 +109,13 @@ class AutoAccepted(BaseModel):
 
     calls: int = Field(description="Calls extracted in the range with a review decision.")
     accepted: int = Field(
-        description="Of them, auto-accepted (not failed, not below it, not drawn for "
-        "exploration: a person sees those)."
+        description="Of them, accepted on the model's confidence (not failed, not below it, "
+        "calibrated): the calls a person need not see. The audit sample's and the explored "
+        "ones among them are seen anyway."
+    )
+    explored: int = Field(
+        description="Of the accepted, drawn at random for people to label "
+        "(CALLX_REVIEW__EXPLORE_RATE).",
     )
     share: float | None = Field(description="accepted / calls (null: no calls).")
     accuracy: Proportion = Field(

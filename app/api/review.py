@@ -58,9 +58,10 @@ def review_queue(
 ) -> ReviewPage:
     """The calls that need a person: those drawn into the audit sample first (so that the
     unbiased figure of /v1/quality fills up), then failed calls and calls without a
-    confidence, then the lowest confidence first; below the threshold or without a calibrated
-    confidence. Only calls extracted with this API's taxonomy (the ones it can label). A
-    labelled call leaves the queue. `reason` is the model's."""
+    confidence, then the lowest confidence first: below the threshold or without a calibrated
+    confidence, with the calls drawn for exploration (CALLX_REVIEW__EXPLORE_RATE) among them.
+    Only calls extracted with this API's taxonomy (the ones it can label). A labelled call
+    leaves the queue. `reason` is the model's."""
     filters = review.QueueFilter(
         source=source, reason=reason, since=since, taxonomy_version=taxonomy.version
     )

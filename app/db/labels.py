@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.db.models import EXPLORE_CAUSE as EXPLORE
 from app.db.models import Extraction, Label, Transcript
 from app.db.results import current_extraction
 from app.db.rollups import COUNTED, update_rollups
@@ -88,7 +89,8 @@ def review_queue(
     session: Session, filters: QueueFilter, limit: int, after: tuple[float, uuid.UUID] | None
 ) -> list[tuple[Extraction, Transcript]]:
     """Current extractions waiting for a person, lowest review_priority first (the audit
-    sample, then calls without a confidence, then the lowest confidence), keyset-paginated on
+    sample, then calls without a confidence, then the lowest confidence, the explored calls
+    among them), keyset-paginated on
     (review_priority, id)."""
     conditions: list[Any] = [Extraction.is_current, Extraction.review_priority.is_not(None)]
     if filters.source is not None:
@@ -203,17 +205,26 @@ def judged_answers(session: Session, filters: QualityFilter) -> Iterator[JudgedA
 
 
 def decision_counts(session: Session, filters: QualityFilter) -> dict[str, int]:
-    """Current extractions with a review decision, in the filter: `calls`, `accepted` (no
-    cause) and `audit` (in the audit sample)."""
+    """Current extractions with a review decision, in the filter: `calls`, `accepted` (on the
+    model's confidence: no cause, or drawn for exploration), `explored` and `audit` (in the
+    audit sample)."""
     decided = [Extraction.is_current, Extraction.review_threshold.is_not(None)]
     row = session.execute(
         select(
             func.count(),
-            func.count().filter(Extraction.review_cause.is_(None)),
+            func.count().filter(
+                or_(Extraction.review_cause.is_(None), Extraction.review_cause == EXPLORE)
+            ),
+            func.count().filter(Extraction.review_cause == EXPLORE),
             func.count().filter(Extraction.in_audit),
         ).where(*decided, *_judged(filters))
     ).one()
-    return {"calls": int(row[0]), "accepted": int(row[1]), "audit": int(row[2])}
+    return {
+        "calls": int(row[0]),
+        "accepted": int(row[1]),
+        "explored": int(row[2]),
+        "audit": int(row[3]),
+    }
 
 
 @dataclass(frozen=True)

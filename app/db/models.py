@@ -77,6 +77,11 @@ class Transcript(Base):
     )
 
 
+# The review cause of a call the model was sure of, drawn at random for people to label
+# (app/extraction/routing.py): accepted on its confidence, yet waiting for a person.
+EXPLORE_CAUSE = "explore"
+
+
 class Extraction(Base):
     """One attempt at extracting a transcript; `is_current` marks the one that counts."""
 
@@ -188,7 +193,8 @@ class Extraction(Base):
     answer_product_key: Mapped[str | None] = mapped_column(String(200))
     answer_by: Mapped[str | None] = mapped_column(String(8))
     # The review decision, made when the extraction was stored (app/extraction/routing.py):
-    # why it needs a person (failed, low_confidence, uncalibrated; NULL: auto-accepted),
+    # why it needs a person (failed, low_confidence, uncalibrated; explore: a sure call drawn
+    # for people anyway, EXPLORE_CAUSE; NULL: auto-accepted),
     # whether it is in the audit sample, and the threshold and rate it was decided with. NULL
     # threshold: stored before callx decided (no decision). review_priority: its place in the
     # review queue (lowest first), NULL once labelled or when it needs no review.

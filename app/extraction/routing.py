@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.config import ReviewSettings, SettingsError
+from app.db.models import EXPLORE_CAUSE
 from app.extraction.pipeline import ExtractionOutcome
 from schemas.taxonomy import Taxonomy
 
@@ -20,37 +21,36 @@ UNCALIBRATED = "uncalibrated"
 # A call the model was sure of, drawn at random for people to label (CALLX_REVIEW__
 # EXPLORE_RATE): the labels of the least sure calls alone miss what the model is wrongly sure
 # of, and a fine-tune on them learns a skewed share of reasons (docs/flywheel.md, v6).
-EXPLORE = "explore"
+EXPLORE = EXPLORE_CAUSE
 CAUSES = (FAILED, LOW_CONFIDENCE, UNCALIBRATED, EXPLORE)
 # The queue's order: the audit sample first (the unbiased figure of /v1/quality needs its calls
 # reviewed, not left behind the unsure ones), then calls without a confidence (failed, or a
-# backend that gives none), then the lowest confidence, with the explored calls spread among
-# them (each at a place drawn at random below the threshold).
+# backend that gives none), then the lowest confidence, with the explored calls among them,
+# each at a value drawn at random below the threshold.
 AUDIT_PRIORITY = -2.0
 NO_CONFIDENCE_PRIORITY = -1.0
 
 
-def _draw(salt: bytes, transcript_id: uuid.UUID) -> float:
-    """A number in [0, 1) from a hash of the call's id: independent of everything the model
-    says, and the same on every extraction of the call."""
-    digest = hashlib.sha256(salt + transcript_id.bytes).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+def _hash64(salt: bytes, transcript_id: uuid.UUID) -> int:
+    """64 bits of a hash of the call's id: independent of everything the model says, and the
+    same on every extraction of the call."""
+    return int.from_bytes(hashlib.sha256(salt + transcript_id.bytes).digest()[:8], "big")
 
 
 def in_audit_sample(transcript_id: uuid.UUID, rate: float) -> bool:
     """Whether the call is in the audit sample at `rate`: a draw from a hash of its id, so
     independent of everything the model says, and the same on every extraction of the call
     (a re-extracted audit call stays one, and its labels keep measuring the model)."""
-    return _draw(b"callx-audit:", transcript_id) < rate
+    return _hash64(b"callx-audit:", transcript_id) < rate * 2**64
 
 
 def explore_place(transcript_id: uuid.UUID, rate: float) -> float | None:
     """Where in [0, 1) a call drawn for exploration at `rate` goes among the unsure calls (a
     share of the threshold); None: not drawn. A draw of its own, apart from the audit's: a
     higher rate keeps the calls a lower one drew."""
-    if _draw(b"callx-explore:", transcript_id) >= rate:
+    if _hash64(b"callx-explore:", transcript_id) >= rate * 2**64:
         return None
-    return _draw(b"callx-explore-place:", transcript_id)
+    return _hash64(b"callx-explore-place:", transcript_id) / 2**64 * (1 - 2**-52)
 
 
 @dataclass(frozen=True)
@@ -113,10 +113,15 @@ class ReviewPolicy:
             cause = LOW_CONFIDENCE
         in_audit = in_audit_sample(transcript_id, self.audit_rate)
         priority = None
-        if cause is None and not in_audit:  # a sure call: perhaps drawn for exploration
+        sure = outcome.succeeded and confidence is not None and confidence >= threshold
+        if sure and cause in (None, UNCALIBRATED) and not in_audit:
             place = explore_place(transcript_id, self.explore_rate)
             if place is not None:
-                cause, priority = EXPLORE, place * threshold
+                priority = place * threshold
+                # A sure call goes to people as explored. An uncalibrated one already does
+                # (every call of a list never calibrated does): the draw moves it from the end
+                # of the queue, where its raw score puts it, in among the unsure ones.
+                cause = EXPLORE if cause is None else cause
         if in_audit:
             priority = AUDIT_PRIORITY
         elif cause is not None and priority is None:

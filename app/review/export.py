@@ -126,7 +126,9 @@ def export_labels(
         "calls": summary.counts,
         "audit_note": "audit.jsonl: calls drawn at random whatever the model's confidence, "
         "then labelled: an unbiased test set, never to be trained on. train, dev and test: "
-        "mostly calls reviewed because the model was unsure (hard calls), a biased sample.",
+        "mostly calls reviewed because the model was unsure (hard calls), and the calls drawn "
+        "at random among the sure ones where exploring is on (provenance.review_cause "
+        "explore): a biased sample.",
     }
     target = output / "manifest.json"
     pending.append((_write_aside(target, json.dumps(manifest, indent=2) + "\n"), target))

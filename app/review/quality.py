@@ -74,6 +74,7 @@ def quality_report(session: Session, filters: QualityFilter) -> QualityReport:
         auto_accepted=AutoAccepted(
             calls=counts["calls"],
             accepted=counts["accepted"],
+            explored=counts["explored"],
             share=None if not counts["calls"] else round(counts["accepted"] / counts["calls"], 4),
             accuracy=proportion(sum(map(_reason_right, accepted_audit)), len(accepted_audit)),
         ),

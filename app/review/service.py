@@ -71,7 +71,8 @@ class Reviewer:
 def review_queue(
     session: Session, filters: QueueFilter, *, page_size: int, cursor: str | None
 ) -> ReviewPage:
-    """The calls that need a person, lowest confidence first (failed calls first of all)."""
+    """The calls that need a person, lowest confidence first (the audit sample, then failed
+    calls, first of all; the explored calls among the unsure ones)."""
     after = decode_queue_cursor(cursor) if cursor else None
     rows = labels_db.review_queue(session, filters, page_size + 1, after)
     items = [

@@ -164,8 +164,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "cause.uncalibrated": ("no calibrated confidence", "pas de confiance calibrée"),
     "cause.audit": ("drawn for the audit sample", "tiré pour l'échantillon d'audit"),
     "cause.explore": (
-        "sure, drawn at random to learn from",
-        "sûr, tiré au hasard pour apprendre",
+        "drawn at random (to learn from)",
+        "tiré au hasard (pour l'apprentissage)",
     ),
     "review.reason": ("Reason", "Motif"),
     "review.product": ("Product (empty: none)", "Produit (vide : aucun)"),

@@ -120,8 +120,35 @@ def test_sure_calls_drawn_for_exploration_go_to_people_spread_among_the_unsure()
         ReviewSettings(threshold=0.9, audit_rate=1, explore_rate=1), TAXONOMY
     ).decide(call, outcome(0.97))
     assert (with_audit.cause, with_audit.in_audit, with_audit.priority) == (None, True, -2.0)
+    # A reason's own threshold places the call below that threshold.
+    per_reason = ReviewPolicy.from_settings(
+        ReviewSettings(
+            threshold=0.9, reason_thresholds={"other": 0.5}, explore_rate=1, audit_rate=0
+        ),
+        TAXONOMY,
+    ).decide(call, outcome(0.97, reason="other"))
+    assert per_reason.cause == "explore" and 0 <= per_reason.priority < 0.5  # type: ignore[operator]
     # Off by default.
     plain = ReviewPolicy.from_settings(ReviewSettings(audit_rate=0), TAXONOMY)
     assert plain.decide(call, outcome(0.97)).cause is None
     with pytest.raises(ValueError, match="less than or equal to 1"):
         ReviewSettings(explore_rate=1.5)
+
+
+def test_on_a_list_without_a_calibrated_confidence_the_draw_moves_the_surest_calls_forward() -> (
+    None
+):
+    # Every call of such a list goes to people, ordered by its raw score: the ones it is surest
+    # of would come last. Drawn, they keep their cause and wait among the others instead.
+    explore = ReviewPolicy.from_settings(
+        ReviewSettings(threshold=0.9, audit_rate=0, explore_rate=1), TAXONOMY
+    )
+    call = uuid.uuid4()
+    place = explore_place(call, 1)
+    assert place is not None
+    sure = explore.decide(call, outcome(0.99, calibrated=False))
+    assert sure.cause == "uncalibrated" and sure.priority == pytest.approx(place * 0.9)
+    unsure = explore.decide(call, outcome(0.6, calibrated=False))
+    assert unsure.cause == "uncalibrated" and unsure.priority == 0.6  # its own place
+    without = explore.decide(call, outcome(None, calibrated=False))
+    assert without.cause == "uncalibrated" and without.priority == -1.0

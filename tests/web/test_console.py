@@ -196,10 +196,10 @@ def test_a_call_drawn_for_exploration_says_why_it_waits(
     )
     page = client.get("/ui/review").text
     assert f'action="/ui/review/{explored}"' in page
-    assert "sure, drawn at random to learn from" in page
-    assert "sure, drawn at random to learn from" in client.get(f"/ui/calls/{explored}").text
+    assert "drawn at random (to learn from)" in page
+    assert "drawn at random (to learn from)" in client.get(f"/ui/calls/{explored}").text
     client.cookies.set("callx_lang", "fr", path="/ui")
-    assert "sûr, tiré au hasard pour apprendre" in client.get("/ui/review").text
+    assert "tiré au hasard (pour l&#39;apprentissage)" in client.get("/ui/review").text
 
 
 @pytest.fixture
