@@ -40,7 +40,8 @@ fi
 if [[ "${2:-}" == 5r ]]; then
   # Stage 5r: 90 steps from 5h at stages 2-4's rate, callx's own train calls twice among the
   # world's calls, the twelve lists and the replays (1,253 examples; 720 seen), and its blend
-  # with stage 4 at 0.5 (docs/adapter-experiments.md, "Stage 5r"). About 30 minutes.
+  # with stage 4 at 0.5 (docs/adapter-experiments.md, "Stage 5r"). About 30-40 minutes. Not
+  # shipped: the blend met every dev criterion and lost 4 of callx's 85 test calls, net.
   own5r=()
   for f in "$out"/own-*.jsonl; do
     [[ "$f" == *-r.jsonl ]] || own5r+=(--train "$f@${f%.jsonl}.yaml")
