@@ -177,6 +177,37 @@ def test_single_batch_results_and_analytics_with_the_real_model(
     assert quality["audit_reviewed"] + quality["low_confidence_reviewed"]["reason"]["n"] == 1
 
 
+def test_a_worker_draws_sure_calls_for_people_when_exploring(
+    api_url: str, settings: Settings, start_callx: Callable[..., CallxProcess]
+) -> None:
+    # At threshold 0.01, far below what the model's greedy choice among seven reasons scores,
+    # every call is sure; at rate 1 every one is drawn, with no audit sample.
+    start_callx(
+        ["worker", "--concurrency", "1"],
+        process_env(
+            settings,
+            CALLX_EXTRACTION__BACKEND="llamacpp",
+            CALLX_REVIEW__THRESHOLD="0.01",
+            CALLX_REVIEW__AUDIT_RATE="0",
+            CALLX_REVIEW__EXPLORE_RATE="1",
+        ),
+        "worker",
+    )
+    client = httpx.Client(base_url=api_url, timeout=30)
+    response = client.post("/v1/batches", json=[{"text": c["text"]} for c in CALLS[:3]])
+    assert response.status_code == 202, response.text
+    state = wait_batch_done(client, response.json()["id"], timeout=240)
+    assert state["counts"]["succeeded"] == 3, state
+    queue = client.get("/v1/review").json()["items"]
+    assert len(queue) == 3
+    for item in queue:
+        extraction = item["extraction"]
+        assert extraction["confidence_calibrated"] and extraction["confidence"] >= 0.01
+        assert extraction["review"]["cause"] == "explore" and extraction["review"]["waiting"]
+    accepted = client.get("/v1/quality").json()["auto_accepted"]
+    assert (accepted["calls"], accepted["accepted"], accepted["explored"]) == (3, 3, 3)
+
+
 def test_a_batch_of_10000_is_accepted_and_queued_after_commit(
     api_url: str, database_url: str, redis_server: RedisServer
 ) -> None:
