@@ -284,7 +284,7 @@ class ReviewSettings(BaseModel):
         default=0.0,
         ge=0,
         le=1,
-        description="The share of the calls the model is sure of (above the threshold, "
+        description="The share of the calls the model is sure of (at or above the threshold, "
         "outside the audit sample) drawn at random for people to label, spread through the "
         "queue among the unsure ones: labels for `callx improve` that cover what the model is "
         "wrongly sure of (docs/review.md). Unlike the audit sample, they are trained on.",

@@ -13,8 +13,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import EXPLORE_CAUSE as EXPLORE
-from app.db.models import Extraction, Label, Transcript
+from app.db.models import EXPLORE_CAUSE, Extraction, Label, Transcript
 from app.db.results import current_extraction
 from app.db.rollups import COUNTED, update_rollups
 
@@ -90,8 +89,7 @@ def review_queue(
 ) -> list[tuple[Extraction, Transcript]]:
     """Current extractions waiting for a person, lowest review_priority first (the audit
     sample, then calls without a confidence, then the lowest confidence, the explored calls
-    among them), keyset-paginated on
-    (review_priority, id)."""
+    among them), keyset-paginated on (review_priority, id)."""
     conditions: list[Any] = [Extraction.is_current, Extraction.review_priority.is_not(None)]
     if filters.source is not None:
         conditions.append(Extraction.source == filters.source)
@@ -213,9 +211,9 @@ def decision_counts(session: Session, filters: QualityFilter) -> dict[str, int]:
         select(
             func.count(),
             func.count().filter(
-                or_(Extraction.review_cause.is_(None), Extraction.review_cause == EXPLORE)
+                or_(Extraction.review_cause.is_(None), Extraction.review_cause == EXPLORE_CAUSE)
             ),
-            func.count().filter(Extraction.review_cause == EXPLORE),
+            func.count().filter(Extraction.review_cause == EXPLORE_CAUSE),
             func.count().filter(Extraction.in_audit),
         ).where(*decided, *_judged(filters))
     ).one()

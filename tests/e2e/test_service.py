@@ -31,20 +31,23 @@ def wait_batch_done(client: httpx.Client, batch_id: str, timeout: float) -> dict
     return state
 
 
+def start_model_worker(
+    start_callx: Callable[..., CallxProcess], settings: Settings, **review: str
+) -> CallxProcess:
+    """A Celery worker of the real llama.cpp model, with review settings (`threshold="0.9"`)."""
+    env = {f"CALLX_REVIEW__{name.upper()}": value for name, value in review.items()}
+    return start_callx(
+        ["worker", "--concurrency", "1"],
+        process_env(settings, CALLX_EXTRACTION__BACKEND="llamacpp", **env),
+        "worker",
+    )
+
+
 def test_single_batch_results_and_analytics_with_the_real_model(
     api_url: str, settings: Settings, start_callx: Callable[..., CallxProcess]
 ) -> None:
     # A threshold above every calibrated confidence of these calls: all go to review.
-    start_callx(
-        ["worker", "--concurrency", "1"],
-        process_env(
-            settings,
-            CALLX_EXTRACTION__BACKEND="llamacpp",
-            CALLX_REVIEW__THRESHOLD="0.999",
-            CALLX_REVIEW__AUDIT_RATE="0.5",
-        ),
-        "worker",
-    )
+    start_model_worker(start_callx, settings, threshold="0.999", audit_rate="0.5")
     client = httpx.Client(base_url=api_url, timeout=30)
 
     # One transcript: 202, then the same again is 200 with the same id, a different text 409.
@@ -182,17 +185,7 @@ def test_a_worker_draws_sure_calls_for_people_when_exploring(
 ) -> None:
     # At threshold 0.01, far below what the model's greedy choice among seven reasons scores,
     # every call is sure; at rate 1 every one is drawn, with no audit sample.
-    start_callx(
-        ["worker", "--concurrency", "1"],
-        process_env(
-            settings,
-            CALLX_EXTRACTION__BACKEND="llamacpp",
-            CALLX_REVIEW__THRESHOLD="0.01",
-            CALLX_REVIEW__AUDIT_RATE="0",
-            CALLX_REVIEW__EXPLORE_RATE="1",
-        ),
-        "worker",
-    )
+    start_model_worker(start_callx, settings, threshold="0.01", audit_rate="0", explore_rate="1")
     client = httpx.Client(base_url=api_url, timeout=30)
     response = client.post("/v1/batches", json=[{"text": c["text"]} for c in CALLS[:3]])
     assert response.status_code == 202, response.text

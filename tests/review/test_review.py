@@ -349,10 +349,11 @@ def test_sure_calls_drawn_for_exploration_wait_among_the_unsure_and_are_trained_
     assert set(causes) == set(explored) | set(unsure)
     assert all(causes[i] == "explore" for i in explored)
     assert all(causes[i] == "low_confidence" for i in unsure)
-    order = [i["transcript_id"] for i in items]
-    first_half = order[: len(order) // 2]
-    if len(explored) > 1:  # spread among the unsure calls (their confidences: 0.1 to 0.88)
-        assert 0 < sum(i in explored for i in first_half) < len(explored)
+    # In the queue by value: each explored call at its drawn place below the threshold (0.9),
+    # among the unsure calls' confidences (0.1 to 0.88).
+    place = {i: explore_place(uuid.UUID(i), 0.5) * 0.9 for i in explored}  # type: ignore[operator]
+    place |= {i: round(0.1 + 0.02 * n, 2) for n, i in enumerate(unsure)}
+    assert [i["transcript_id"] for i in items] == sorted(place, key=lambda i: (place[i], i))
     # Accepted on the model's confidence (the share does not move), counted apart; not in the
     # biased figure of the unsure calls.
     for transcript_id in explored + unsure[:3]:
