@@ -3,7 +3,7 @@ the real API on PostgreSQL with a real worker running the local model: sign in, 
 counts against /v1/analytics, a call's page, three calls reviewed with the keyboard alone (and
 the analytics and /v1/quality following), a stale write shown, a `read` key refused the
 review, a POST without its CSRF token refused, sign-out. Screenshots of every page at
-1280×800 and 390 px wide go to reports/screenshots/ (the README says so)."""
+1280×800 and 390 px wide go to reports/screenshots/ (docs/architecture.md says so)."""
 
 from __future__ import annotations
 
