@@ -203,6 +203,13 @@ class LlamaCppSettings(BaseModel):
         "nothing) out of each call's: on taxonomies the adapter's card shows it was not "
         "trained on (untrained; a model without a card is left as it is), on all, or off.",
     )
+    read_definitions: Literal["off", "untrained", "all"] = Field(
+        default="untrained",
+        description="Choose the reason by reading the list's definitions: the model without "
+        "its adapter scores each definition as the answer to 'what is the main reason for "
+        "this call', against its score after calls that say nothing; the best one's code is "
+        "the reason. Where: as prior_correction.",
+    )
 
 
 class ExtractionSettings(BaseModel):

@@ -118,8 +118,9 @@ def _entry(item: Evaluated, current: Calibration | None, new: Calibration) -> di
         "products_not_in_call": f"{r.products_not_in_call}/{r.products_answered}",
         "calibration_error_raw": round(calibration_error(confidences, right), 4),
         "prior_corrected": bool(r.prior_corrected),
+        "definitions_read": bool(r.definitions_read),
     }
-    if new.applies_to(item.taxonomy_version, bool(r.prior_corrected)):
+    if new.applies_to(item.taxonomy_version, bool(r.prior_corrected), bool(r.definitions_read)):
         calibrated = [new.scale(c, item.taxonomy_version) for c in confidences]
         entry["calibration_error"] = round(calibration_error(calibrated, right), 4)
     entry["accuracy_at_coverage"] = {
@@ -128,21 +129,28 @@ def _entry(item: Evaluated, current: Calibration | None, new: Calibration) -> di
     return entry
 
 
-def _prior_corrected(items: list[Evaluated]) -> bool:
-    """Whether the scores fitted on had the model's prior taken out: all of them, or none
-    (a temperature fits one kind of score). Raises ValueError naming the files otherwise."""
-    kinds = {bool(item.result.prior_corrected) for item in items}
+def _score_kind(items: list[Evaluated]) -> tuple[bool, bool]:
+    """Whether the scores fitted on had the model's prior taken out, and whether they read the
+    list's definitions: the same for all of them (a temperature fits one kind of score).
+    Raises ValueError naming the files otherwise."""
+    kinds = {_kind(item) for item in items}
     if len(kinds) > 1:
-        named = ", ".join(
-            f"{item.source} ({'prior taken out' if item.result.prior_corrected else 'raw'})"
-            for item in items
-        )
+        named = ", ".join(f"{item.source} ({_kind_name(*_kind(item))})" for item in items)
         raise ValueError(
-            f"taxonomy {items[0].taxonomy_version}: the results mix scores with and without "
-            f"the model's prior taken out ({named}); evaluate them with one "
-            "CALLX_LLAMACPP__PRIOR_CORRECTION"
+            f"taxonomy {items[0].taxonomy_version}: the results mix kinds of scores ({named}); "
+            "evaluate them with one CALLX_LLAMACPP__PRIOR_CORRECTION and "
+            "CALLX_LLAMACPP__READ_DEFINITIONS"
         )
     return kinds.pop()
+
+
+def _kind(item: Evaluated) -> tuple[bool, bool]:
+    return bool(item.result.prior_corrected), bool(item.result.definitions_read)
+
+
+def _kind_name(corrected: bool, read: bool) -> str:
+    parts = (["prior taken out"] if corrected else []) + (["definitions read"] if read else [])
+    return ", ".join(parts) or "raw"
 
 
 def _rounded(value: float | None) -> float | None:
@@ -167,7 +175,7 @@ def calibrate_card(
     elif current is not None:
         fits = {v: {"temperature": current.temperature(v)} for v in current.taxonomies}
     for version in sorted({item.taxonomy_version for item in fit}):
-        corrected = _prior_corrected([item for item in fit if item.taxonomy_version == version])
+        corrected, read = _score_kind([item for item in fit if item.taxonomy_version == version])
         confidences: list[float] = []
         right: list[bool] = []
         for item in fit:
@@ -183,6 +191,7 @@ def calibrate_card(
             ),
             "calls": len(confidences),
             "prior_corrected": corrected,
+            "definitions_read": read,
             "calibration_error_raw": round(calibration_error(confidences, right), 4),
             "calibration_error": round(
                 calibration_error([scaled(c, temperature) for c in confidences], right), 4
@@ -192,6 +201,7 @@ def calibrate_card(
     new = Calibration.of(
         {version: float(f["temperature"]) for version, f in fits.items()},
         {version for version, f in fits.items() if f.get("prior_corrected")},
+        {version for version, f in fits.items() if f.get("definitions_read")},
     )
     entries = [_entry(item, current, new) for item in [*fit, *measured]]
     replaced = {(e["dataset"], e["taxonomy_version"]) for e in entries}

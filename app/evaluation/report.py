@@ -75,7 +75,9 @@ def summary_rows(results: list[BackendResult]) -> list[list[str]]:
         rows.append(
             [
                 r.label,
-                r.model + (" (prior taken out)" if r.prior_corrected else ""),
+                r.model
+                + (" (prior taken out)" if r.prior_corrected else "")
+                + (" (definitions read)" if r.definitions_read else ""),
                 str(r.n),
                 f"{r.reason_accuracy:.1%}",
                 f"{r.reason_accuracy_ci95[0]:.1%}-{r.reason_accuracy_ci95[1]:.1%}",

@@ -187,6 +187,8 @@ class BackendResult:
     # Whether the local model's prior over the codes was taken out (prior_correction); None:
     # a backend without one.
     prior_corrected: bool | None = None
+    # Whether the list's definitions were read too (read_definitions); None: a backend without.
+    definitions_read: bool | None = None
     predictions: list[Prediction] = field(repr=False, default_factory=list)
 
 
@@ -262,6 +264,7 @@ def score(
     confidences = [p.confidence or 0.0 for p in scored]
     right = [p.reason_right for p in scored]
     corrects_prior = getattr(extractor.backend, "corrects_prior", None)
+    reads_definitions = getattr(extractor.backend, "reads_definitions", None)
     return BackendResult(
         label=config.label,
         backend=extractor.backend.name,
@@ -296,6 +299,9 @@ def score(
         products_not_in_call=sum(p.product_in_call is False for p in predictions),
         product_calibration_error=_product_calibration_error(predictions),
         prior_corrected=None if corrects_prior is None else corrects_prior(extractor.taxonomy),
+        definitions_read=None
+        if reads_definitions is None
+        else reads_definitions(extractor.taxonomy),
         predictions=predictions,
     )
 

@@ -34,19 +34,26 @@ def scaled(probability: float, temperature: float) -> float:
 @dataclass(frozen=True)
 class Calibration:
     """A temperature per taxonomy version it was fitted on, and the versions whose fit was on
-    scores with the model's prior taken out (`prior_correction`): a temperature applies only
-    to scores of the kind it was fitted on."""
+    scores with the model's prior taken out (`prior_correction`), or with the list's
+    definitions read (`read_definitions`): a temperature applies only to scores of the kind it
+    was fitted on."""
 
     temperatures: tuple[tuple[str, float], ...]
     prior_corrected: frozenset[str] = frozenset()
+    definitions_read: frozenset[str] = frozenset()
 
     @classmethod
     def of(
         cls,
         temperatures: dict[str, float],
         prior_corrected: set[str] | frozenset[str] = frozenset(),
+        definitions_read: set[str] | frozenset[str] = frozenset(),
     ) -> Calibration:
-        return cls(tuple(sorted(temperatures.items())), frozenset(prior_corrected))
+        return cls(
+            tuple(sorted(temperatures.items())),
+            frozenset(prior_corrected),
+            frozenset(definitions_read),
+        )
 
     @property
     def taxonomies(self) -> frozenset[str]:
@@ -55,10 +62,15 @@ class Calibration:
     def temperature(self, taxonomy_version: str) -> float | None:
         return dict(self.temperatures).get(taxonomy_version)
 
-    def applies_to(self, taxonomy_version: str, prior_corrected: bool = False) -> bool:
+    def applies_to(
+        self, taxonomy_version: str, prior_corrected: bool = False, definitions_read: bool = False
+    ) -> bool:
         """Whether a temperature was fitted for this taxonomy on scores of this kind."""
-        fitted_corrected = taxonomy_version in self.prior_corrected
-        return taxonomy_version in self.taxonomies and fitted_corrected == prior_corrected
+        return (
+            taxonomy_version in self.taxonomies
+            and (taxonomy_version in self.prior_corrected) == prior_corrected
+            and (taxonomy_version in self.definitions_read) == definitions_read
+        )
 
     def scale(self, probability: float, taxonomy_version: str) -> float:
         """The calibrated probability (`probability` as it is on a taxonomy without one)."""
@@ -90,6 +102,7 @@ def card_calibration(card: dict[str, Any] | None) -> Calibration | None:
         return Calibration.of(
             {v: float(fit["temperature"]) for v, fit in taxonomies.items()},
             {v for v, fit in taxonomies.items() if fit.get("prior_corrected")},
+            {v for v, fit in taxonomies.items() if fit.get("definitions_read")},
         )
     return Calibration.of({version: float(section["temperature"]) for version in taxonomies})
 

@@ -113,3 +113,40 @@ def branch_distributions(
 
     walk(trie.root, (), logits)
     return found
+
+
+def label_log_probabilities(
+    trie: TokenTrie,
+    distributions: Mapping[tuple[int, ...], np.ndarray],
+    prior: Prior | None = None,
+) -> dict[str, float]:
+    """The log-probability of every label, as choose() scores a path: the product of the
+    (prior-corrected, renormalised) probabilities of its tokens at each branch it passes.
+
+    `distributions` are branch_distributions()'s, for the same trie and call. The labels'
+    probabilities sum to 1; choose()'s greedy walk ends on a label that has the most at each
+    branch, not always the label with the most overall.
+    """
+    found: dict[str, float] = {}
+
+    def walk(node: _Node, path: tuple[int, ...], log_probability: float) -> None:
+        if node.label is not None:
+            found[node.label] = log_probability
+            return
+        tokens = list(node.children)
+        shares = [1.0]
+        if len(tokens) > 1:
+            scores = np.log(np.maximum(distributions[path], 1e-300))
+            if prior is not None:
+                scores = scores - prior[path]
+            weights = np.exp(scores - scores.max())
+            shares = list(weights / weights.sum())
+        for token, share in zip(tokens, shares, strict=True):
+            walk(node.children[token], path + (token,), log_probability + _log(float(share)))
+
+    walk(trie.root, (), 0.0)
+    return found
+
+
+def _log(probability: float) -> float:
+    return math.log(probability) if probability > 0 else -math.inf

@@ -9,6 +9,14 @@ probability is returned as the confidence.
 
 With `prior_correction`, the scores the model gives the codes when the call says nothing (its
 prior over the list, measured once per taxonomy) are taken out of each call's (choice.py).
+
+With `read_definitions`, on a list the adapter never learnt the reason is chosen with the
+list's definitions as well as its codes: the model without its adapter scores each definition as
+the answer to "what is the main reason for this call?", less the same definition's score after
+the content-free calls (domain-conditional PMI, Holtzman et al. 2021), and the code whose
+definition scores best is the reason (docs/adapter-experiments.md, variant D: on twelve lists
+the adapter never learnt, 70% right where the codes' scores got 38%). A code says little to a
+model that never saw it; its definition, in plain words, says what the call must be about.
 """
 
 from __future__ import annotations
@@ -18,8 +26,11 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +43,14 @@ from app.llm.calibration import (
     read_card,
 )
 from app.llm.chat_templates import TEMPLATES
-from app.llm.choice import Prior, TokenTrie, branch_distributions, choose
+from app.llm.choice import (
+    Choice,
+    Prior,
+    TokenTrie,
+    branch_distributions,
+    choose,
+    label_log_probabilities,
+)
 from app.llm.errors import BackendError
 from app.llm.grounding import CallWords
 from app.llm.model_files import adapter_for, default_model_path, file_sha256
@@ -53,6 +71,11 @@ PRIOR_FLOOR = 1e-12
 
 # Where the prior is taken out: nowhere, on taxonomies the adapter was not trained on, on all.
 PRIOR_CORRECTIONS = ("off", "untrained", "all")
+# Where the list's definitions are read: the same three.
+READ_DEFINITIONS = PRIOR_CORRECTIONS
+# With the definitions read, whether the codes' own scores are added to theirs (variant "P×D"
+# of docs/adapter-experiments.md) or the definitions alone choose (variant "D").
+DEFINITIONS_WITH_CODES = False
 
 
 class LlamaCppBackend:
@@ -71,6 +94,7 @@ class LlamaCppBackend:
         max_product_tokens: int = 24,
         product_from_call: bool = False,
         prior_correction: str = "untrained",
+        read_definitions: str = "untrained",
         verbose: bool = False,
     ) -> None:
         from llama_cpp import Llama
@@ -86,6 +110,11 @@ class LlamaCppBackend:
                 f"unknown prior_correction {prior_correction!r}: "
                 f"use one of {', '.join(PRIOR_CORRECTIONS)}"
             )
+        if read_definitions not in READ_DEFINITIONS:
+            raise ValueError(
+                f"unknown read_definitions {read_definitions!r}: "
+                f"use one of {', '.join(READ_DEFINITIONS)}"
+            )
         if lora_path is not None and not Path(lora_path).is_file():
             raise ValueError(f"LoRA adapter not found: {lora_path}")
         self.model = Path(model_path).name + (f"+{Path(lora_path).name}" if lora_path else "")
@@ -98,6 +127,7 @@ class LlamaCppBackend:
         self.max_product_tokens = max_product_tokens
         self.product_from_call = product_from_call
         self.prior_correction = prior_correction
+        self.read_definitions = read_definitions
         threads = n_threads or os.cpu_count() or 1
         self._llm = Llama(
             model_path=str(model_path),
@@ -120,6 +150,7 @@ class LlamaCppBackend:
         self._lock = threading.Lock()
         self._tries: dict[tuple[str, ...], TokenTrie] = {}
         self._priors: dict[tuple[str, tuple[str, ...]], Prior] = {}
+        self._definition_priors: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
         self.tokens = PromptTokens(self._tokenize, chat_format)
         self._kinds = {"null": self.tokens.null_option, "string": self.tokens.string_option}
         self._null_trie = TokenTrie(_decisive(self._kinds))
@@ -138,6 +169,7 @@ class LlamaCppBackend:
             max_product_tokens=section.max_product_tokens,
             product_from_call=section.product_from_call,
             prior_correction=section.prior_correction,
+            read_definitions=section.read_definitions,
             verbose=settings.verbose,
         )
 
@@ -184,6 +216,8 @@ class LlamaCppBackend:
         if len(prompt) + self.max_product_tokens + 16 > self._llm.n_ctx():
             raise BackendError(f"prompt of {len(prompt)} tokens does not fit n_ctx")
         corrected = self.corrects_prior(taxonomy)
+        reads = self.reads_definitions(taxonomy)
+        frame = len(self.tokens.definition_frame(request.transcript)) if reads else 0
         with self._lock:
             prior = self._reason_prior(taxonomy) if corrected else None
             self.last_evaluated_tokens = 0
@@ -206,13 +240,18 @@ class LlamaCppBackend:
                 product_confidence *= name_probability
                 reason_key = self.tokens.reason_key_after_string
             logits = self._eval(reason_key)
-            reason = choose(self._reason_trie(taxonomy), logits, self._eval, prior)
+            if reads:
+                reason = self._choose_reading_definitions(
+                    taxonomy, request.transcript, logits, prior
+                )
+            else:
+                reason = choose(self._reason_trie(taxonomy), logits, self._eval, prior)
 
         raw = json.dumps({"product": product, "reason": reason.label}, ensure_ascii=False)
         confidence, calibrated = reason.probability, False
         # A temperature applies to scores of the kind it was fitted on (prior taken out or not).
         if self.calibration is not None and self.calibration.applies_to(
-            taxonomy.version, corrected
+            taxonomy.version, corrected, reads
         ):
             confidence = self.calibration.scale(reason.probability, taxonomy.version)
             calibrated = True
@@ -222,7 +261,7 @@ class LlamaCppBackend:
         return BackendAnswer(
             answer=answer,
             raw_answer=raw,
-            prompt_tokens=len(prompt),
+            prompt_tokens=len(prompt) + frame,
             completion_tokens=len(self._kinds[kind.label])
             + generated
             + len(reason_key)
@@ -239,8 +278,130 @@ class LlamaCppBackend:
         return taxonomy.version in self.measured_taxonomies
 
     def corrects_prior(self, taxonomy: Taxonomy) -> bool:
-        """Whether this taxonomy's reason scores have the model's prior taken out."""
+        """Whether this taxonomy's reason scores have the model's prior taken out (not where
+        the definitions alone choose: the codes' scores are not used there)."""
+        if self.reads_definitions(taxonomy) and not DEFINITIONS_WITH_CODES:
+            return False
         return prior_applies(self.prior_correction, self.trained_taxonomies, taxonomy.version)
+
+    def reads_definitions(self, taxonomy: Taxonomy) -> bool:
+        """Whether this taxonomy's reason is chosen with its definitions as well as its codes."""
+        return prior_applies(self.read_definitions, self.trained_taxonomies, taxonomy.version)
+
+    def _choose_reading_definitions(
+        self, taxonomy: Taxonomy, transcript: str, logits: np.ndarray, prior: Prior | None
+    ) -> Choice:
+        """The code whose definition scores best; its probability is the softmax of the
+        definitions' scores (with DEFINITIONS_WITH_CODES, of their sum with every code's
+        log-probability as choose() scores a path)."""
+        codes = np.zeros(len(taxonomy.codes))
+        if DEFINITIONS_WITH_CODES:  # first: reading the definitions empties the cache
+            trie = self._reason_trie(taxonomy)
+            distributions = branch_distributions(
+                trie, logits, partial(self._eval_at, self._llm.n_tokens)
+            )
+            found = label_log_probabilities(trie, distributions, prior)
+            codes = np.array([found[code] for code in taxonomy.codes])
+        scores = codes + _log_softmax(self._definition_scores(taxonomy, transcript))
+        weights = np.exp(scores - scores.max())
+        weights /= weights.sum()
+        best = int(np.argmax(weights))
+        code = taxonomy.codes[best]
+        return Choice(code, float(weights[best]), self.tokens.reason_option(code))
+
+    def _definition_scores(self, taxonomy: Taxonomy, transcript: str) -> np.ndarray:
+        """Per code, the log-probability of its definition after the call, less its log mean
+        probability after the content-free calls (measured once per taxonomy), by the model
+        without its adapter."""
+        definitions = tuple(reason.definition for reason in taxonomy.reasons)
+        key = (taxonomy.version, definitions)
+        with self._without_adapter():
+            if key not in self._definition_priors:
+                found = [
+                    self._definition_log_probabilities(content_free, definitions)
+                    for content_free in CONTENT_FREE_TRANSCRIPTS
+                ]
+                self._definition_priors[key] = _log_mean_exp(np.array(found))
+                log.info(
+                    "taxonomy %s: the reason is read from the list's definitions too "
+                    "(read_definitions=%s)",
+                    taxonomy.version,
+                    self.read_definitions,
+                    extra={"taxonomy_version": taxonomy.version},
+                )
+            scores = self._definition_log_probabilities(transcript, definitions)
+        return scores - self._definition_priors[key]
+
+    def _definition_log_probabilities(
+        self, transcript: str, definitions: tuple[str, ...]
+    ) -> np.ndarray:
+        """log p(definition | the call and the question), each definition after the same
+        frame, evaluated once from an empty cache."""
+        self._llm.n_tokens = 0
+        last = self._eval(self.tokens.definition_frame(transcript))
+        root = self._llm.n_tokens
+        found = []
+        for definition in definitions:
+            option = self.tokens.definition_option(definition)
+            total = _log_softmax_at(last, option[0])
+            if len(option) > 1:
+                self._llm.n_tokens = root
+                rows = self._eval_rows(option[:-1])
+                picked = rows[np.arange(len(option) - 1), option[1:]]
+                total += float(np.sum(picked - _log_sum_exp_rows(rows)))
+            found.append(total)
+        return np.array(found)
+
+    def _eval_rows(self, tokens: list[int]) -> np.ndarray:
+        """Evaluate tokens after the current state; the scores after each of them, a row each.
+        (Llama.eval keeps the last token's scores only, unless the whole context was made to
+        keep them all, which would compute them for every prompt token as well.)"""
+        llm = self._llm
+        rows = []
+        for start in range(0, len(tokens), llm.n_batch):
+            batch = tokens[start : start + llm.n_batch]
+            llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+            llm._batch.set_batch(batch=batch, n_past=llm.n_tokens, logits_all=True)
+            llm._ctx.decode(llm._batch)
+            llm.input_ids[llm.n_tokens : llm.n_tokens + len(batch)] = batch
+            llm.n_tokens += len(batch)
+            scores = np.ctypeslib.as_array(
+                llm._ctx.get_logits(), shape=(len(batch) * self._n_vocab,)
+            )
+            rows.append(scores.reshape(len(batch), self._n_vocab).copy())
+        self.last_evaluated_tokens += len(tokens)
+        return np.concatenate(rows)
+
+    @contextmanager
+    def _without_adapter(self) -> Iterator[None]:
+        """The base model's weights while inside (the LoRA adapter taken off the context and
+        put back after); the cache is emptied on both sides, since it holds the other
+        weights' states."""
+        adapter = getattr(self._llm, "_lora_adapter", None)
+        if adapter is None:
+            yield
+            return
+        self._set_adapter(None)
+        try:
+            yield
+        finally:
+            self._set_adapter(adapter)
+
+    def _set_adapter(self, adapter: Any) -> None:
+        """Put `adapter` on the context (None: take every adapter off); the cache emptied."""
+        import ctypes
+
+        import llama_cpp
+
+        if adapter is None:
+            failed = llama_cpp.llama_set_adapters_lora(self._llm._ctx.ctx, None, 0, None)
+        else:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+            scales = (ctypes.c_float * 1)(self._llm.lora_scale)
+            failed = llama_cpp.llama_set_adapters_lora(self._llm._ctx.ctx, adapters, 1, scales)
+        if failed:
+            raise BackendError("llama.cpp could not switch the LoRA adapter")
+        self._llm.n_tokens = 0
 
     def _reason_prior(self, taxonomy: Taxonomy) -> Prior:
         """The log of the mean distribution the model gives at each branch of the codes after
@@ -372,6 +533,23 @@ def _log_softmax_at(logits: np.ndarray, token: int) -> float:
     scores = logits.astype(np.float64)
     peak = float(scores.max())
     return float(scores[token]) - peak - math.log(float(np.exp(scores - peak).sum()))
+
+
+def _log_softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = scores.astype(np.float64) - float(scores.max())
+    return shifted - math.log(float(np.exp(shifted).sum()))
+
+
+def _log_sum_exp_rows(rows: np.ndarray) -> np.ndarray:
+    """Each row's log of the sum of exp (the softmax's normaliser)."""
+    peak = rows.max(axis=1, keepdims=True)
+    return (peak + np.log(np.exp(rows - peak).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def _log_mean_exp(runs: np.ndarray) -> np.ndarray:
+    """Per column, the log of the mean of exp over the rows (the mean probability)."""
+    peak = runs.max(axis=0)
+    return peak + np.log(np.exp(runs - peak).mean(axis=0))
 
 
 def _decisive(options: dict[str, list[int]]) -> dict[str, list[int]]:

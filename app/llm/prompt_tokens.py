@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from app.llm.chat_templates import TEMPLATES
-from app.llm.prompts import TRANSCRIPT_END, instructions
+from app.llm.prompts import (
+    DEFINITION_ANSWER,
+    TRANSCRIPT_END,
+    definition_question,
+    instructions,
+)
 from schemas.taxonomy import Taxonomy
 
 # tokenize(text, special, bos) -> token ids
@@ -54,6 +59,19 @@ class PromptTokens:
     def prompt(self, taxonomy: Taxonomy, transcript: str) -> list[int]:
         """Everything the model reads before it answers, up to `{"product":`."""
         return self.prefix(taxonomy) + self.text(transcript) + self.suffix + self.answer_start
+
+    def definition_frame(self, transcript: str) -> list[int]:
+        """The call and the question, up to the model's `The main reason for this call:`."""
+        return (
+            self._tokenize(self._template[0], True, True)
+            + self.text(definition_question(transcript))
+            + self._tokenize(self._template[1], True, False)
+            + self.text(DEFINITION_ANSWER)
+        )
+
+    def definition_option(self, definition: str) -> list[int]:
+        """A definition as the model's words after the frame."""
+        return self.text(" " + definition)
 
     def reason_option(self, code: str) -> list[int]:
         return self.text(code + '"')

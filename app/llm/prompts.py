@@ -24,6 +24,11 @@ Transcript:
 
 TRANSCRIPT_END = "\n(end of transcript)"
 
+# Reading a list's definitions (llamacpp's `read_definitions`): the call, this question, and the
+# model's turn opened with DEFINITION_ANSWER; each definition is scored as what follows it.
+DEFINITION_QUESTION = "What is the main reason for this call?"
+DEFINITION_ANSWER = "The main reason for this call:"
+
 
 def instructions(taxonomy: Taxonomy) -> str:
     """The part of the prompt that does not depend on the call (reused across calls)."""
@@ -45,6 +50,17 @@ def _examples(taxonomy: Taxonomy) -> str:
 def user_message(taxonomy: Taxonomy, transcript: str) -> str:
     """The whole user turn: instructions, taxonomy and the transcript."""
     return instructions(taxonomy) + transcript + TRANSCRIPT_END
+
+
+def definition_question(transcript: str) -> str:
+    """The user turn that asks for the reason in words (no list, no codes)."""
+    return (
+        "Transcript of a customer-service phone call:\n"
+        + transcript
+        + TRANSCRIPT_END
+        + "\n"
+        + DEFINITION_QUESTION
+    )
 
 
 def feedback_message(error: str) -> str:

@@ -74,6 +74,7 @@ def _result(
     right: list[bool],
     calibrated: bool,
     prior_corrected: bool | None = None,
+    definitions_read: bool | None = None,
 ) -> BackendResult:
     predictions = [
         Prediction(
@@ -99,7 +100,8 @@ def _result(
         reason_accuracy=sum(right) / n, reason_accuracy_ci95=(0.0, 1.0), reason_macro_f1=0.0,
         product_match_rate=1.0, invalid_rate=0.0, failed=0, latency_p50_ms=1.0,
         latency_p95_ms=1.0, prompt_tokens=n, completion_tokens=n, cost=0.0, per_class={},
-        confusion=[], prior_corrected=prior_corrected, predictions=predictions,
+        confusion=[], prior_corrected=prior_corrected, definitions_read=definitions_read,
+        predictions=predictions,
     )  # fmt: skip
 
 
@@ -194,6 +196,27 @@ def test_a_temperature_applies_only_to_scores_of_the_kind_it_was_fitted_on() -> 
     # A card written before the field: its temperatures were fitted on raw scores.
     old = card_calibration({"calibration": {"taxonomies": {"own-1": {"temperature": 2.0}}}})
     assert old is not None and old.applies_to("own-1") and not old.applies_to("own-1", True)
+
+
+def test_a_temperature_fitted_with_the_definitions_read_applies_only_to_such_scores() -> None:
+    rng = random.Random(3)
+    true_p = [rng.uniform(0.3, 0.99) for _ in range(300)]
+    right = [rng.random() < p for p in true_p]
+    model, meta = "base.gguf+a.gguf", {"dataset": "own.jsonl", "taxonomy_version": "own-1"}
+    read = Evaluated("read.json", _result(model, [scaled(p, 0.5) for p in true_p], right, False, True, True), meta)  # fmt: skip
+    card = calibrate_card({"adapter": "a.gguf"}, "a.gguf", [read], [])
+    assert card["calibration"]["taxonomies"]["own-1"]["definitions_read"] is True
+    assert card["evaluations"][0]["definitions_read"] is True
+    calibration = card_calibration(card)
+    assert calibration is not None
+    assert calibration.applies_to("own-1", prior_corrected=True, definitions_read=True)
+    # Not to the codes' scores alone, with or without the prior.
+    assert not calibration.applies_to("own-1", prior_corrected=True)
+    assert not calibration.applies_to("own-1")
+    # Nor fitted together with results of another kind.
+    codes = Evaluated("codes.json", _result(model, [0.9, 0.6], [True, False], False, True), meta)  # fmt: skip
+    with pytest.raises(ValueError, match=r"read\.json \(prior taken out, definitions read\), codes\.json \(prior taken out\)"):  # fmt: skip
+        calibrate_card({"adapter": "a.gguf"}, "a.gguf", [read, codes], [])
 
 
 def test_results_with_and_without_the_prior_taken_out_are_not_fitted_together() -> None:

@@ -134,12 +134,14 @@ AIRLINE = Taxonomy.model_validate(
 def test_prior_correction_applies_only_to_lists_the_adapter_was_not_trained_on(
     model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # (The definitions not read: this is the codes' choice alone.)
     plain = LlamaCppBackend(
-        model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER, prior_correction="off"
-    )
+        model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER, prior_correction="off",
+        read_definitions="off",
+    )  # fmt: skip
     corrected = LlamaCppBackend(
         model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER,
-        prior_correction="untrained",
+        prior_correction="untrained", read_definitions="off",
     )  # fmt: skip
     assert corrected.trained_taxonomies is not None
     assert TAXONOMY.version in corrected.trained_taxonomies
@@ -199,10 +201,76 @@ def test_prior_correction_applies_only_to_lists_the_adapter_was_not_trained_on(
 
 
 def test_a_model_without_a_card_is_left_as_it_is(backend: LlamaCppBackend) -> None:
-    # The base model: what it was trained on is unknown, so `untrained` takes nothing out.
+    # The base model: what it was trained on is unknown, so `untrained` takes nothing out
+    # and reads no definitions.
     assert backend.prior_correction == "untrained" and backend.trained_taxonomies is None
+    assert backend.read_definitions == "untrained" and not backend.reads_definitions(AIRLINE)
     backend.extract(ExtractionRequest(CALLS[0]["text"], AIRLINE))
-    assert backend._priors == {}
+    assert backend._priors == {} and backend._definition_priors == {}
+
+
+def test_definitions_are_read_by_the_model_without_its_adapter_on_untrained_lists_only(
+    model_path: Path,
+) -> None:
+    reading = LlamaCppBackend(model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER)
+    codes_only = LlamaCppBackend(
+        model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER, read_definitions="off"
+    )
+    base = LlamaCppBackend(model_path, n_ctx=1024, n_threads=2)  # the same GGUF, no adapter
+    assert reading.reads_definitions(AIRLINE) and not reading.reads_definitions(TAXONOMY)
+    assert not codes_only.reads_definitions(AIRLINE)
+    for call in CALLS[:3]:
+        answer = reading.extract(ExtractionRequest(call["text"], AIRLINE))
+        assert answer.answer.reason in AIRLINE.codes and 0 < answer.confidence <= 1
+        assert answer.confidence_calibrated is False
+        # The frame is read too: counted with the prompt's tokens.
+        plain = codes_only.extract(ExtractionRequest(call["text"], AIRLINE))
+        frame = reading.tokens.definition_frame(call["text"])
+        assert answer.prompt_tokens == plain.prompt_tokens + len(frame)
+    assert list(reading._definition_priors) == [
+        (AIRLINE.version, tuple(r.definition for r in AIRLINE.reasons))
+    ]
+    # The definitions alone choose (the codes' prior is neither used nor measured): the
+    # reason is the best-scored definition's code, its confidence their softmax's share.
+    assert not reading.corrects_prior(AIRLINE) and reading._priors == {}
+    scores = reading._definition_scores(AIRLINE, CALLS[2]["text"])
+    shares = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+    assert answer.answer.reason == AIRLINE.codes[int(np.argmax(scores))]
+    assert answer.confidence == pytest.approx(shares.max(), abs=1e-3)
+    # The scores are the base model's: the adapter was taken off the context, the cache
+    # emptied, and both put back after (from an empty cache, as the backend evaluates them).
+    definitions = tuple(r.definition for r in AIRLINE.reasons)
+    with reading._without_adapter():
+        taken_off = reading._definition_log_probabilities(CALLS[0]["text"], definitions)
+    assert taken_off == pytest.approx(
+        base._definition_log_probabilities(CALLS[0]["text"], definitions), abs=1e-3
+    )
+    with_adapter = codes_only._definition_log_probabilities(CALLS[0]["text"], definitions)
+    assert np.abs(with_adapter - taken_off).max() > 0.1  # the adapter does change them
+    # Each score is the sum of its definition's token log-probabilities, token by token.
+    option = base.tokens.definition_option(definitions[0])
+    base._llm.reset()
+    logits = base._eval(base.tokens.definition_frame(CALLS[0]["text"]))
+    total = 0.0
+    for token in option:
+        scores = logits.astype(np.float64)
+        total += scores[token] - scores.max() - np.log(np.exp(scores - scores.max()).sum())
+        logits = base._eval([token])
+    assert taken_off[0] == pytest.approx(total, abs=1e-3)
+    # After all that, on the default list (which it learnt) the reading backend answers as
+    # the backend that never reads definitions, bit for bit: the adapter is back. (From the
+    # same cache: reading leaves it empty; what a cache holds moves llama.cpp's scores a little.)
+    reading.extract(ExtractionRequest(CALLS[2]["text"], AIRLINE))
+    assert reading._llm.n_tokens == 0
+    codes_only._llm.reset()
+    for call in CALLS[:2]:
+        request = ExtractionRequest(call["text"], TAXONOMY)
+        assert reading.extract(request) == codes_only.extract(request)
+
+
+def test_an_unknown_read_definitions_is_refused(model_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown read_definitions 'maybe'"):
+        LlamaCppBackend(model_path, n_ctx=256, read_definitions="maybe")
 
 
 def test_an_unknown_prior_correction_is_refused(model_path: Path) -> None:
