@@ -215,20 +215,21 @@ class Flywheel:
         from app.evaluation.runner import load_dataset
         from app.finetune.data import resolve_taxonomy
         from app.llm.calibration import known_trained_taxonomies, read_card
-        from app.llm.llamacpp import prior_applies
+        from app.llm.llamacpp import reason_scoring
         from app.llm.model_files import file_sha256
         from app.registry.gate import run_adapter
 
         sha = file_sha256(adapter)
         taxonomy = resolve_taxonomy(dataset.taxonomy)
-        # The prior taken out (CALLX_LLAMACPP__PRIOR_CORRECTION) changes the answers: such a
-        # measure is kept apart from one without.
-        corrected = prior_applies(
+        # The prior taken out (CALLX_LLAMACPP__PRIOR_CORRECTION) and the definitions read
+        # (READ_DEFINITIONS) change the answers: such a measure is kept apart from one without.
+        corrected, reads = reason_scoring(
             self.settings.llamacpp.prior_correction,
+            self.settings.llamacpp.read_definitions,
             known_trained_taxonomies(read_card(adapter)),
             taxonomy.version,
         )
-        suffix = "-prior" if corrected else ""
+        suffix = ("-prior" if corrected else "") + ("-definitions" if reads else "")
         cached = self.work / "measures" / f"{sha[:16]}-{dataset.tag}{suffix}.json"
         if cached.is_file():
             return json.loads(cached.read_text("utf-8"))

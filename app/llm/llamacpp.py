@@ -278,15 +278,17 @@ class LlamaCppBackend:
         return taxonomy.version in self.measured_taxonomies
 
     def corrects_prior(self, taxonomy: Taxonomy) -> bool:
-        """Whether this taxonomy's reason scores have the model's prior taken out (not where
-        the definitions alone choose: the codes' scores are not used there)."""
-        if self.reads_definitions(taxonomy) and not DEFINITIONS_WITH_CODES:
-            return False
-        return prior_applies(self.prior_correction, self.trained_taxonomies, taxonomy.version)
+        """Whether this taxonomy's reason scores have the model's prior taken out."""
+        return self._scoring(taxonomy)[0]
 
     def reads_definitions(self, taxonomy: Taxonomy) -> bool:
-        """Whether this taxonomy's reason is chosen with its definitions as well as its codes."""
-        return prior_applies(self.read_definitions, self.trained_taxonomies, taxonomy.version)
+        """Whether this taxonomy's reason is chosen by reading its definitions."""
+        return self._scoring(taxonomy)[1]
+
+    def _scoring(self, taxonomy: Taxonomy) -> tuple[bool, bool]:
+        return reason_scoring(
+            self.prior_correction, self.read_definitions, self.trained_taxonomies, taxonomy.version
+        )
 
     def _choose_reading_definitions(
         self, taxonomy: Taxonomy, transcript: str, logits: np.ndarray, prior: Prior | None
@@ -487,6 +489,19 @@ class LlamaCppBackend:
         head = text[: PRODUCT_MAX_CHARS + 1]
         cut = head.rsplit(" ", 1)[0].rstrip() if " " in head else ""
         return cut or text[:PRODUCT_MAX_CHARS]
+
+
+def reason_scoring(
+    prior_correction: str,
+    read_definitions: str,
+    trained_taxonomies: set[str] | None,
+    taxonomy_version: str,
+) -> tuple[bool, bool]:
+    """For a taxonomy: whether the codes' scores have the prior taken out, and whether the
+    definitions are read (where they alone choose, the codes' scores and prior are not used)."""
+    reads = prior_applies(read_definitions, trained_taxonomies, taxonomy_version)
+    corrected = prior_applies(prior_correction, trained_taxonomies, taxonomy_version)
+    return corrected and (DEFINITIONS_WITH_CODES or not reads), reads
 
 
 def prior_applies(mode: str, trained_taxonomies: set[str] | None, taxonomy_version: str) -> bool:

@@ -17,7 +17,7 @@ from app.llm.calibration import (
     measured_taxonomies,
     scaled,
 )
-from app.llm.llamacpp import prior_applies
+from app.llm.llamacpp import prior_applies, reason_scoring
 
 
 def test_calibration_error_is_the_weighted_gap_between_confidence_and_accuracy() -> None:
@@ -278,3 +278,14 @@ def test_the_report_plots_coverage_against_accuracy_and_tabulates_thresholds(
     assert "![coverage-accuracy curve](coverage.svg)" in markdown and "| ≥ 0.9 |" in markdown
     svg = (tmp_path / "coverage.svg").read_text()
     assert svg.count("<polyline") == 1 and "candidate" in svg
+
+
+def test_where_the_definitions_are_read_and_the_codes_prior_then_left_out() -> None:
+    trained = {"default-1"}
+    # (prior taken out, definitions read): on a list the adapter never learnt, the
+    # definitions alone choose, so the codes' prior is not used.
+    assert reason_scoring("untrained", "untrained", trained, "own-1") == (False, True)
+    assert reason_scoring("untrained", "off", trained, "own-1") == (True, False)
+    assert reason_scoring("untrained", "untrained", trained, "default-1") == (False, False)
+    assert reason_scoring("off", "all", trained, "default-1") == (False, True)
+    assert reason_scoring("untrained", "untrained", None, "own-1") == (False, False)
