@@ -90,7 +90,9 @@ def test_eval_reports_both_configurations(tmp_path: Path, model_path: Path) -> N
     assert (report / "confusion-1.svg").read_text().startswith("<svg")
 
 
-def test_eval_says_where_the_models_prior_was_taken_out(tmp_path: Path) -> None:
+def test_eval_says_where_the_definitions_were_read_or_the_prior_taken_out(
+    tmp_path: Path,
+) -> None:
     # A list of the customer's own, which the shipped adapter was never trained on.
     codes = {"breakdown": "fault", "billing": "money", "cancellation": "leaving",
              "delivery": "shipping", "usage_help": "howto", "sales_inquiry": "buying"}  # fmt: skip
@@ -112,15 +114,20 @@ def test_eval_says_where_the_models_prior_was_taken_out(tmp_path: Path) -> None:
     run = run_callx(
         "eval", "--dataset", str(dataset), "--taxonomy", str(taxonomy),
         "--backend", "llamacpp:n_ctx=2048,label=as-shipped",
-        "--backend", "llamacpp:n_ctx=2048,prior_correction=off,label=off",
+        "--backend", "llamacpp:n_ctx=2048,read_definitions=off,label=codes",
+        "--backend", "llamacpp:n_ctx=2048,prior_correction=off,read_definitions=off,label=off",
         "--backend", "fake", "--json", str(results),
         tmp_path=tmp_path,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    shipped, off, fake = json.loads(results.read_text())["results"]
-    assert (shipped["prior_corrected"], off["prior_corrected"]) == (True, False)
-    assert fake["prior_corrected"] is None
+    shipped, codes_only, off, fake = json.loads(results.read_text())["results"]
+    # As shipped, the definitions alone choose: the codes' prior is not used.
+    assert (shipped["definitions_read"], shipped["prior_corrected"]) == (True, False)
+    assert (codes_only["definitions_read"], codes_only["prior_corrected"]) == (False, True)
+    assert (off["definitions_read"], off["prior_corrected"]) == (False, False)
+    assert fake["prior_corrected"] is None and fake["definitions_read"] is None
     assert run.stdout.count("(prior taken out)") == 1
+    assert run.stdout.count("(definitions read)") == 1
 
 
 def test_eval_refuses_labels_outside_the_taxonomy(tmp_path: Path) -> None:
