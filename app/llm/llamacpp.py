@@ -49,7 +49,6 @@ from app.llm.choice import (
     TokenTrie,
     branch_distributions,
     choose,
-    label_log_probabilities,
 )
 from app.llm.errors import BackendError
 from app.llm.grounding import CallWords
@@ -71,11 +70,8 @@ PRIOR_FLOOR = 1e-12
 
 # Where the prior is taken out: nowhere, on taxonomies the adapter was not trained on, on all.
 PRIOR_CORRECTIONS = ("off", "untrained", "all")
-# Where the list's definitions are read: the same three.
+# Where the list's definitions are read (and alone choose the reason): the same three.
 READ_DEFINITIONS = PRIOR_CORRECTIONS
-# With the definitions read, whether the codes' own scores are added to theirs (variant "P×D"
-# of docs/adapter-experiments.md) or the definitions alone choose (variant "D").
-DEFINITIONS_WITH_CODES = False
 
 
 class LlamaCppBackend:
@@ -239,12 +235,10 @@ class LlamaCppBackend:
                 product, generated, name_probability = self._generate_string(logits, words)
                 product_confidence *= name_probability
                 reason_key = self.tokens.reason_key_after_string
-            logits = self._eval(reason_key)
             if reads:
-                reason = self._choose_reading_definitions(
-                    taxonomy, request.transcript, logits, prior
-                )
+                reason = self._choose_reading_definitions(taxonomy, request.transcript)
             else:
+                logits = self._eval(reason_key)
                 reason = choose(self._reason_trie(taxonomy), logits, self._eval, prior)
 
         raw = json.dumps({"product": product, "reason": reason.label}, ensure_ascii=False)
@@ -290,26 +284,14 @@ class LlamaCppBackend:
             self.prior_correction, self.read_definitions, self.trained_taxonomies, taxonomy.version
         )
 
-    def _choose_reading_definitions(
-        self, taxonomy: Taxonomy, transcript: str, logits: np.ndarray, prior: Prior | None
-    ) -> Choice:
-        """The code whose definition scores best; its probability is the softmax of the
-        definitions' scores (with DEFINITIONS_WITH_CODES, of their sum with every code's
-        log-probability as choose() scores a path)."""
-        codes = np.zeros(len(taxonomy.codes))
-        if DEFINITIONS_WITH_CODES:  # first: reading the definitions empties the cache
-            trie = self._reason_trie(taxonomy)
-            distributions = branch_distributions(
-                trie, logits, partial(self._eval_at, self._llm.n_tokens)
-            )
-            found = label_log_probabilities(trie, distributions, prior)
-            codes = np.array([found[code] for code in taxonomy.codes])
-        scores = codes + _log_softmax(self._definition_scores(taxonomy, transcript))
-        weights = np.exp(scores - scores.max())
-        weights /= weights.sum()
-        best = int(np.argmax(weights))
+    def _choose_reading_definitions(self, taxonomy: Taxonomy, transcript: str) -> Choice:
+        """The code whose definition scores best, with the softmax of the definitions' scores
+        as its probability (the codes' own scores are not used)."""
+        scores = self._definition_scores(taxonomy, transcript)
+        shares = np.exp(scores - _log_sum_exp(scores, axis=0))
+        best = int(np.argmax(shares))
         code = taxonomy.codes[best]
-        return Choice(code, float(weights[best]), self.tokens.reason_option(code))
+        return Choice(code, float(shares[best]), self.tokens.reason_option(code))
 
     def _definition_scores(self, taxonomy: Taxonomy, transcript: str) -> np.ndarray:
         """Per code, the log-probability of its definition after the call, less its log mean
@@ -323,7 +305,10 @@ class LlamaCppBackend:
                     self._definition_log_probabilities(content_free, definitions)
                     for content_free in CONTENT_FREE_TRANSCRIPTS
                 ]
-                self._definition_priors[key] = _log_mean_exp(np.array(found))
+                # The log of the mean probability over the content-free calls.
+                self._definition_priors[key] = _log_sum_exp(np.array(found), axis=0) - math.log(
+                    len(found)
+                )
                 log.info(
                     "taxonomy %s: the reason is read from the list's definitions too "
                     "(read_definitions=%s)",
@@ -350,7 +335,7 @@ class LlamaCppBackend:
                 self._llm.n_tokens = root
                 rows = self._eval_rows(option[:-1])
                 picked = rows[np.arange(len(option) - 1), option[1:]]
-                total += float(np.sum(picked - _log_sum_exp_rows(rows)))
+                total += float(np.sum(picked - _log_sum_exp(rows, axis=1)))
             found.append(total)
         return np.array(found)
 
@@ -498,10 +483,10 @@ def reason_scoring(
     taxonomy_version: str,
 ) -> tuple[bool, bool]:
     """For a taxonomy: whether the codes' scores have the prior taken out, and whether the
-    definitions are read (where they alone choose, the codes' scores and prior are not used)."""
+    definitions are read (they alone choose then: the codes' scores and prior are not used)."""
     reads = prior_applies(read_definitions, trained_taxonomies, taxonomy_version)
     corrected = prior_applies(prior_correction, trained_taxonomies, taxonomy_version)
-    return corrected and (DEFINITIONS_WITH_CODES or not reads), reads
+    return corrected and not reads, reads
 
 
 def prior_applies(mode: str, trained_taxonomies: set[str] | None, taxonomy_version: str) -> bool:
@@ -550,21 +535,11 @@ def _log_softmax_at(logits: np.ndarray, token: int) -> float:
     return float(scores[token]) - peak - math.log(float(np.exp(scores - peak).sum()))
 
 
-def _log_softmax(scores: np.ndarray) -> np.ndarray:
-    shifted = scores.astype(np.float64) - float(scores.max())
-    return shifted - math.log(float(np.exp(shifted).sum()))
-
-
-def _log_sum_exp_rows(rows: np.ndarray) -> np.ndarray:
-    """Each row's log of the sum of exp (the softmax's normaliser)."""
-    peak = rows.max(axis=1, keepdims=True)
-    return (peak + np.log(np.exp(rows - peak).sum(axis=1, keepdims=True)))[:, 0]
-
-
-def _log_mean_exp(runs: np.ndarray) -> np.ndarray:
-    """Per column, the log of the mean of exp over the rows (the mean probability)."""
-    peak = runs.max(axis=0)
-    return peak + np.log(np.exp(runs - peak).mean(axis=0))
+def _log_sum_exp(values: np.ndarray, axis: int) -> np.ndarray:
+    """log(sum(exp(values))) along an axis, without overflow (a softmax's normaliser)."""
+    peak = np.max(values, axis=axis, keepdims=True)
+    total = np.log(np.exp(values - peak).sum(axis=axis, keepdims=True))
+    return np.squeeze(peak + total, axis=axis)
 
 
 def _decisive(options: dict[str, list[int]]) -> dict[str, list[int]]:

@@ -7,13 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from app.llm.choice import (
-    Choice,
-    TokenTrie,
-    branch_distributions,
-    choose,
-    label_log_probabilities,
-)
+from app.llm.choice import Choice, TokenTrie, branch_distributions, choose
 
 VOCAB = 32
 
@@ -227,25 +221,3 @@ def test_branch_distributions_rewinds_between_branching_siblings() -> None:
     assert fed == [(0, [1]), (0, [2])]  # each sibling from the root's depth
     assert found[(1,)] == pytest.approx([softmax_of([2.0, 0.0], 0), softmax_of([2.0, 0.0], 1)])
     assert found[(2,)] == pytest.approx([softmax_of([0.0, 1.0], 0), softmax_of([0.0, 1.0], 1)])
-
-
-def test_label_log_probabilities_multiply_each_branch_as_choose_scores_it() -> None:
-    trie = TokenTrie({"a_x": [1, 3], "a_y": [1, 4], "b": [2]})
-    distributions = {(): np.array([0.6, 0.4]), (1,): np.array([0.25, 0.75])}
-    found = label_log_probabilities(trie, distributions)
-    assert {k: math.exp(v) for k, v in found.items()} == pytest.approx(
-        {"a_x": 0.6 * 0.25, "a_y": 0.6 * 0.75, "b": 0.4}
-    )
-    # With a prior, each branch is corrected and renormalised, as choose() does: the greedy
-    # walk's label gets the probability choose() reports.
-    prior = {(): np.log([0.9, 0.1]), (1,): np.log([0.5, 0.5])}
-    corrected = label_log_probabilities(trie, distributions, prior)
-    root = np.array([0.6 / 0.9, 0.4 / 0.1])
-    root /= root.sum()
-    assert math.exp(corrected["b"]) == pytest.approx(root[1])
-    assert math.exp(corrected["a_y"]) == pytest.approx(root[0] * 0.75)
-    assert sum(math.exp(v) for v in corrected.values()) == pytest.approx(1.0)
-    logits = np.log(np.array([1e-9] * VOCAB))
-    logits[[1, 2]] = np.log([0.6, 0.4])
-    picked = choose(trie, logits.astype(np.float32), lambda t: logits, prior)
-    assert picked.label == "b" and picked.probability == pytest.approx(math.exp(corrected["b"]))
