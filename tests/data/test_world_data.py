@@ -115,3 +115,26 @@ def test_three_held_out_industries_with_lists_of_their_own() -> None:
             assert second[r["id"]]["reason"] == r["reason"], r["id"]  # README: settled
         seen += [r["id"] for r in records]
     assert len(seen) == 90 and set(seen) == set(second)
+
+
+def test_the_bordered_lists_are_the_twelve_lists_with_longer_definitions() -> None:
+    """`bordered/`: the twelve training lists rewritten with their borders spelt out, the same
+    codes and labels in the same order, so that their calls keep their labels."""
+    bordered = sorted((WORLD / "bordered").glob("*.yaml"))
+    assert [p.name for p in bordered] == sorted(
+        p.name for p in (WORLD / "taxonomies").glob("*.yaml")
+    )
+    naming, lengths = 0, []
+    for path in bordered:
+        rewritten, written = load_taxonomy(path), load_taxonomy(WORLD / "taxonomies" / path.name)
+        assert rewritten.version == written.version + "-bordered", path.name
+        assert [(r.code, r.label) for r in rewritten.reasons] == [
+            (r.code, r.label) for r in written.reasons
+        ], path.name
+        for reason in rewritten.reasons:
+            lengths.append(len(reason.definition))
+            naming += any(
+                f"({c})" in reason.definition for c in rewritten.codes if c != reason.code
+            )
+    assert naming >= 50  # about two thirds of the 93 name a neighbour
+    assert sum(lengths) / len(lengths) > 180  # the twelve lists as written: 135
