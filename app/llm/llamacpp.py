@@ -54,6 +54,7 @@ from app.llm.errors import BackendError
 from app.llm.grounding import CallWords
 from app.llm.model_files import adapter_for, default_model_path, file_sha256
 from app.llm.prompt_tokens import PromptTokens
+from app.llm.prompts import definitions_to_read
 from schemas.extraction import PRODUCT_MAX_CHARS, answer_model, normalise_product
 from schemas.taxonomy import Taxonomy
 
@@ -297,7 +298,7 @@ class LlamaCppBackend:
         """Per code, the log-probability of its definition after the call, less its log mean
         probability after the content-free calls (measured once per taxonomy), by the model
         without its adapter."""
-        definitions = tuple(reason.definition for reason in taxonomy.reasons)
+        definitions = definitions_to_read(taxonomy)
         key = (taxonomy.version, definitions)
         with self._without_adapter():
             if key not in self._definition_priors:

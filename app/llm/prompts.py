@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 
 from schemas.taxonomy import Taxonomy
 
-# Bump on any change of wording below: every stored result records it.
-PROMPT_VERSION = "p2-2026-12-05"
+# Bump on any change of wording below, or of the texts read (definitions_to_read): every stored
+# result records it. p3: definitions read without their borders.
+PROMPT_VERSION = "p3-2026-12-06"
 
 _INSTRUCTIONS = """You read the transcript of a customer-service phone call (in French or English) \
 and fill in two fields.
@@ -28,6 +31,8 @@ TRANSCRIPT_END = "\n(end of transcript)"
 # model's turn opened with DEFINITION_ANSWER; each definition is scored as what follows it.
 DEFINITION_QUESTION = "What is the main reason for this call?"
 DEFINITION_ANSWER = "The main reason for this call:"
+# A sentence of a definition ends at `.`, `!` or `?` before a capital or an opening bracket.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-Þ(\[«\"'])")
 
 
 def instructions(taxonomy: Taxonomy) -> str:
@@ -61,6 +66,27 @@ def definition_question(transcript: str) -> str:
         + "\n"
         + DEFINITION_QUESTION
     )
+
+
+def definitions_to_read(taxonomy: Taxonomy) -> tuple[str, ...]:
+    """Per code, in the list's order, the text scored as the call's reason: its definition
+    without its borders."""
+    codes = taxonomy.codes
+    return tuple(
+        without_borders(reason.definition, [code for code in codes if code != reason.code])
+        for reason in taxonomy.reasons
+    )
+
+
+def without_borders(definition: str, others: Iterable[str]) -> str:
+    """A definition less its borders, the sentences that name another code of its list ("Not
+    a bag that arrived damaged (baggage_damaged)."): read as the call's reason, a border scores
+    the neighbour's words for this code (docs/adapter-experiments.md, definitions without their
+    borders). A definition that is all borders is kept whole."""
+    named = [re.compile(rf"(?<!\w){re.escape(code)}(?!\w)") for code in others]
+    sentences = _SENTENCE_BREAK.split(definition.strip())
+    kept = [s for s in sentences if not any(p.search(s) for p in named)]
+    return " ".join(kept) if kept else definition
 
 
 def feedback_message(error: str) -> str:

@@ -13,6 +13,7 @@ from app.llm.base import ExtractionRequest
 from app.llm.choice import choose
 from app.llm.llamacpp import CONTENT_FREE_TRANSCRIPTS, LlamaCppBackend
 from app.llm.model_files import DEFAULT_ADAPTER
+from app.llm.prompts import definitions_to_read
 from schemas.extraction import answer_model
 from schemas.taxonomy import Taxonomy, load_taxonomy
 from support.calls import CALLS
@@ -122,7 +123,7 @@ AIRLINE = Taxonomy.model_validate(
             {"code": "booking_cancellation", "label": "booking cancellation",
              "definition": "the customer cancels their own booking"},
             {"code": "baggage_delayed", "label": "delayed baggage",
-             "definition": "a checked bag did not arrive"},
+             "definition": "a checked bag did not arrive. Not a damaged bag (baggage_damaged)."},
             {"code": "baggage_damaged", "label": "damaged baggage",
              "definition": "a bag arrived damaged"},
             {"code": "refund", "label": "refund", "definition": "the customer asks a refund"},
@@ -227,9 +228,11 @@ def test_definitions_are_read_by_the_model_without_its_adapter_on_untrained_list
         plain = codes_only.extract(ExtractionRequest(call["text"], AIRLINE))
         frame = reading.tokens.definition_frame(call["text"])
         assert answer.prompt_tokens == plain.prompt_tokens + len(frame)
-    assert list(reading._definition_priors) == [
-        (AIRLINE.version, tuple(r.definition for r in AIRLINE.reasons))
-    ]
+    # Each definition is read without its borders: baggage_delayed's, that names
+    # baggage_damaged, is left out of its text.
+    read = definitions_to_read(AIRLINE)
+    assert read[2] == "a checked bag did not arrive." and read[3] == AIRLINE.reasons[3].definition
+    assert list(reading._definition_priors) == [(AIRLINE.version, read)]
     # The definitions alone choose (the codes' prior is neither used nor measured): the
     # reason is the best-scored definition's code, its confidence their softmax's share.
     assert not reading.corrects_prior(AIRLINE) and reading._priors == {}
@@ -239,7 +242,7 @@ def test_definitions_are_read_by_the_model_without_its_adapter_on_untrained_list
     assert answer.confidence == pytest.approx(shares.max(), abs=1e-3)
     # The scores are the base model's: the adapter was taken off the context, the cache
     # emptied, and both put back after (from an empty cache, as the backend evaluates them).
-    definitions = tuple(r.definition for r in AIRLINE.reasons)
+    definitions = read
     with reading._without_adapter():
         taken_off = reading._definition_log_probabilities(CALLS[0]["text"], definitions)
     assert taken_off == pytest.approx(

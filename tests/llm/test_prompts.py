@@ -1,0 +1,62 @@
+"""The texts a list's definitions are read as (llamacpp's `read_definitions`): each definition
+without its borders, the sentences that name another code of the list."""
+
+from __future__ import annotations
+
+from app.llm.prompts import definitions_to_read, without_borders
+from schemas.taxonomy import Taxonomy
+
+
+def test_a_sentence_that_names_another_code_is_a_border_and_is_left_out() -> None:
+    others = ["baggage_damaged", "flight_disruption"]
+    assert (
+        without_borders(
+            "a checked bag that did not arrive. Not a bag that arrived damaged "
+            "(baggage_damaged). Covers interim expenses!",
+            others,
+        )
+        == "a checked bag that did not arrive. Covers interim expenses!"
+    )
+    # Named bare or in a clause, the code still makes its sentence a border.
+    assert (
+        without_borders(
+            "a refund asked. Unlike flight_disruption, the customer chose it? Yes.", others
+        )
+        == "a refund asked. Yes."
+    )
+    # A longer code that contains another is not that code; nor is a word that is not a code.
+    assert without_borders("Ends. See baggage_damaged_extra.", others) == (
+        "Ends. See baggage_damaged_extra."
+    )
+    assert without_borders("Ends. Not a disruption.", others) == "Ends. Not a disruption."
+
+
+def test_a_full_stop_without_a_capital_after_it_does_not_end_the_sentence() -> None:
+    text = "fees, e.g. the change fee. Not a disruption (flight_disruption)."
+    assert without_borders(text, ["flight_disruption"]) == "fees, e.g. the change fee."
+    assert without_borders("À la carte. Éviter (x).", ["x"]) == "À la carte."
+
+
+def test_a_definition_that_is_all_borders_is_kept_whole() -> None:
+    text = "Not a damaged bag (baggage_damaged). Not a delay (flight_disruption)."
+    assert without_borders(text, ["baggage_damaged", "flight_disruption"]) == text
+
+
+def test_each_code_is_read_without_the_borders_it_draws_with_the_others() -> None:
+    taxonomy = Taxonomy.model_validate(
+        {
+            "version": "t-1",
+            "reasons": [
+                {"code": "late_bag", "label": "late bag",
+                 "definition": "a bag still missing. Not a damaged bag (broken_bag)."},
+                {"code": "broken_bag", "label": "broken bag",
+                 "definition": "a bag that arrived broken. Covers a late_bag too? No."},
+                {"code": "other", "label": "other", "definition": "anything else."},
+            ],
+        }
+    )  # fmt: skip
+    assert definitions_to_read(taxonomy) == (
+        "a bag still missing.",
+        "a bag that arrived broken. No.",
+        "anything else.",
+    )
