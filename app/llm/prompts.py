@@ -83,10 +83,23 @@ def without_borders(definition: str, others: Iterable[str]) -> str:
     a bag that arrived damaged (baggage_damaged)."): read as the call's reason, a border scores
     the neighbour's words for this code (docs/adapter-experiments.md, definitions without their
     borders). A definition that is all borders is kept whole."""
-    named = [re.compile(rf"(?<!\w){re.escape(code)}(?!\w)") for code in others]
     sentences = _SENTENCE_BREAK.split(definition.strip())
-    kept = [s for s in sentences if not any(p.search(s) for p in named)]
+    kept = [s for s in sentences if not any(_names(s, code) for code in others)]
     return " ".join(kept) if kept else definition
+
+
+def _names(sentence: str, code: str) -> bool:
+    """Whether a sentence names a code: an identifier (`baggage_damaged`) wherever it stands as
+    a word; a code that is a plain word (`other`, `billing`) only as a reference, alone or in
+    a list of codes in brackets or backquotes ("(billing)", "(billing, other)", "`other`"), not
+    as the word ("or other fees")."""
+    if re.search(r"[_\d]", code):
+        return re.search(rf"(?<!\w){re.escape(code)}(?!\w)", sentence) is not None
+    for group in re.findall(r"\(([^()]*)\)|\[([^\[\]]*)\]|`([^`]*)`", sentence):
+        items = re.split(r",|/|;|\b(?:or|and|ou|et)\b", "".join(group))
+        if code in (item.strip() for item in items):
+            return True
+    return False
 
 
 def feedback_message(error: str) -> str:

@@ -31,6 +31,21 @@ def test_a_sentence_that_names_another_code_is_a_border_and_is_left_out() -> Non
     assert without_borders("Ends. Not a disruption.", others) == "Ends. Not a disruption."
 
 
+def test_a_code_that_is_a_plain_word_is_named_only_as_a_reference() -> None:
+    # `other` and `delivery` are words too: "or other pet gadget" draws no border.
+    others = ["other", "delivery", "billing"]
+    text = "a feeder or other gadget failed. Not a late parcel (delivery). Covers delivery fees."
+    assert without_borders(text, others) == "a feeder or other gadget failed. Covers delivery fees."
+    assert without_borders("a fault. Not a fee (billing, other).", others) == "a fault."
+    assert without_borders("a fault. Not a fee (billing or other).", others) == "a fault."
+    assert without_borders("a fault. See `other`.", others) == "a fault."
+    assert without_borders("a fault. Not [billing].", others) == "a fault."
+    # In brackets but not as a code: kept.
+    assert without_borders("a fault. Covers gadgets (and other devices).", others) == (
+        "a fault. Covers gadgets (and other devices)."
+    )
+
+
 def test_a_full_stop_without_a_capital_after_it_does_not_end_the_sentence() -> None:
     text = "fees, e.g. the change fee. Not a disruption (flight_disruption)."
     assert without_borders(text, ["flight_disruption"]) == "fees, e.g. the change fee."
