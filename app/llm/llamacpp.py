@@ -310,12 +310,19 @@ class LlamaCppBackend:
                 self._definition_priors[key] = _log_sum_exp(np.array(found), axis=0) - math.log(
                     len(found)
                 )
+                shortened = [
+                    reason.code
+                    for reason, read in zip(taxonomy.reasons, definitions, strict=True)
+                    if read != reason.definition
+                ]
                 log.info(
-                    "taxonomy %s: the reason is read from the list's definitions too "
-                    "(read_definitions=%s)",
+                    "taxonomy %s: the reason is read from the list's definitions "
+                    "(read_definitions=%s); the sentences that name another code are left out "
+                    "of what is read, in %s",
                     taxonomy.version,
                     self.read_definitions,
-                    extra={"taxonomy_version": taxonomy.version},
+                    ", ".join(shortened) or "none of them",
+                    extra={"taxonomy_version": taxonomy.version, "borders_left_out": shortened},
                 )
             scores = self._definition_log_probabilities(transcript, definitions)
         return scores - self._definition_priors[key]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -211,8 +212,9 @@ def test_a_model_without_a_card_is_left_as_it_is(backend: LlamaCppBackend) -> No
 
 
 def test_definitions_are_read_by_the_model_without_its_adapter_on_untrained_lists_only(
-    model_path: Path,
+    model_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="app.llm.llamacpp")
     reading = LlamaCppBackend(model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER)
     codes_only = LlamaCppBackend(
         model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER, read_definitions="off"
@@ -233,6 +235,12 @@ def test_definitions_are_read_by_the_model_without_its_adapter_on_untrained_list
     read = definitions_to_read(AIRLINE)
     assert read[2] == "a checked bag did not arrive." and read[3] == AIRLINE.reasons[3].definition
     assert list(reading._definition_priors) == [(AIRLINE.version, read)]
+    # The log says, once, which definitions are read without their borders.
+    said = [r for r in caplog.records if "read from the list's definitions" in r.getMessage()]
+    assert len(said) == 1 and said[0].getMessage().endswith(
+        "left out of what is read, in baggage_delayed"
+    )
+    assert said[0].borders_left_out == ["baggage_delayed"]  # type: ignore[attr-defined]
     # The definitions alone choose (the codes' prior is neither used nor measured): the
     # reason is the best-scored definition's code, its confidence their softmax's share.
     assert not reading.corrects_prior(AIRLINE) and reading._priors == {}
