@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from app.llm.prompts import reading_language
 from schemas.taxonomy import load_taxonomy
 
 WORLD = Path(__file__).resolve().parents[2] / "data" / "world"
@@ -138,3 +139,32 @@ def test_the_bordered_lists_are_the_twelve_lists_with_longer_definitions() -> No
             )
     assert naming >= 50  # about two thirds of the 93 name a neighbour
     assert sum(lengths) / len(lengths) > 180  # the twelve lists as written: 135
+
+
+@pytest.mark.parametrize(
+    ("folder", "source"),
+    [("bilingual", "bordered"), ("own_taxonomy/bilingual", "own_taxonomy")],
+)
+def test_the_bilingual_lists_add_a_french_definition_with_the_same_borders(
+    folder: str, source: str
+) -> None:
+    """`bilingual/` and `own_taxonomy/bilingual/`: the bordered dev lists and the customers'
+    lists, their English definitions as written and a French one for each reason that names
+    the same neighbours."""
+    paths = sorted((WORLD / folder).glob("*.yaml"))
+    assert [p.name for p in paths] == sorted(p.name for p in (WORLD / source).glob("*.yaml"))
+    for path in paths:
+        both, written = load_taxonomy(path), load_taxonomy(WORLD / source / path.name)
+        assert both.version == written.version + "-bilingual", path.name
+        assert [(r.code, r.label, r.definition_in("en")) for r in both.reasons] == [
+            (r.code, r.label, r.definition) for r in written.reasons
+        ], path.name
+        assert reading_language(both, "fr") == "fr", path.name
+        for reason in both.reasons:
+            english, french = reason.definition_in("en"), reason.definition_in("fr")
+            assert french != english and reason.main_definition == english
+            named = [
+                sorted(c for c in both.codes if c != reason.code and f"({c}" in text)
+                for text in (english, french)
+            ]
+            assert named[0] == named[1], (path.name, reason.code)
