@@ -111,3 +111,9 @@ def record_text(record: dict[str, Any]) -> str | None:
     """The transcript of a record read by `read_records`; None when it is empty."""
     value = record.get(TEXT)
     return value if isinstance(value, str) and value.strip() else None
+
+
+def record_language(record: dict[str, Any]) -> str | None:
+    """The record's `language`, where it gives one as text."""
+    language = record.get("language")
+    return language.strip() or None if isinstance(language, str) else None

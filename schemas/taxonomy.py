@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 CODE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+LANGUAGE_TAG = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})?$")  # as the API's `language`
+MAX_DEFINITION = 300
 
 
 class Reason(BaseModel):
@@ -20,12 +23,54 @@ class Reason(BaseModel):
 
     code: str = Field(pattern=CODE_PATTERN)
     label: dict[str, str] | str
-    definition: str = Field(min_length=1, max_length=300)
+    # One text, or one per language ({en: ..., fr: ...}); the first is the one the prompt shows.
+    definition: dict[str, str] | str
+
+    @field_validator("definition")
+    @classmethod
+    def _definition_texts(cls, definition: dict[str, str] | str) -> dict[str, str] | str:
+        texts = definition if isinstance(definition, dict) else {"": definition}
+        if not texts:
+            raise ValueError("a definition per language needs at least one language")
+        for tag, text in texts.items():
+            where = f"the {tag!r} definition" if tag else "the definition"
+            if tag and not LANGUAGE_TAG.match(tag):
+                raise ValueError(f"{tag!r} is not a language tag (en, fr, fr-CA)")
+            if not text.strip():
+                raise ValueError(f"{where} is empty")
+            if len(text) > MAX_DEFINITION:
+                raise ValueError(
+                    f"{where} has {len(text)} characters, at most {MAX_DEFINITION} are read"
+                )
+        return definition
 
     def label_in(self, language: str = "en") -> str:
         if isinstance(self.label, str):
             return self.label
         return self.label.get(language) or next(iter(self.label.values()))
+
+    @property
+    def main_definition(self) -> str:
+        """The definition the prompt shows: the only one, or the first language's."""
+        if isinstance(self.definition, str):
+            return self.definition
+        return next(iter(self.definition.values()))
+
+    def definition_in(self, language: str | None) -> str:
+        """The definition written in the language (case aside; `fr-CA` finds `fr`), else the
+        main one."""
+        return self._own_definition(language) or self.main_definition
+
+    def defines(self, language: str) -> bool:
+        """Whether the reason has a definition written in the language."""
+        return self._own_definition(language) is not None
+
+    def _own_definition(self, language: str | None) -> str | None:
+        if not isinstance(self.definition, dict) or not language:
+            return None
+        by_tag = {tag.lower(): text for tag, text in self.definition.items()}
+        wanted = language.lower()
+        return by_tag.get(wanted) or by_tag.get(wanted.split("-")[0])
 
 
 class Example(BaseModel):

@@ -50,7 +50,7 @@ def extract(
 
 
 def _extract_line(extractor: Any, record: dict[str, Any]) -> dict[str, Any]:
-    from app.records import record_text
+    from app.records import record_language, record_text
 
     record_id = record.get("external_id")
     text = record_text(record)
@@ -62,7 +62,7 @@ def _extract_line(extractor: Any, record: dict[str, Any]) -> dict[str, Any]:
             "status": "failed",
             "error": "text is empty",
         }
-    outcome = extractor(text)
+    outcome = extractor(text, record_language(record))
     return {
         "external_id": record_id,
         "product": outcome.product,

@@ -34,6 +34,7 @@ class ClaimedTranscript:
     text: str
     occurred_at: datetime
     source: str
+    language: str | None
 
 
 _TRANSCRIPTS = cast_table(Transcript)
@@ -65,7 +66,7 @@ def claim_transcripts(
             runs=t.runs + 1,
             updated_at=now,
         )
-        .returning(t.id, t.text, t.occurred_at, t.source)
+        .returning(t.id, t.text, t.occurred_at, t.source, t.language)
     )
     return {row.id: ClaimedTranscript(*row) for row in rows}
 

@@ -24,7 +24,7 @@ from app.evaluation.metrics import (
 )
 from app.extraction.extractor import Extractor
 from app.llm import check_backend
-from app.records import read_records, record_text
+from app.records import read_records, record_language, record_text
 from schemas.taxonomy import Taxonomy
 
 SECTIONS = {"llamacpp": "llamacpp", "openai": "openai", "fake": "extraction"}
@@ -221,7 +221,7 @@ def evaluate(
     predictions: list[Prediction] = []
     for position, record in enumerate(records):
         text = record_text(record) or ""
-        outcome = extractor(text)
+        outcome = extractor(text, record_language(record))
         predictions.append(
             Prediction(
                 id=record.get("external_id") or str(position),

@@ -23,9 +23,10 @@ class Extractor:
     retry: RetryPolicy
     keep_head_ratio: float = 0.4
 
-    def __call__(self, text: str) -> ExtractionOutcome:
+    def __call__(self, text: str, language: str | None = None) -> ExtractionOutcome:
         return extract(
             text,
+            language=language,
             backend=self.backend,
             taxonomy=self.taxonomy,
             retry=self.retry,

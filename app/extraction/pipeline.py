@@ -52,13 +52,16 @@ class ExtractionOutcome:
 def extract(
     text: str,
     *,
+    language: str | None = None,
     backend: Backend,
     taxonomy: Taxonomy,
     retry: RetryPolicy = DEFAULT_RETRY,
     keep_head_ratio: float = 0.4,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ExtractionOutcome:
-    """Fit the transcript to the backend's context, ask the backend, retry transient failures."""
+    """Fit the transcript to the backend's context, ask the backend, retry transient failures.
+    `language`: the call's language as submitted, where it is known (a list may define its
+    reasons in several languages)."""
     started = time.perf_counter()
     common: dict[str, Any] = {
         "backend": backend.name,
@@ -75,7 +78,7 @@ def extract(
         error = BackendError(str(exc))
         error.kind = "context_too_small"
         return _failure(common, started, 0, False, error, None)
-    request = ExtractionRequest(transcript=fitted.text, taxonomy=taxonomy)
+    request = ExtractionRequest(transcript=fitted.text, taxonomy=taxonomy, language=language)
     model_calls = 0
     for attempt in range(1, retry.attempts + 1):
         try:

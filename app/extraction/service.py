@@ -15,7 +15,8 @@ from app.logs import transcript_id as logged_transcript_id
 
 log = logging.getLogger(__name__)
 
-Extractor = Callable[[str], ExtractionOutcome]
+# (text, language as submitted) -> outcome
+Extractor = Callable[[str, str | None], ExtractionOutcome]
 # What run_extraction() answers for a call it did not start because its worker is stopping:
 # the call is still queued, its message must go back to the broker.
 NOT_STARTED = "not_started"
@@ -47,7 +48,7 @@ def run_extraction(
         return "skipped"
 
     try:
-        outcome = extractor(claim.text)
+        outcome = extractor(claim.text, claim.language)
     except BaseException:
         store.abandon(claim)
         raise

@@ -38,6 +38,7 @@ class Claim:
     text: str
     occurred_at: datetime
     source: str
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,9 @@ def _claim_group(session: Session, requests: Sequence[_ClaimRequest]) -> list[Cl
     for request in requests:
         row = claimed.get(request.transcript_id)
         answers.append(
-            None if row is None else Claim(row.id, token, row.text, row.occurred_at, row.source)
+            None
+            if row is None
+            else Claim(row.id, token, row.text, row.occurred_at, row.source, row.language)
         )
     return answers
 

@@ -13,6 +13,8 @@ from schemas.taxonomy import Taxonomy
 class ExtractionRequest:
     transcript: str
     taxonomy: Taxonomy
+    # The call's language as submitted (a BCP 47 tag), where it is known.
+    language: str | None = None
 
 
 @dataclass(frozen=True)

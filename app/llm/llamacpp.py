@@ -54,7 +54,7 @@ from app.llm.errors import BackendError
 from app.llm.grounding import CallWords
 from app.llm.model_files import adapter_for, default_model_path, file_sha256
 from app.llm.prompt_tokens import PromptTokens
-from app.llm.prompts import definitions_to_read
+from app.llm.prompts import MAIN_FRAME, definitions_to_read, reading_language
 from schemas.extraction import PRODUCT_MAX_CHARS, answer_model, normalise_product
 from schemas.taxonomy import Taxonomy
 
@@ -147,7 +147,7 @@ class LlamaCppBackend:
         self._lock = threading.Lock()
         self._tries: dict[tuple[str, ...], TokenTrie] = {}
         self._priors: dict[tuple[str, tuple[str, ...]], Prior] = {}
-        self._definition_priors: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+        self._definition_priors: dict[tuple[str, str, tuple[str, ...]], np.ndarray] = {}
         self.tokens = PromptTokens(self._tokenize, chat_format)
         self._kinds = {"null": self.tokens.null_option, "string": self.tokens.string_option}
         self._null_trie = TokenTrie(_decisive(self._kinds))
@@ -214,7 +214,15 @@ class LlamaCppBackend:
             raise BackendError(f"prompt of {len(prompt)} tokens does not fit n_ctx")
         corrected = self.corrects_prior(taxonomy)
         reads = self.reads_definitions(taxonomy)
-        frame = len(self.tokens.definition_frame(request.transcript)) if reads else 0
+        frame = (
+            len(
+                self.tokens.definition_frame(
+                    request.transcript, reading_language(taxonomy, request.language)
+                )
+            )
+            if reads
+            else 0
+        )
         with self._lock:
             prior = self._reason_prior(taxonomy) if corrected else None
             self.last_evaluated_tokens = 0
@@ -237,7 +245,9 @@ class LlamaCppBackend:
                 product_confidence *= name_probability
                 reason_key = self.tokens.reason_key_after_string
             if reads:
-                reason = self._choose_reading_definitions(taxonomy, request.transcript)
+                reason = self._choose_reading_definitions(
+                    taxonomy, request.transcript, request.language
+                )
             else:
                 logits = self._eval(reason_key)
                 reason = choose(self._reason_trie(taxonomy), logits, self._eval, prior)
@@ -285,25 +295,31 @@ class LlamaCppBackend:
             self.prior_correction, self.read_definitions, self.trained_taxonomies, taxonomy.version
         )
 
-    def _choose_reading_definitions(self, taxonomy: Taxonomy, transcript: str) -> Choice:
+    def _choose_reading_definitions(
+        self, taxonomy: Taxonomy, transcript: str, language: str | None
+    ) -> Choice:
         """The code whose definition scores best, with the softmax of the definitions' scores
         as its probability (the codes' own scores are not used)."""
-        scores = self._definition_scores(taxonomy, transcript)
+        scores = self._definition_scores(taxonomy, transcript, language)
         shares = np.exp(scores - _log_sum_exp(scores, axis=0))
         best = int(np.argmax(shares))
         code = taxonomy.codes[best]
         return Choice(code, float(shares[best]), self.tokens.reason_option(code))
 
-    def _definition_scores(self, taxonomy: Taxonomy, transcript: str) -> np.ndarray:
-        """Per code, the log-probability of its definition after the call, less its log mean
-        probability after the content-free calls (measured once per taxonomy), by the model
-        without its adapter."""
-        definitions = definitions_to_read(taxonomy)
-        key = (taxonomy.version, definitions)
+    def _definition_scores(
+        self, taxonomy: Taxonomy, transcript: str, language: str | None
+    ) -> np.ndarray:
+        """Per code, the log-probability of its definition after the call (in the call's
+        language where the list defines its reasons in it, `reading_language`), less its log
+        mean probability after the content-free calls (measured once per taxonomy and
+        language), by the model without its adapter."""
+        read_in = reading_language(taxonomy, language)
+        definitions = definitions_to_read(taxonomy, language)
+        key = (taxonomy.version, read_in or MAIN_FRAME, definitions)
         with self._without_adapter():
             if key not in self._definition_priors:
                 found = [
-                    self._definition_log_probabilities(content_free, definitions)
+                    self._definition_log_probabilities(content_free, definitions, read_in)
                     for content_free in CONTENT_FREE_TRANSCRIPTS
                 ]
                 # The log of the mean probability over the content-free calls.
@@ -313,27 +329,32 @@ class LlamaCppBackend:
                 shortened = [
                     reason.code
                     for reason, read in zip(taxonomy.reasons, definitions, strict=True)
-                    if read != reason.definition
+                    if read != reason.definition_in(language if read_in else None)
                 ]
                 log.info(
                     "taxonomy %s: the reason is read from the list's definitions "
-                    "(read_definitions=%s); the sentences that name another code are left out "
-                    "of what is read, in %s",
+                    "(read_definitions=%s, %s); the sentences that name another code are "
+                    "left out of what is read, in %s",
                     taxonomy.version,
                     self.read_definitions,
+                    f"those written in {read_in}" if read_in else "the main ones",
                     ", ".join(shortened) or "none of them",
-                    extra={"taxonomy_version": taxonomy.version, "borders_left_out": shortened},
+                    extra={
+                        "taxonomy_version": taxonomy.version,
+                        "definitions_language": read_in,
+                        "borders_left_out": shortened,
+                    },
                 )
-            scores = self._definition_log_probabilities(transcript, definitions)
+            scores = self._definition_log_probabilities(transcript, definitions, read_in)
         return scores - self._definition_priors[key]
 
     def _definition_log_probabilities(
-        self, transcript: str, definitions: tuple[str, ...]
+        self, transcript: str, definitions: tuple[str, ...], language: str | None = None
     ) -> np.ndarray:
         """log p(definition | the call and the question), each definition after the same
-        frame, evaluated once from an empty cache."""
+        frame (the language's, None: English's), evaluated once from an empty cache."""
         self._llm.n_tokens = 0
-        last = self._eval(self.tokens.definition_frame(transcript))
+        last = self._eval(self.tokens.definition_frame(transcript, language))
         root = self._llm.n_tokens
         found = []
         for definition in definitions:

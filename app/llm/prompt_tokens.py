@@ -10,12 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from app.llm.chat_templates import TEMPLATES
-from app.llm.prompts import (
-    DEFINITION_ANSWER,
-    TRANSCRIPT_END,
-    definition_question,
-    instructions,
-)
+from app.llm.prompts import DEFINITION_FRAMES, MAIN_FRAME, TRANSCRIPT_END, instructions
 from schemas.taxonomy import Taxonomy
 
 # tokenize(text, special, bos) -> token ids
@@ -60,13 +55,15 @@ class PromptTokens:
         """Everything the model reads before it answers, up to `{"product":`."""
         return self.prefix(taxonomy) + self.text(transcript) + self.suffix + self.answer_start
 
-    def definition_frame(self, transcript: str) -> list[int]:
-        """The call and the question, up to the model's `The main reason for this call:`."""
+    def definition_frame(self, transcript: str, language: str | None = None) -> list[int]:
+        """The call and the question, up to the model's `The main reason for this call:`, in
+        the language's frame (None: English's)."""
+        frame = DEFINITION_FRAMES[language or MAIN_FRAME]
         return (
             self._tokenize(self._template[0], True, True)
-            + self.text(definition_question(transcript))
+            + self.text(frame.user_turn(transcript))
             + self._tokenize(self._template[1], True, False)
-            + self.text(DEFINITION_ANSWER)
+            + self.text(frame.answer)
         )
 
     def definition_option(self, definition: str) -> list[int]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from schemas.taxonomy import Taxonomy
 
 # Bump on any change of wording below, or of the texts read (definitions_to_read): every stored
-# result records it. p3: definitions read without their borders.
-PROMPT_VERSION = "p3-2026-12-06"
+# result records it. p3: definitions read without their borders; p4: a list's French definitions
+# read in a French frame for a call submitted as French.
+PROMPT_VERSION = "p4-2026-12-06"
 
 _INSTRUCTIONS = """You read the transcript of a customer-service phone call (in French or English) \
 and fill in two fields.
@@ -27,17 +29,47 @@ Transcript:
 
 TRANSCRIPT_END = "\n(end of transcript)"
 
-# Reading a list's definitions (llamacpp's `read_definitions`): the call, this question, and the
-# model's turn opened with DEFINITION_ANSWER; each definition is scored as what follows it.
-DEFINITION_QUESTION = "What is the main reason for this call?"
-DEFINITION_ANSWER = "The main reason for this call:"
+
+@dataclass(frozen=True)
+class DefinitionFrame:
+    """Reading a list's definitions (llamacpp's `read_definitions`): the call between `opening`
+    and `end`, the question, and the model's turn opened with `answer`; each definition is
+    scored as what follows it."""
+
+    opening: str
+    end: str
+    question: str
+    answer: str
+
+    def user_turn(self, transcript: str) -> str:
+        return self.opening + transcript + self.end + "\n" + self.question
+
+
+# Per language the definitions can be read in; a list's definitions in another language, or
+# in none given, are read in English's (docs/adapter-experiments.md, definitions in the call's
+# language).
+DEFINITION_FRAMES = {
+    "en": DefinitionFrame(
+        "Transcript of a customer-service phone call:\n",
+        TRANSCRIPT_END,
+        "What is the main reason for this call?",
+        "The main reason for this call:",
+    ),
+    "fr": DefinitionFrame(
+        "Transcription d'un appel au service client :\n",
+        "\n(fin de la transcription)",
+        "Quel est le motif principal de cet appel ?",
+        "Le motif principal de cet appel :",
+    ),
+}
+MAIN_FRAME = "en"
 # A sentence of a definition ends at `.`, `!` or `?` before a capital or an opening bracket.
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-Þ(\[«\"'])")
 
 
 def instructions(taxonomy: Taxonomy) -> str:
     """The part of the prompt that does not depend on the call (reused across calls)."""
-    reasons = "\n".join(f"  {r.code}: {r.definition}" for r in taxonomy.reasons)
+    reasons = "\n".join(f"  {r.code}: {r.main_definition}" for r in taxonomy.reasons)
     return _INSTRUCTIONS.format(reasons=reasons, examples=_examples(taxonomy))
 
 
@@ -57,23 +89,29 @@ def user_message(taxonomy: Taxonomy, transcript: str) -> str:
     return instructions(taxonomy) + transcript + TRANSCRIPT_END
 
 
-def definition_question(transcript: str) -> str:
-    """The user turn that asks for the reason in words (no list, no codes)."""
-    return (
-        "Transcript of a customer-service phone call:\n"
-        + transcript
-        + TRANSCRIPT_END
-        + "\n"
-        + DEFINITION_QUESTION
-    )
+def reading_language(taxonomy: Taxonomy, language: str | None) -> str | None:
+    """The frame a call's reason is read in: the call's language (its primary tag) where the
+    list defines every reason in it and there is a frame for it; None for the main
+    definitions, read in English's frame. (A list half in the call's language would favour the
+    reasons written in it: those score far higher.)"""
+    if not language:
+        return None
+    tag = language.split("-")[0].lower()
+    if tag in DEFINITION_FRAMES and all(r.defines(language) for r in taxonomy.reasons):
+        return tag
+    return None
 
 
-def definitions_to_read(taxonomy: Taxonomy) -> tuple[str, ...]:
-    """Per code, in the list's order, the text scored as the call's reason: its definition
-    without its borders."""
+def definitions_to_read(taxonomy: Taxonomy, language: str | None = None) -> tuple[str, ...]:
+    """Per code, in the list's order, the text scored as the call's reason: its definition in
+    the language it is read in (`reading_language`; the main definition where the list has
+    none in it), without its borders."""
+    read_in = language if reading_language(taxonomy, language) else None
     codes = taxonomy.codes
     return tuple(
-        without_borders(reason.definition, [code for code in codes if code != reason.code])
+        without_borders(
+            reason.definition_in(read_in), [code for code in codes if code != reason.code]
+        )
         for reason in taxonomy.reasons
     )
 

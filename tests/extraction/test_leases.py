@@ -47,7 +47,7 @@ def test_a_call_three_times_as_long_as_its_lease_keeps_it_while_its_worker_lives
                 rival.claim(transcript_id, 2, taxonomy_version=TAXONOMY) is not None
             )
 
-    def slow_call(_: str) -> ExtractionOutcome:
+    def slow_call(_: str, __: str | None) -> ExtractionOutcome:
         rival_thread = threading.Thread(target=try_to_take)
         rival_thread.start()
         # Six seconds with a lease of two: only its renewals keep the call ours.
@@ -107,7 +107,7 @@ def test_a_stop_gives_back_the_calls_in_hand_and_their_late_results_are_refused(
     outcome = run_extraction(
         store,
         ids[2],
-        lambda _: succeeded_outcome(),
+        lambda _, __: succeeded_outcome(),
         lease_s=60,
         taxonomy_version=TAXONOMY,
         should_stop=lambda: True,
@@ -115,3 +115,27 @@ def test_a_stop_gives_back_the_calls_in_hand_and_their_late_results_are_refused(
     store.close()
     assert outcome == NOT_STARTED
     assert _row(engine, ids[2])[0] == "queued"
+
+
+def test_a_call_is_extracted_with_the_language_it_was_submitted_with(engine: Engine) -> None:
+    french, unknown = add_transcripts(engine, 2)
+    key = french if engine.dialect.name == "postgresql" else french.hex
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE transcripts SET language = 'fr' WHERE id = :id"), {"id": key}
+        )
+    store = ExtractionStore(build_sessionmaker(engine))
+    given: list[tuple[str, str | None]] = []
+
+    def call(transcript: str, language: str | None) -> ExtractionOutcome:
+        given.append((transcript, language))
+        return succeeded_outcome()
+
+    for transcript_id in (french, unknown):
+        assert (
+            run_extraction(store, transcript_id, call, lease_s=60, taxonomy_version=TAXONOMY)
+            == "succeeded"
+        )
+    store.close()
+    assert [language for _, language in given] == ["fr", None]
+    assert given[0][0].startswith("Client: my router")

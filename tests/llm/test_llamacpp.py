@@ -234,7 +234,7 @@ def test_definitions_are_read_by_the_model_without_its_adapter_on_untrained_list
     # baggage_damaged, is left out of its text.
     read = definitions_to_read(AIRLINE)
     assert read[2] == "a checked bag did not arrive." and read[3] == AIRLINE.reasons[3].definition
-    assert list(reading._definition_priors) == [(AIRLINE.version, read)]
+    assert list(reading._definition_priors) == [(AIRLINE.version, "en", read)]
     # The log says, once, which definitions are read without their borders.
     said = [r for r in caplog.records if "read from the list's definitions" in r.getMessage()]
     assert len(said) == 1 and said[0].getMessage().endswith(
@@ -244,7 +244,7 @@ def test_definitions_are_read_by_the_model_without_its_adapter_on_untrained_list
     # The definitions alone choose (the codes' prior is neither used nor measured): the
     # reason is the best-scored definition's code, its confidence their softmax's share.
     assert not reading.corrects_prior(AIRLINE) and reading._priors == {}
-    scores = reading._definition_scores(AIRLINE, CALLS[2]["text"])
+    scores = reading._definition_scores(AIRLINE, CALLS[2]["text"], None)
     shares = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
     assert answer.answer.reason == AIRLINE.codes[int(np.argmax(scores))]
     assert answer.confidence == pytest.approx(shares.max(), abs=1e-3)
@@ -277,6 +277,65 @@ def test_definitions_are_read_by_the_model_without_its_adapter_on_untrained_list
     for call in CALLS[:2]:
         request = ExtractionRequest(call["text"], TAXONOMY)
         assert reading.extract(request) == codes_only.extract(request)
+
+
+AIRLINE_BILINGUAL = Taxonomy.model_validate(
+    {
+        "version": "test-airline-bilingual-1",
+        "reasons": [
+            {"code": reason.code, "label": reason.label,
+             "definition": {"en": reason.main_definition, "fr": french}}
+            for reason, french in zip(
+                AIRLINE.reasons,
+                ["le client modifie sa propre réservation",
+                 "le client annule sa propre réservation",
+                 "un bagage enregistré n'est pas arrivé. Pas un bagage abîmé (baggage_damaged).",
+                 "un bagage est arrivé abîmé",
+                 "le client demande un remboursement"],
+                strict=True,
+            )
+        ],
+    }
+)  # fmt: skip
+
+
+def test_a_call_known_to_be_french_reads_the_french_definitions(
+    model_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.llm.llamacpp")
+    reading = LlamaCppBackend(model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER)
+    call = CALLS[2]  # a French call
+    assert call["language"] == "fr" and reading.reads_definitions(AIRLINE_BILINGUAL)
+    french = definitions_to_read(AIRLINE_BILINGUAL, "fr")
+    english = definitions_to_read(AIRLINE_BILINGUAL)
+    assert french[2] == "un bagage enregistré n'est pas arrivé." and english == definitions_to_read(
+        AIRLINE
+    )
+    answer = reading.extract(ExtractionRequest(call["text"], AIRLINE_BILINGUAL, language="fr-FR"))
+    # Its own texts in the French frame, with a prior measured on them: the answer is their
+    # best-scored code.
+    key = (AIRLINE_BILINGUAL.version, "fr", french)
+    assert list(reading._definition_priors) == [key]
+    scores = reading._definition_scores(AIRLINE_BILINGUAL, call["text"], "fr")
+    assert answer.answer.reason == AIRLINE_BILINGUAL.codes[int(np.argmax(scores))]
+    with reading._without_adapter():
+        read_in_french = reading._definition_log_probabilities(call["text"], french, "fr")
+    assert scores == pytest.approx(read_in_french - reading._definition_priors[key], abs=1e-3)
+    # A call of no known language reads the main (English) ones, with their own prior.
+    reading.extract(ExtractionRequest(call["text"], AIRLINE_BILINGUAL))
+    assert list(reading._definition_priors) == [key, (AIRLINE_BILINGUAL.version, "en", english)]
+    # The log says which were read, once for each.
+    said = [r.getMessage() for r in caplog.records if "list's definitions" in r.getMessage()]
+    assert len(said) == 2
+    assert "those written in fr" in said[0] and "the main ones" in said[1]
+    # The French frame is what its prompt tokens count.
+    plain = LlamaCppBackend(
+        model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER, read_definitions="off"
+    )
+    asked = plain.extract(ExtractionRequest(call["text"], AIRLINE_BILINGUAL, language="fr"))
+    frame = reading.tokens.definition_frame(call["text"], "fr")
+    assert answer.prompt_tokens == asked.prompt_tokens + len(frame)
+    assert "Quel est le motif principal de cet appel" in reading._llm.detokenize(frame).decode()
 
 
 def test_an_unknown_read_definitions_is_refused(model_path: Path) -> None:

@@ -3,8 +3,8 @@ without its borders, the sentences that name another code of the list."""
 
 from __future__ import annotations
 
-from app.llm.prompts import definitions_to_read, without_borders
-from schemas.taxonomy import Taxonomy
+from app.llm.prompts import definitions_to_read, instructions, reading_language, without_borders
+from schemas.taxonomy import Reason, Taxonomy
 
 
 def test_a_sentence_that_names_another_code_is_a_border_and_is_left_out() -> None:
@@ -75,3 +75,47 @@ def test_each_code_is_read_without_the_borders_it_draws_with_the_others() -> Non
         "a bag that arrived broken. No.",
         "anything else.",
     )
+
+
+def test_a_call_reads_the_definitions_of_its_language_and_the_prompt_shows_the_main_ones() -> None:
+    taxonomy = Taxonomy.model_validate(
+        {
+            "version": "t-2",
+            "reasons": [
+                {"code": "late_bag", "label": "late bag",
+                 "definition": {"en": "a bag still missing. Not a damaged bag (broken_bag).",
+                                "fr": "un bagage toujours manquant. Pas un bagage abîmé (broken_bag)."}},
+                {"code": "broken_bag", "label": "broken bag", "definition": "a bag that arrived broken."},
+            ],
+        }
+    )  # fmt: skip
+    english = ("a bag still missing.", "a bag that arrived broken.")
+    # Only one of its reasons is defined in French: French calls read the English ones.
+    assert reading_language(taxonomy, "fr") is None
+    assert definitions_to_read(taxonomy, "fr") == english
+    broken = Reason(
+        code="broken_bag",
+        label="broken bag",
+        definition={"en": "a bag that arrived broken.", "fr": "un bagage arrivé cassé."},
+    )
+    taxonomy = taxonomy.model_copy(update={"reasons": (taxonomy.reasons[0], broken)})
+    assert reading_language(taxonomy, "fr-CA") == "fr"
+    assert definitions_to_read(taxonomy, "fr-CA") == (
+        "un bagage toujours manquant.",
+        "un bagage arrivé cassé.",
+    )
+    assert definitions_to_read(taxonomy, "en") == definitions_to_read(taxonomy) == english
+    assert reading_language(taxonomy, "en") == "en" and reading_language(taxonomy, None) is None
+    # A language without a frame to read it in reads the main definitions, in English's.
+    german = taxonomy.model_copy(
+        update={"reasons": tuple(
+            Reason(code=r.code, label="x", definition={"en": r.main_definition, "de": "spät"})
+            for r in taxonomy.reasons
+        )}
+    )  # fmt: skip
+    assert reading_language(german, "de") is None
+    assert definitions_to_read(german, "de") == english
+    # The adapter's prompt is the same for every call: the main (first) definitions.
+    prompt = instructions(taxonomy)
+    assert "late_bag: a bag still missing. Not a damaged bag (broken_bag)." in prompt
+    assert "manquant" not in prompt

@@ -253,3 +253,56 @@ def test_the_shipped_adapter_is_used_only_with_the_default_model(tmp_path: Path)
     assert adapter_for(tmp_path / "other.gguf", None, True) is None
     mine = tmp_path / "mine.gguf"
     assert adapter_for(tmp_path / "other.gguf", mine, True) == mine
+
+
+BILINGUAL_YAML = """\
+version: bilingual-1
+reasons:
+  - code: billing
+    label: {en: billing, fr: facturation}
+    definition:
+      en: invoices and charges
+      fr: factures et prélèvements
+  - code: other
+    label: other
+    definition: anything else
+"""
+
+
+def test_a_definition_may_be_written_per_language(tmp_path: Path) -> None:
+    taxonomy = load_taxonomy(write(tmp_path, "two.yaml", BILINGUAL_YAML))
+    billing, other = taxonomy.reasons
+    # The first language's is the main one (what the prompt shows); a call's language finds
+    # its own, case aside and by its primary tag, else the main one.
+    assert billing.main_definition == "invoices and charges"
+    assert (
+        billing.definition_in("fr") == billing.definition_in("FR-ca") == "factures et prélèvements"
+    )
+    assert billing.definition_in("de") == billing.definition_in(None) == "invoices and charges"
+    assert other.definition_in("fr") == other.main_definition == "anything else"
+
+
+@pytest.mark.parametrize(
+    ("definition", "said"),
+    [
+        ("{en: invoices, english: invoices}", "'english' is not a language tag (en, fr, fr-CA)"),
+        ("{en: invoices, fr: ''}", "the 'fr' definition is empty"),
+        ("'   '", "the definition is empty"),
+        ("{}", "a definition per language needs at least one language"),
+        (
+            "{en: invoices, fr: " + "x" * 301 + "}",
+            "the 'fr' definition has 301 characters, at most 300",
+        ),
+    ],
+)
+def test_a_wrong_definition_is_refused_saying_which_and_why(
+    tmp_path: Path, definition: str, said: str
+) -> None:
+    text = BILINGUAL_YAML.replace(
+        "    definition:\n      en: invoices and charges\n      fr: factures et prélèvements\n",
+        f"    definition: {definition}\n",
+    )
+    path = write(tmp_path, "wrong.yaml", text)
+    with pytest.raises(TaxonomyError) as info:
+        load_taxonomy(path)
+    assert f"{path}: reasons.0.definition: {said}" in str(info.value)
