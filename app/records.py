@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from schemas.records import ALIASES, TEXT, RecordFieldError, canonical_record
+from schemas.records import ALIASES, LANGUAGE_TAG, TEXT, RecordFieldError, canonical_record
 
 _TEXT_COLUMNS = {TEXT, *(alias for alias, name in ALIASES.items() if name == TEXT)}
 
@@ -43,6 +44,13 @@ def iter_records(path: Path) -> Iterator[dict[str, Any]]:
                 raise RecordFileError(f"{where}: {exc}") from None
             if TEXT not in canonical:
                 raise RecordFileError(f"{where}: no `text` field (or `transcript`)")
+            language = canonical.get("language")
+            if language is not None and not (
+                isinstance(language, str) and re.match(LANGUAGE_TAG, language)
+            ):
+                raise RecordFileError(
+                    f"{where}: `language` {language!r} is not a language tag (fr, en, fr-CA)"
+                )
             yield canonical
     except UnicodeDecodeError as exc:
         raise RecordFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
@@ -114,6 +122,6 @@ def record_text(record: dict[str, Any]) -> str | None:
 
 
 def record_language(record: dict[str, Any]) -> str | None:
-    """The record's `language`, where it gives one as text."""
+    """The `language` of a record read by `read_records` (a language tag), or None."""
     language = record.get("language")
-    return language.strip() or None if isinstance(language, str) else None
+    return language if isinstance(language, str) else None

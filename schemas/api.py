@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.records import ALIASES, TRANSCRIPT_FIELDS, canonical_record
+from schemas.records import ALIASES, LANGUAGE_TAG, TRANSCRIPT_FIELDS, canonical_record
 
 Status = Literal["queued", "running", "succeeded", "failed"]
 Bucket = Literal["day", "week", "month"]
@@ -183,7 +183,7 @@ class TranscriptCreate(BaseModel):
     )
     language: str | None = Field(
         default=None,
-        pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})?$",
+        pattern=LANGUAGE_TAG,
         description="The call's language (a BCP 47 tag: fr, en, fr-CA), if known.",
     )
     occurred_at: UtcDatetime | None = Field(

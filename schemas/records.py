@@ -16,6 +16,8 @@ EXTERNAL_ID = "external_id"
 ALIASES = {"transcript": TEXT, "id": EXTERNAL_ID}
 # A transcript's own fields (TranscriptCreate); anything else in a record is data about the call.
 TRANSCRIPT_FIELDS = (TEXT, EXTERNAL_ID, "source", "language", "occurred_at", "metadata")
+# A call's language: a BCP 47 tag of a language and, optionally, a region or script.
+LANGUAGE_TAG = r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})?$"
 
 
 class RecordFieldError(ValueError):

@@ -12,7 +12,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 CODE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
-LANGUAGE_TAG = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})?$")  # as the API's `language`
+# A definition's language: a primary tag (the frames that read definitions are per language).
+DEFINITION_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 MAX_DEFINITION = 300
 
 
@@ -26,16 +27,30 @@ class Reason(BaseModel):
     # One text, or one per language ({en: ..., fr: ...}); the first is the one the prompt shows.
     definition: dict[str, str] | str
 
-    @field_validator("definition")
+    @field_validator("definition", mode="before")
     @classmethod
-    def _definition_texts(cls, definition: dict[str, str] | str) -> dict[str, str] | str:
-        texts = definition if isinstance(definition, dict) else {"": definition}
+    def _definition_texts(cls, definition: Any) -> Any:
+        """One message per mistake, rather than pydantic's against each of the two shapes."""
+        if isinstance(definition, str):
+            texts = {"": definition}
+        elif isinstance(definition, dict):
+            texts = definition
+        else:
+            raise ValueError(
+                "a definition is a text, or one text per language ({en: ..., fr: ...}) "
+                f"(found {definition!r})"
+            )
         if not texts:
             raise ValueError("a definition per language needs at least one language")
         for tag, text in texts.items():
+            if tag != "" and not (isinstance(tag, str) and DEFINITION_LANGUAGE.match(tag)):
+                raise ValueError(
+                    f"{tag!r} is not a language in lower case (en, fr): in YAML, quote a text "
+                    "that holds a comma or a colon, and a key such as no"
+                )
             where = f"the {tag!r} definition" if tag else "the definition"
-            if tag and not LANGUAGE_TAG.match(tag):
-                raise ValueError(f"{tag!r} is not a language tag (en, fr, fr-CA)")
+            if not isinstance(text, str):
+                raise ValueError(f"{where} is not a text (found {text!r})")
             if not text.strip():
                 raise ValueError(f"{where} is empty")
             if len(text) > MAX_DEFINITION:
@@ -57,20 +72,23 @@ class Reason(BaseModel):
         return next(iter(self.definition.values()))
 
     def definition_in(self, language: str | None) -> str:
-        """The definition written in the language (case aside; `fr-CA` finds `fr`), else the
-        main one."""
+        """The definition written in the call's language (`fr`, `FR`, `fr-CA` find `fr`),
+        else the main one."""
         return self._own_definition(language) or self.main_definition
 
     def defines(self, language: str) -> bool:
-        """Whether the reason has a definition written in the language."""
+        """Whether the reason has a definition written in the call's language."""
         return self._own_definition(language) is not None
 
     def _own_definition(self, language: str | None) -> str | None:
         if not isinstance(self.definition, dict) or not language:
             return None
-        by_tag = {tag.lower(): text for tag, text in self.definition.items()}
-        wanted = language.lower()
-        return by_tag.get(wanted) or by_tag.get(wanted.split("-")[0])
+        return self.definition.get(primary_language(language))
+
+
+def primary_language(language: str) -> str:
+    """A language tag's language: `fr-CA` -> `fr`."""
+    return language.split("-")[0].lower()
 
 
 class Example(BaseModel):
@@ -114,6 +132,16 @@ class Taxonomy(BaseModel):
     def codes(self) -> tuple[str, ...]:
         return tuple(r.code for r in self.reasons)
 
+    def untranslated(self) -> dict[str, tuple[str, ...]]:
+        """Per language that some reasons but not all are defined in, the codes without it."""
+        languages = sorted(
+            {tag for r in self.reasons if isinstance(r.definition, dict) for tag in r.definition}
+        )
+        missing = {
+            tag: tuple(r.code for r in self.reasons if not r.defines(tag)) for tag in languages
+        }
+        return {tag: codes for tag, codes in missing.items() if codes}
+
     def __contains__(self, code: object) -> bool:
         return code in self.codes
 
@@ -150,7 +178,11 @@ def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
 def _problems(exc: ValidationError) -> str:
     """Each problem as `where: what (found ...)`, without pydantic's types and links."""
     problems = []
-    for error in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    a_reason_failed = any(len(e["loc"]) > 1 and e["loc"][0] == "reasons" for e in errors)
+    for error in errors:
+        if a_reason_failed and error["loc"] == ("reasons",) and error["type"] == "too_short":
+            continue  # the reasons that failed are not counted: the count says nothing more
         where = ".".join(str(part) for part in error["loc"]) or "taxonomy"
         found = error.get("input")
         shown = f" (found {found!r})" if isinstance(found, str | int | float | bool) else ""

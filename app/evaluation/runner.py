@@ -215,9 +215,12 @@ def evaluate(
 ) -> BackendResult:
     if records and extractor.backend.name in MAPPED_MODEL_BACKENDS:
         # Untimed and unscored: the first call reads the weights from disk (loading only maps
-        # them) and evaluates the prompt head that later calls reuse. The latencies are those
-        # of a running worker, not of its start.
-        extractor(record_text(records[0]) or "")
+        # them) and evaluates the prompt head that later calls reuse (and, on a list read by
+        # its definitions, measures their prior: once per language the records are in). The
+        # latencies are those of a running worker, not of its start.
+        first_of_language = {record_language(r): r for r in reversed(records)}
+        for language, record in first_of_language.items():
+            extractor(record_text(record) or "", language)
     predictions: list[Prediction] = []
     for position, record in enumerate(records):
         text = record_text(record) or ""

@@ -11,6 +11,7 @@ from app.extraction.retry import RetryPolicy
 from app.extraction.routing import ReviewPolicy
 from app.llm import BackendInfo, build_backend, check_backend
 from app.llm.base import Backend
+from app.llm.prompts import DEFAULT_FRAME, DEFINITION_FRAMES
 from schemas.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class Extractor:
             keep_head_ratio=section.keep_head_ratio,
         )
         warn_if_unmeasured(extractor.backend, extractor.taxonomy)
+        warn_if_partly_translated(extractor.taxonomy)
         return extractor
 
 
@@ -66,6 +68,28 @@ def warn_if_unmeasured(backend: Backend, taxonomy: Taxonomy) -> bool:
         extra={"model": backend.model, "taxonomy_version": taxonomy.version},
     )
     return True
+
+
+def warn_if_partly_translated(taxonomy: Taxonomy) -> bool:
+    """Log a warning for each language with a frame of its own that some of the list's reasons
+    are defined in but not all: its calls are read against the main definitions
+    (app/llm/prompts.py, reading_language)."""
+    untranslated = {
+        language: codes
+        for language, codes in taxonomy.untranslated().items()
+        if language in DEFINITION_FRAMES and language != DEFAULT_FRAME
+    }
+    for language, codes in untranslated.items():
+        log.warning(
+            "taxonomy %s defines some reasons in %s but not %s: calls in %s are read against "
+            "the main definitions until every reason has one",
+            taxonomy.version,
+            language,
+            ", ".join(codes),
+            language,
+            extra={"taxonomy_version": taxonomy.version, "language": language, "codes": codes},
+        )
+    return bool(untranslated)
 
 
 def check_extraction_settings(settings: Settings) -> tuple[BackendInfo, Taxonomy]:

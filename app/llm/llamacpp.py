@@ -54,7 +54,12 @@ from app.llm.errors import BackendError
 from app.llm.grounding import CallWords
 from app.llm.model_files import adapter_for, default_model_path, file_sha256
 from app.llm.prompt_tokens import PromptTokens
-from app.llm.prompts import MAIN_FRAME, definitions_to_read, reading_language
+from app.llm.prompts import (
+    DEFAULT_FRAME,
+    definitions_in_frame,
+    definitions_to_read,
+    reading_language,
+)
 from schemas.extraction import PRODUCT_MAX_CHARS, answer_model, normalise_product
 from schemas.taxonomy import Taxonomy
 
@@ -315,7 +320,7 @@ class LlamaCppBackend:
         language), by the model without its adapter."""
         read_in = reading_language(taxonomy, language)
         definitions = definitions_to_read(taxonomy, language)
-        key = (taxonomy.version, read_in or MAIN_FRAME, definitions)
+        key = (taxonomy.version, read_in or DEFAULT_FRAME, definitions)
         with self._without_adapter():
             if key not in self._definition_priors:
                 found = [
@@ -326,10 +331,11 @@ class LlamaCppBackend:
                 self._definition_priors[key] = _log_sum_exp(np.array(found), axis=0) - math.log(
                     len(found)
                 )
+                whole = definitions_in_frame(taxonomy, language)
                 shortened = [
-                    reason.code
-                    for reason, read in zip(taxonomy.reasons, definitions, strict=True)
-                    if read != reason.definition_in(language if read_in else None)
+                    code
+                    for code, read, written in zip(taxonomy.codes, definitions, whole, strict=True)
+                    if read != written
                 ]
                 log.info(
                     "taxonomy %s: the reason is read from the list's definitions "
@@ -349,12 +355,13 @@ class LlamaCppBackend:
         return scores - self._definition_priors[key]
 
     def _definition_log_probabilities(
-        self, transcript: str, definitions: tuple[str, ...], language: str | None = None
+        self, transcript: str, definitions: tuple[str, ...], frame: str | None = None
     ) -> np.ndarray:
         """log p(definition | the call and the question), each definition after the same
-        frame (the language's, None: English's), evaluated once from an empty cache."""
+        frame (`DEFINITION_FRAMES`; None: the default one), evaluated once from an empty
+        cache."""
         self._llm.n_tokens = 0
-        last = self._eval(self.tokens.definition_frame(transcript, language))
+        last = self._eval(self.tokens.definition_frame(transcript, frame))
         root = self._llm.n_tokens
         found = []
         for definition in definitions:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from app.llm.chat_templates import TEMPLATES
-from app.llm.prompts import DEFINITION_FRAMES, MAIN_FRAME, TRANSCRIPT_END, instructions
+from app.llm.prompts import DEFAULT_FRAME, DEFINITION_FRAMES, TRANSCRIPT_END, instructions
 from schemas.taxonomy import Taxonomy
 
 # tokenize(text, special, bos) -> token ids
@@ -55,15 +55,15 @@ class PromptTokens:
         """Everything the model reads before it answers, up to `{"product":`."""
         return self.prefix(taxonomy) + self.text(transcript) + self.suffix + self.answer_start
 
-    def definition_frame(self, transcript: str, language: str | None = None) -> list[int]:
+    def definition_frame(self, transcript: str, frame: str | None = None) -> list[int]:
         """The call and the question, up to the model's `The main reason for this call:`, in
-        the language's frame (None: English's)."""
-        frame = DEFINITION_FRAMES[language or MAIN_FRAME]
+        the frame of that name (`DEFINITION_FRAMES`; None: the default one)."""
+        words = DEFINITION_FRAMES[frame or DEFAULT_FRAME]
         return (
             self._tokenize(self._template[0], True, True)
-            + self.text(frame.user_turn(transcript))
+            + self.text(words.user_turn(transcript))
             + self._tokenize(self._template[1], True, False)
-            + self.text(frame.answer)
+            + self.text(words.answer)
         )
 
     def definition_option(self, definition: str) -> list[int]:

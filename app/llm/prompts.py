@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from schemas.taxonomy import Taxonomy
+from schemas.taxonomy import Taxonomy, primary_language
 
 # Bump on any change of wording below, or of the texts read (definitions_to_read): every stored
 # result records it. p3: definitions read without their borders; p4: a list's French definitions
@@ -42,11 +42,13 @@ class DefinitionFrame:
     answer: str
 
     def user_turn(self, transcript: str) -> str:
+        """What the user says: the call and the question."""
         return self.opening + transcript + self.end + "\n" + self.question
 
 
-# Per language the definitions can be read in; a list's definitions in another language, or
-# in none given, are read in English's (docs/adapter-experiments.md, definitions in the call's
+# Per language a list's definitions can be read in. A call in another language, or in none
+# given, or on a list without definitions in its language, is read against the main
+# definitions in the default frame (docs/adapter-experiments.md, definitions in the call's
 # language).
 DEFINITION_FRAMES = {
     "en": DefinitionFrame(
@@ -62,7 +64,7 @@ DEFINITION_FRAMES = {
         "Le motif principal de cet appel :",
     ),
 }
-MAIN_FRAME = "en"
+DEFAULT_FRAME = "en"
 # A sentence of a definition ends at `.`, `!` or `?` before a capital or an opening bracket.
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-Þ(\[«\"'])")
 
@@ -92,27 +94,32 @@ def user_message(taxonomy: Taxonomy, transcript: str) -> str:
 def reading_language(taxonomy: Taxonomy, language: str | None) -> str | None:
     """The frame a call's reason is read in: the call's language (its primary tag) where the
     list defines every reason in it and there is a frame for it; None for the main
-    definitions, read in English's frame. (A list half in the call's language would favour the
-    reasons written in it: those score far higher.)"""
+    definitions, read in the default frame. (A list half in the call's language would favour
+    the reasons written in it: those score far higher.)"""
     if not language:
         return None
-    tag = language.split("-")[0].lower()
-    if tag in DEFINITION_FRAMES and all(r.defines(language) for r in taxonomy.reasons):
+    tag = primary_language(language)
+    if tag in DEFINITION_FRAMES and all(r.defines(tag) for r in taxonomy.reasons):
         return tag
     return None
 
 
+def definitions_in_frame(taxonomy: Taxonomy, language: str | None = None) -> tuple[str, ...]:
+    """Per code, in the list's order, its whole definition in the language the call is read
+    in (`reading_language`): its own language's, else the main one."""
+    read_in = reading_language(taxonomy, language)
+    return tuple(reason.definition_in(read_in) for reason in taxonomy.reasons)
+
+
 def definitions_to_read(taxonomy: Taxonomy, language: str | None = None) -> tuple[str, ...]:
     """Per code, in the list's order, the text scored as the call's reason: its definition in
-    the language it is read in (`reading_language`; the main definition where the list has
-    none in it), without its borders."""
-    read_in = language if reading_language(taxonomy, language) else None
+    the language the call is read in, without its borders."""
     codes = taxonomy.codes
     return tuple(
-        without_borders(
-            reason.definition_in(read_in), [code for code in codes if code != reason.code]
+        without_borders(definition, [code for code in codes if code != reason.code])
+        for reason, definition in zip(
+            taxonomy.reasons, definitions_in_frame(taxonomy, language), strict=True
         )
-        for reason in taxonomy.reasons
     )
 
 

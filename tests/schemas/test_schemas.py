@@ -285,7 +285,14 @@ def test_a_definition_may_be_written_per_language(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("definition", "said"),
     [
-        ("{en: invoices, english: invoices}", "'english' is not a language tag (en, fr, fr-CA)"),
+        ("{en: invoices, english: invoices}", "'english' is not a language in lower case (en, fr)"),
+        ("{en: invoices, fr-CA: factures}", "'fr-CA' is not a language in lower case (en, fr)"),
+        ("{en: invoices, no: faktura}", "False is not a language in lower case (en, fr)"),
+        ("{en: invoices, fr: }", "the 'fr' definition is not a text (found None)"),
+        (
+            "null",
+            "a definition is a text, or one text per language ({en: ..., fr: ...}) (found None)",
+        ),
         ("{en: invoices, fr: ''}", "the 'fr' definition is empty"),
         ("'   '", "the definition is empty"),
         ("{}", "a definition per language needs at least one language"),
@@ -305,4 +312,7 @@ def test_a_wrong_definition_is_refused_saying_which_and_why(
     path = write(tmp_path, "wrong.yaml", text)
     with pytest.raises(TaxonomyError) as info:
         load_taxonomy(path)
-    assert f"{path}: reasons.0.definition: {said}" in str(info.value)
+    message = str(info.value)
+    assert f"{path}: reasons.0.definition: {said}" in message
+    # One problem for the one mistake: no shape's type names, no count of the reasons left.
+    assert message.count("; ") == 0 and "dict[" not in message
