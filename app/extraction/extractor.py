@@ -11,7 +11,7 @@ from app.extraction.retry import RetryPolicy
 from app.extraction.routing import ReviewPolicy
 from app.llm import BackendInfo, build_backend, check_backend
 from app.llm.base import Backend
-from app.llm.prompts import DEFAULT_FRAME, DEFINITION_FRAMES
+from app.llm.prompts import partly_defined_frames
 from schemas.taxonomy import Taxonomy, TaxonomyError, load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -72,13 +72,8 @@ def warn_if_unmeasured(backend: Backend, taxonomy: Taxonomy) -> bool:
 
 def warn_if_partly_translated(taxonomy: Taxonomy) -> bool:
     """Log a warning for each language with a frame of its own that some of the list's reasons
-    are defined in but not all: its calls are read against the main definitions
-    (app/llm/prompts.py, reading_language)."""
-    untranslated = {
-        language: codes
-        for language, codes in taxonomy.untranslated().items()
-        if language in DEFINITION_FRAMES and language != DEFAULT_FRAME
-    }
+    are defined in but not all (app/llm/prompts.py, partly_defined_frames)."""
+    untranslated = partly_defined_frames(taxonomy)
     for language, codes in untranslated.items():
         log.warning(
             "taxonomy %s defines some reasons in %s but not %s: calls in %s are read against "

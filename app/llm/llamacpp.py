@@ -219,15 +219,8 @@ class LlamaCppBackend:
             raise BackendError(f"prompt of {len(prompt)} tokens does not fit n_ctx")
         corrected = self.corrects_prior(taxonomy)
         reads = self.reads_definitions(taxonomy)
-        frame = (
-            len(
-                self.tokens.definition_frame(
-                    request.transcript, reading_language(taxonomy, request.language)
-                )
-            )
-            if reads
-            else 0
-        )
+        frame = reading_language(taxonomy, request.language) if reads else None
+        frame_tokens = len(self.tokens.definition_frame(request.transcript, frame)) if reads else 0
         with self._lock:
             prior = self._reason_prior(taxonomy) if corrected else None
             self.last_evaluated_tokens = 0
@@ -250,9 +243,7 @@ class LlamaCppBackend:
                 product_confidence *= name_probability
                 reason_key = self.tokens.reason_key_after_string
             if reads:
-                reason = self._choose_reading_definitions(
-                    taxonomy, request.transcript, request.language
-                )
+                reason = self._choose_reading_definitions(taxonomy, request.transcript, frame)
             else:
                 logits = self._eval(reason_key)
                 reason = choose(self._reason_trie(taxonomy), logits, self._eval, prior)
@@ -271,7 +262,7 @@ class LlamaCppBackend:
         return BackendAnswer(
             answer=answer,
             raw_answer=raw,
-            prompt_tokens=len(prompt) + frame,
+            prompt_tokens=len(prompt) + frame_tokens,
             completion_tokens=len(self._kinds[kind.label])
             + generated
             + len(reason_key)
@@ -301,37 +292,36 @@ class LlamaCppBackend:
         )
 
     def _choose_reading_definitions(
-        self, taxonomy: Taxonomy, transcript: str, language: str | None
+        self, taxonomy: Taxonomy, transcript: str, frame: str | None
     ) -> Choice:
         """The code whose definition scores best, with the softmax of the definitions' scores
         as its probability (the codes' own scores are not used)."""
-        scores = self._definition_scores(taxonomy, transcript, language)
+        scores = self._definition_scores(taxonomy, transcript, frame)
         shares = np.exp(scores - _log_sum_exp(scores, axis=0))
         best = int(np.argmax(shares))
         code = taxonomy.codes[best]
         return Choice(code, float(shares[best]), self.tokens.reason_option(code))
 
     def _definition_scores(
-        self, taxonomy: Taxonomy, transcript: str, language: str | None
+        self, taxonomy: Taxonomy, transcript: str, frame: str | None
     ) -> np.ndarray:
-        """Per code, the log-probability of its definition after the call (in the call's
-        language where the list defines its reasons in it, `reading_language`), less its log
-        mean probability after the content-free calls (measured once per taxonomy and
-        language), by the model without its adapter."""
-        read_in = reading_language(taxonomy, language)
-        definitions = definitions_to_read(taxonomy, language)
-        key = (taxonomy.version, read_in or DEFAULT_FRAME, definitions)
+        """Per code, the log-probability of its definition after the call, in the frame
+        (`reading_language`; None: the main definitions in the default one), less its log mean
+        probability after the content-free calls (measured once per taxonomy and frame), by
+        the model without its adapter."""
+        definitions = definitions_to_read(taxonomy, frame)
+        key = (taxonomy.version, frame or DEFAULT_FRAME, definitions)
         with self._without_adapter():
             if key not in self._definition_priors:
                 found = [
-                    self._definition_log_probabilities(content_free, definitions, read_in)
+                    self._definition_log_probabilities(content_free, definitions, frame)
                     for content_free in CONTENT_FREE_TRANSCRIPTS
                 ]
                 # The log of the mean probability over the content-free calls.
                 self._definition_priors[key] = _log_sum_exp(np.array(found), axis=0) - math.log(
                     len(found)
                 )
-                whole = definitions_in_frame(taxonomy, language)
+                whole = definitions_in_frame(taxonomy, frame)
                 shortened = [
                     code
                     for code, read, written in zip(taxonomy.codes, definitions, whole, strict=True)
@@ -343,15 +333,15 @@ class LlamaCppBackend:
                     "left out of what is read, in %s",
                     taxonomy.version,
                     self.read_definitions,
-                    f"those written in {read_in}" if read_in else "the main ones",
+                    f"those written in {frame}" if frame else "the main ones",
                     ", ".join(shortened) or "none of them",
                     extra={
                         "taxonomy_version": taxonomy.version,
-                        "definitions_language": read_in,
+                        "definitions_language": frame,
                         "borders_left_out": shortened,
                     },
                 )
-            scores = self._definition_log_probabilities(transcript, definitions, read_in)
+            scores = self._definition_log_probabilities(transcript, definitions, frame)
         return scores - self._definition_priors[key]
 
     def _definition_log_probabilities(

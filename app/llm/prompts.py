@@ -104,21 +104,30 @@ def reading_language(taxonomy: Taxonomy, language: str | None) -> str | None:
     return None
 
 
-def definitions_in_frame(taxonomy: Taxonomy, language: str | None = None) -> tuple[str, ...]:
-    """Per code, in the list's order, its whole definition in the language the call is read
-    in (`reading_language`): its own language's, else the main one."""
-    read_in = reading_language(taxonomy, language)
-    return tuple(reason.definition_in(read_in) for reason in taxonomy.reasons)
+def partly_defined_frames(taxonomy: Taxonomy) -> dict[str, tuple[str, ...]]:
+    """Per language with a frame of its own that some of the list's reasons are defined in but
+    not all, the codes without it: its calls are read against the main definitions."""
+    return {
+        language: codes
+        for language, codes in taxonomy.untranslated().items()
+        if language in DEFINITION_FRAMES and language != DEFAULT_FRAME
+    }
 
 
-def definitions_to_read(taxonomy: Taxonomy, language: str | None = None) -> tuple[str, ...]:
-    """Per code, in the list's order, the text scored as the call's reason: its definition in
-    the language the call is read in, without its borders."""
+def definitions_in_frame(taxonomy: Taxonomy, frame: str | None = None) -> tuple[str, ...]:
+    """Per code, in the list's order, its whole definition as read in the frame
+    (`reading_language`): the frame's language's, or the main one (None)."""
+    return tuple(reason.definition_in(frame) for reason in taxonomy.reasons)
+
+
+def definitions_to_read(taxonomy: Taxonomy, frame: str | None = None) -> tuple[str, ...]:
+    """Per code, in the list's order, the text scored as the call's reason in the frame: its
+    definition without its borders."""
     codes = taxonomy.codes
     return tuple(
         without_borders(definition, [code for code in codes if code != reason.code])
         for reason, definition in zip(
-            taxonomy.reasons, definitions_in_frame(taxonomy, language), strict=True
+            taxonomy.reasons, definitions_in_frame(taxonomy, frame), strict=True
         )
     )
 

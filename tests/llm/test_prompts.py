@@ -3,7 +3,13 @@ without its borders, the sentences that name another code of the list."""
 
 from __future__ import annotations
 
-from app.llm.prompts import definitions_to_read, instructions, reading_language, without_borders
+from app.llm.prompts import (
+    definitions_to_read,
+    instructions,
+    partly_defined_frames,
+    reading_language,
+    without_borders,
+)
 from schemas.taxonomy import Reason, Taxonomy
 
 
@@ -91,16 +97,18 @@ def test_a_call_reads_the_definitions_of_its_language_and_the_prompt_shows_the_m
     )  # fmt: skip
     english = ("a bag still missing.", "a bag that arrived broken.")
     # Only one of its reasons is defined in French: French calls read the English ones.
+    # (A warning names the reason without: partly_defined_frames.)
     assert reading_language(taxonomy, "fr") is None
-    assert definitions_to_read(taxonomy, "fr") == english
+    assert definitions_to_read(taxonomy, None) == english
+    assert partly_defined_frames(taxonomy) == {"fr": ("broken_bag",)}
     broken = Reason(
         code="broken_bag",
         label="broken bag",
         definition={"en": "a bag that arrived broken.", "fr": "un bagage arrivé cassé."},
     )
     taxonomy = taxonomy.model_copy(update={"reasons": (taxonomy.reasons[0], broken)})
-    assert reading_language(taxonomy, "fr-CA") == "fr"
-    assert definitions_to_read(taxonomy, "fr-CA") == (
+    assert reading_language(taxonomy, "fr-CA") == "fr" and partly_defined_frames(taxonomy) == {}
+    assert definitions_to_read(taxonomy, "fr") == (
         "un bagage toujours manquant.",
         "un bagage arrivé cassé.",
     )
@@ -113,8 +121,7 @@ def test_a_call_reads_the_definitions_of_its_language_and_the_prompt_shows_the_m
             for r in taxonomy.reasons
         )}
     )  # fmt: skip
-    assert reading_language(german, "de") is None
-    assert definitions_to_read(german, "de") == english
+    assert reading_language(german, "de") is None and partly_defined_frames(german) == {}
     # The adapter's prompt is the same for every call: the main (first) definitions.
     prompt = instructions(taxonomy)
     assert "late_bag: a bag still missing. Not a damaged bag (broken_bag)." in prompt
