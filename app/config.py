@@ -205,10 +205,20 @@ class LlamaCppSettings(BaseModel):
     )
     read_definitions: Literal["off", "untrained", "all"] = Field(
         default="untrained",
-        description="Choose the reason by reading the list's definitions: the model without "
-        "its adapter scores each definition as the answer to 'what is the main reason for "
-        "this call', against its score after calls that say nothing; the best one's code is "
-        "the reason. Where: as prior_correction.",
+        description="Choose the reason by reading the list's definitions: the reader (else the "
+        "model without its adapter) scores each definition as the answer to 'what is the main "
+        "reason for this call', against its score after calls that say nothing; the best "
+        "one's code is the reason. Where: as prior_correction.",
+    )
+    reader_path: Path | None = Field(
+        default=None,
+        description="A reader (`callx finetune --reads-definitions`): the adapter put on the "
+        "model while it reads a list's definitions, instead of the base model's own weights.",
+    )
+    default_reader: bool = Field(
+        default=True,
+        description="With the default model and no reader_path: read definitions with the "
+        "reader that ships with callx (app/llm/adapters/callx-reader.gguf).",
     )
 
 

@@ -57,6 +57,14 @@ def finetune(
             "share is computed once (faster on a mix of long calls in many taxonomies)."
         ),
     ] = False,
+    reads_definitions: Annotated[
+        bool,
+        typer.Option(
+            help="Train a reader instead: the model learns to say, after a call, the definition "
+            "of its reason, as the backend reads a list the answering adapter was not trained "
+            "on (CALLX_LLAMACPP__READER_PATH)."
+        ),
+    ] = False,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
     init_adapter: Annotated[
         Path | None,
@@ -97,6 +105,7 @@ def finetune(
         limit_per_file=limit_per_file,
         seed=seed,
         group_steps=group_steps,
+        reads_definitions=reads_definitions,
     )
     status = run_command(
         get_settings(),

@@ -75,9 +75,7 @@ def summary_rows(results: list[BackendResult]) -> list[list[str]]:
         rows.append(
             [
                 r.label,
-                r.model
-                + (" (prior taken out)" if r.prior_corrected else "")
-                + (" (definitions read)" if r.definitions_read else ""),
+                r.model + _how_chosen(r),
                 str(r.n),
                 f"{r.reason_accuracy:.1%}",
                 f"{r.reason_accuracy_ci95[0]:.1%}-{r.reason_accuracy_ci95[1]:.1%}",
@@ -376,3 +374,11 @@ def write_report(
     path = directory / "report.md"
     path.write_text("\n".join(sections), "utf-8")
     return path
+
+
+def _how_chosen(r: BackendResult) -> str:
+    """How a local model chose the reasons on this list, where not by the codes alone."""
+    note = " (prior taken out)" if r.prior_corrected else ""
+    if r.definitions_read:
+        note += f" (definitions read by {r.reader})" if r.reader else " (definitions read)"
+    return note

@@ -189,6 +189,8 @@ class BackendResult:
     prior_corrected: bool | None = None
     # Whether the list's definitions were read too (read_definitions); None: a backend without.
     definitions_read: bool | None = None
+    # The reader that read them (an adapter's file name); None: the base model, or not read.
+    reader: str | None = None
     predictions: list[Prediction] = field(repr=False, default_factory=list)
 
 
@@ -268,6 +270,7 @@ def score(
     right = [p.reason_right for p in scored]
     corrects_prior = getattr(extractor.backend, "corrects_prior", None)
     reads_definitions = getattr(extractor.backend, "reads_definitions", None)
+    read = None if reads_definitions is None else reads_definitions(extractor.taxonomy)
     return BackendResult(
         label=config.label,
         backend=extractor.backend.name,
@@ -302,9 +305,8 @@ def score(
         products_not_in_call=sum(p.product_in_call is False for p in predictions),
         product_calibration_error=_product_calibration_error(predictions),
         prior_corrected=None if corrects_prior is None else corrects_prior(extractor.taxonomy),
-        definitions_read=None
-        if reads_definitions is None
-        else reads_definitions(extractor.taxonomy),
+        definitions_read=read,
+        reader=getattr(extractor.backend, "reader", None) if read else None,
         predictions=predictions,
     )
 

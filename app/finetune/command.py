@@ -75,5 +75,6 @@ def run_command(
         f"{per_step} on {result.device}, {result.precision}"
     )
     say(f"adapter: {result.adapter}  (model card: {result.card})")
-    say(f"use it with CALLX_LLAMACPP__LORA_PATH={result.adapter}")
+    setting = "READER_PATH" if job.hyper.reads_definitions else "LORA_PATH"
+    say(f"use it with CALLX_LLAMACPP__{setting}={result.adapter}")
     return 0

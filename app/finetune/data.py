@@ -4,6 +4,10 @@ Each example is the prompt the llamacpp backend builds (`PromptTokens.prompt`) f
 answer its decoding produces (`PromptTokens.answer`), tokenized by llama.cpp itself, so the
 adapter is trained on precisely the tokens it will read and write. The loss is on the answer
 tokens the model chooses; the tokens the backend forces (`, "reason": "`) are not scored.
+
+A reader (`reads_definitions`) is trained on what the backend scores when it reads a list's
+definitions instead: the call in the reading frame of its language, then the text read for its
+reason (`prompts.reading_language`, `prompts.definitions_to_read`); the loss is on that text.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.extraction.truncation import fit_transcript
+from app.extraction.truncation import Fitted, fit_transcript
 from app.finetune import FinetuneError
 from app.llm.prompt_tokens import PromptTokens
-from app.records import RecordFileError, read_records, record_text
+from app.llm.prompts import definitions_to_read, reading_language
+from app.records import RecordFileError, read_records, record_language, record_text
 from schemas import taxonomy as schemas_taxonomy
 from schemas.extraction import normalise_product
 from schemas.taxonomy import Taxonomy, TaxonomyError
@@ -98,8 +103,10 @@ def build_examples(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     limit_per_file: int | None = None,
     seed: int = 0,
+    reads_definitions: bool = False,
 ) -> tuple[list[Example], list[SourceSummary]]:
-    """Examples of all sources, shuffled together (seeded), and a summary per source.
+    """Examples of all sources, shuffled together (seeded), and a summary per source; a
+    reader's examples with `reads_definitions` (`make_reading_example`).
 
     Every record must have a transcript and a reason that is a code of its file's taxonomy;
     otherwise FinetuneError names the file and line. Transcripts are fitted to `max_tokens`
@@ -118,8 +125,9 @@ def build_examples(
         )
         if limit_per_file is not None:
             records = file_sample(records, limit_per_file, seed=seed, index=index)
+        make = make_reading_example if reads_definitions else make_example
         for record in records:
-            example, truncated = make_example(tokens, source.taxonomy, record, max_tokens, index)
+            example, truncated = make(tokens, source.taxonomy, record, max_tokens, index)
             examples.append(example)
             summary.truncated += truncated
         summary.examples = len(records)
@@ -143,20 +151,46 @@ def make_example(
     reason = record["reason"]
     answer = tokens.answer(product, reason)
     empty = tokens.prompt(taxonomy, "")
-    budget = max_tokens - len(empty) - len(answer)
-    try:
-        fitted = fit_transcript(record_text(record) or "", budget, lambda t: len(tokens.text(t)))
-    except ValueError as exc:
-        raise FinetuneError(
-            f"--max-tokens {max_tokens} leaves no room for a transcript with taxonomy "
-            f"{taxonomy.version} ({exc})"
-        ) from exc
+    fitted = _fitted(tokens, taxonomy, record, max_tokens - len(empty) - len(answer), max_tokens)
     prompt = tokens.prompt(taxonomy, fitted.text)
     ids = prompt + answer
     forced = _forced_span(tokens, product)
     scored = tuple(len(prompt) + i for i in range(len(answer)) if not forced[0] <= i < forced[1])
     head = common_prefix_length((empty, prompt))
     return Example(tuple(ids), scored, source, head), fitted.truncated
+
+
+def make_reading_example(
+    tokens: PromptTokens,
+    taxonomy: Taxonomy,
+    record: dict[str, Any],
+    max_tokens: int,
+    source: int = 0,
+) -> tuple[Example, bool]:
+    """One record as a reader's example: the call in the reading frame of its language, then
+    the text read for its reason, as the backend scores it; whether the call was shortened."""
+    frame = reading_language(taxonomy, record_language(record))
+    definition = definitions_to_read(taxonomy, frame)[taxonomy.codes.index(record["reason"])]
+    option = tokens.definition_option(definition)
+    empty = tokens.definition_frame("", frame)
+    fitted = _fitted(tokens, taxonomy, record, max_tokens - len(empty) - len(option), max_tokens)
+    prompt = tokens.definition_frame(fitted.text, frame)
+    scored = tuple(range(len(prompt), len(prompt) + len(option)))
+    head = common_prefix_length((empty, prompt))
+    return Example(tuple(prompt + option), scored, source, head), fitted.truncated
+
+
+def _fitted(
+    tokens: PromptTokens, taxonomy: Taxonomy, record: dict[str, Any], budget: int, max_tokens: int
+) -> Fitted:
+    """The record's transcript fitted to `budget` tokens (FinetuneError: no room at all)."""
+    try:
+        return fit_transcript(record_text(record) or "", budget, lambda t: len(tokens.text(t)))
+    except ValueError as exc:
+        raise FinetuneError(
+            f"--max-tokens {max_tokens} leaves no room for a transcript with taxonomy "
+            f"{taxonomy.version} ({exc})"
+        ) from exc
 
 
 def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:

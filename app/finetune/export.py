@@ -18,7 +18,12 @@ import torch
 
 from app.finetune import FinetuneError
 from app.finetune.data import file_sha256
-from app.llm.calibration import read_card, trained_taxonomies
+from app.llm.calibration import (
+    ANSWER_TASK,
+    READ_DEFINITIONS_TASK,
+    read_card,
+    trained_taxonomies,
+)
 from app.llm.prompts import PROMPT_VERSION
 
 if TYPE_CHECKING:
@@ -134,6 +139,8 @@ def model_card(
     return {
         "adapter": job.output.name,
         "format": "llama.cpp LoRA GGUF",
+        # What it was trained to do: answer the JSON, or read a list's definitions (a reader).
+        "task": READ_DEFINITIONS_TASK if job.hyper.reads_definitions else ANSWER_TASK,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "callx_prompt_version": PROMPT_VERSION,
         "chat_format": job.chat_format,

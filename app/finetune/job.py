@@ -13,6 +13,7 @@ from app.finetune.base_model import BaseModelInfo
 from app.finetune.data import DEFAULT_MAX_TOKENS, SourceSummary, TrainSource, file_sha256
 from app.finetune.lora import DEFAULT_TARGETS
 from app.finetune.model import PRECISIONS
+from app.llm.calibration import READ_DEFINITIONS_TASK, card_task, read_card
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class Hyperparameters:
     max_tokens: int = DEFAULT_MAX_TOKENS
     limit_per_file: int | None = None
     seed: int = 0
+    # A reader: trained to say the definition of a call's reason (data.make_reading_example).
+    reads_definitions: bool = False
     group_steps: bool = False  # a step's examples from one taxonomy where it can (StepOrder);
     # part of the checkpoint's fingerprint when set
     targets: tuple[str, ...] = DEFAULT_TARGETS
@@ -107,6 +110,18 @@ class FinetuneJob:
             raise FinetuneError(f"--init-adapter: no such file: {self.init_adapter}")
         if self.init_adapter is not None and self.init_adapter.resolve() == self.output.resolve():
             raise FinetuneError("--init-adapter must not be the --output file")
+        if self.init_adapter is not None:
+            reader = card_task(read_card(self.init_adapter)) == READ_DEFINITIONS_TASK
+            if reader and not self.hyper.reads_definitions:
+                raise FinetuneError(
+                    f"--init-adapter {self.init_adapter} is a reader (its card's task is "
+                    f"{READ_DEFINITIONS_TASK}): continue it with --reads-definitions"
+                )
+            if self.hyper.reads_definitions and not reader:
+                raise FinetuneError(
+                    f"--init-adapter {self.init_adapter} answers calls: a reader "
+                    "(--reads-definitions) starts from the base model or from another reader"
+                )
 
     def fingerprint(self, base: BaseModelInfo, summaries: list[SourceSummary]) -> str:
         """Identity of what a checkpoint may be resumed with: base, data, shaping options."""
@@ -119,6 +134,8 @@ class FinetuneJob:
         }
         if self.hyper.group_steps:  # only when set: checkpoints from before it still resume
             identity["group_steps"] = True
+        if self.hyper.reads_definitions:  # the same
+            identity["reads_definitions"] = True
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 

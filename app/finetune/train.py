@@ -56,6 +56,7 @@ def run_finetune(job: FinetuneJob, say: Say = lambda _: None) -> FinetuneResult:
         max_tokens=hyper.max_tokens,
         limit_per_file=hyper.limit_per_file,
         seed=hyper.seed,
+        reads_definitions=hyper.reads_definitions,
     )
     say(f"{len(examples)} examples from {len(summaries)} file(s)")
     fingerprint = job.fingerprint(base, summaries)

@@ -91,6 +91,18 @@ def read_card(adapter: Path | None) -> dict[str, Any] | None:
     return card if isinstance(card, dict) else None
 
 
+# What an adapter was trained to do (its card's `task`; cards written before it say nothing:
+# they answer). A reader is put on the model only while it reads a list's definitions.
+ANSWER_TASK = "answer"
+READ_DEFINITIONS_TASK = "read_definitions"
+
+
+def card_task(card: dict[str, Any] | None) -> str:
+    """The task an adapter's card says it was trained for (ANSWER_TASK without a card)."""
+    task = (card or {}).get("task", ANSWER_TASK)
+    return task if isinstance(task, str) else ANSWER_TASK
+
+
 def card_calibration(card: dict[str, Any] | None) -> Calibration | None:
     """The card's temperatures: `calibration.taxonomies` maps each version to its own; a card
     of the first format (one `temperature` for a list of versions) gives each that one."""

@@ -11,12 +11,14 @@ With `prior_correction`, the scores the model gives the codes when the call says
 prior over the list, measured once per taxonomy) are taken out of each call's (choice.py).
 
 With `read_definitions`, on a list the adapter never learnt the reason is chosen with the
-list's definitions as well as its codes: the model without its adapter scores each definition as
-the answer to "what is the main reason for this call?", less the same definition's score after
-the content-free calls (domain-conditional PMI, Holtzman et al. 2021), and the code whose
+list's definitions as well as its codes: the reader (a second adapter, trained to say a call's
+definition; without one, the model without its adapter) scores each definition as the answer
+to "what is the main reason for this call?", less the same definition's score after the
+content-free calls (domain-conditional PMI, Holtzman et al. 2021), and the code whose
 definition scores best is the reason (docs/adapter-experiments.md, variant D: on twelve lists
 the adapter never learnt, 70% right where the codes' scores got 38%). A code says little to a
 model that never saw it; its definition, in plain words, says what the call must be about.
+The reader is put on the model for that reading only, and the answering adapter put back.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ import numpy as np
 from app.config import Settings
 from app.llm.base import BackendAnswer, ExtractionRequest
 from app.llm.calibration import (
+    READ_DEFINITIONS_TASK,
     card_calibration,
+    card_path,
+    card_task,
     known_trained_taxonomies,
     measured_taxonomies,
     read_card,
@@ -52,7 +57,7 @@ from app.llm.choice import (
 )
 from app.llm.errors import BackendError
 from app.llm.grounding import CallWords
-from app.llm.model_files import adapter_for, default_model_path, file_sha256
+from app.llm.model_files import adapter_for, default_model_path, file_sha256, reader_for
 from app.llm.prompt_tokens import PromptTokens
 from app.llm.prompts import (
     DEFAULT_FRAME,
@@ -97,6 +102,7 @@ class LlamaCppBackend:
         product_from_call: bool = False,
         prior_correction: str = "untrained",
         read_definitions: str = "untrained",
+        reader_path: Path | None = None,
         verbose: bool = False,
     ) -> None:
         from llama_cpp import Llama
@@ -119,9 +125,12 @@ class LlamaCppBackend:
             )
         if lora_path is not None and not Path(lora_path).is_file():
             raise ValueError(f"LoRA adapter not found: {lora_path}")
+        if reader_path is not None and not Path(reader_path).is_file():
+            raise ValueError(f"reader not found: {reader_path}")
         self.model = Path(model_path).name + (f"+{Path(lora_path).name}" if lora_path else "")
         self.adapter_sha256 = file_sha256(Path(lora_path)) if lora_path else None
         card = read_card(lora_path)
+        _check_tasks(lora_path, card, reader_path)
         self.calibration = card_calibration(card)
         self.measured_taxonomies = measured_taxonomies(card)
         # None: what the model was trained on is unknown (no card, or an incomplete one).
@@ -148,6 +157,10 @@ class LlamaCppBackend:
         if lora_path is not None and not getattr(self._llm, "_lora_adapter", None):
             self._llm.close()
             raise ValueError(f"llama.cpp could not load the LoRA adapter {lora_path}")
+        # The reader (an adapter trained to read definitions) goes on the model only while a
+        # list's definitions are read; llama.cpp frees it with the model.
+        self.reader = Path(reader_path).name if reader_path else None
+        self._reader = self._load_reader(Path(reader_path)) if reader_path else None
         self._n_vocab = self._llm.n_vocab()
         self._lock = threading.Lock()
         self._tries: dict[tuple[str, ...], TokenTrie] = {}
@@ -172,6 +185,7 @@ class LlamaCppBackend:
             product_from_call=section.product_from_call,
             prior_correction=section.prior_correction,
             read_definitions=section.read_definitions,
+            reader_path=reader_for(section.model_path, section.reader_path, section.default_reader),
             verbose=settings.verbose,
         )
 
@@ -308,10 +322,10 @@ class LlamaCppBackend:
         """Per code, the log-probability of its definition after the call, in the frame
         (`reading_language`; None: the main definitions in the default one), less its log mean
         probability after the content-free calls (measured once per taxonomy and frame), by
-        the model without its adapter."""
+        the reading weights (`_reading_weights`)."""
         definitions = definitions_to_read(taxonomy, frame)
         key = (taxonomy.version, frame or DEFAULT_FRAME, definitions)
-        with self._without_adapter():
+        with self._reading_weights():
             if key not in self._definition_priors:
                 found = [
                     self._definition_log_probabilities(content_free, definitions, frame)
@@ -386,19 +400,33 @@ class LlamaCppBackend:
         return np.concatenate(rows)
 
     @contextmanager
-    def _without_adapter(self) -> Iterator[None]:
-        """The base model's weights while inside (the LoRA adapter taken off the context and
-        put back after); the cache is emptied on both sides, since it holds the other
-        weights' states."""
+    def _reading_weights(self) -> Iterator[None]:
+        """The weights that read a list's definitions while inside: the reader where there is
+        one, else the base model's own (the answering adapter taken off); the answering adapter
+        put back after. The cache is emptied on both sides, since it holds the other weights'
+        states."""
         adapter = getattr(self._llm, "_lora_adapter", None)
-        if adapter is None:
+        if adapter is None and self._reader is None:
             yield
             return
-        self._set_adapter(None)
+        self._set_adapter(self._reader)
         try:
             yield
         finally:
             self._set_adapter(adapter)
+
+    def _load_reader(self, path: Path) -> Any:
+        import llama_cpp
+
+        reader = llama_cpp.llama_adapter_lora_init(self._llm._model.model, str(path).encode())
+        if not reader:  # a NULL pointer
+            self._llm.close()
+            raise ValueError(f"llama.cpp could not load the reader {path}")
+        self._llm._stack.callback(llama_cpp.llama_adapter_lora_free, reader)
+        log.info(
+            "reader %s: it reads the definitions of lists the adapter was not trained on", path.name
+        )
+        return reader
 
     def _set_adapter(self, adapter: Any) -> None:
         """Put `adapter` on the context (None: take every adapter off); the cache emptied."""
@@ -500,6 +528,23 @@ class LlamaCppBackend:
         head = text[: PRODUCT_MAX_CHARS + 1]
         cut = head.rsplit(" ", 1)[0].rstrip() if " " in head else ""
         return cut or text[:PRODUCT_MAX_CHARS]
+
+
+def _check_tasks(
+    lora_path: Path | None, card: dict[str, Any] | None, reader_path: Path | None
+) -> None:
+    """A reader given as the answering adapter, or an answering adapter as the reader, is an
+    error: each would answer or read with weights trained for the other task."""
+    if lora_path is not None and card_task(card) == READ_DEFINITIONS_TASK:
+        raise ValueError(
+            f"{lora_path} is a reader (its card's task is {READ_DEFINITIONS_TASK}): "
+            "give it as reader_path, not lora_path"
+        )
+    if reader_path is not None and card_task(read_card(reader_path)) != READ_DEFINITIONS_TASK:
+        raise ValueError(
+            f"{reader_path} is not a reader: its model card ({card_path(reader_path).name}) "
+            f"must say task {READ_DEFINITIONS_TASK!r} (callx finetune --reads-definitions)"
+        )
 
 
 def reason_scoring(

@@ -11,6 +11,9 @@ from pathlib import Path
 DEFAULT_MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
 # Trained by `callx finetune` on the repository's data for the default model (see its .json).
 DEFAULT_ADAPTER = Path(__file__).parent / "adapters" / "callx-default.gguf"
+# Trained by `callx finetune --reads-definitions` to read the definitions of lists the adapter
+# was not trained on (app/llm/adapters/README.md).
+DEFAULT_READER = Path(__file__).parent / "adapters" / "callx-reader.gguf"
 
 
 def adapter_for(model_path: Path | None, lora_path: Path | None, use_default: bool) -> Path | None:
@@ -19,6 +22,15 @@ def adapter_for(model_path: Path | None, lora_path: Path | None, use_default: bo
         return lora_path
     if model_path is None and use_default and DEFAULT_ADAPTER.is_file():
         return DEFAULT_ADAPTER
+    return None
+
+
+def reader_for(model_path: Path | None, reader_path: Path | None, use_default: bool) -> Path | None:
+    """The reader to load: the configured one, else the shipped one for the default model."""
+    if reader_path is not None:
+        return reader_path
+    if model_path is None and use_default and DEFAULT_READER.is_file():
+        return DEFAULT_READER
     return None
 
 

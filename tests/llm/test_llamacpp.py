@@ -251,7 +251,7 @@ def test_definitions_are_read_by_the_model_without_its_adapter_on_untrained_list
     # The scores are the base model's: the adapter was taken off the context, the cache
     # emptied, and both put back after (from an empty cache, as the backend evaluates them).
     definitions = read
-    with reading._without_adapter():
+    with reading._reading_weights():
         taken_off = reading._definition_log_probabilities(CALLS[0]["text"], definitions)
     assert taken_off == pytest.approx(
         base._definition_log_probabilities(CALLS[0]["text"], definitions), abs=1e-3
@@ -318,7 +318,7 @@ def test_a_call_known_to_be_french_reads_the_french_definitions(
     assert list(reading._definition_priors) == [key]
     scores = reading._definition_scores(AIRLINE_BILINGUAL, call["text"], "fr")
     assert answer.answer.reason == AIRLINE_BILINGUAL.codes[int(np.argmax(scores))]
-    with reading._without_adapter():
+    with reading._reading_weights():
         read_in_french = reading._definition_log_probabilities(call["text"], french, "fr")
     assert scores == pytest.approx(read_in_french - reading._definition_priors[key], abs=1e-3)
     # A call of no known language reads the main (English) ones, with their own prior.

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The shipped reader (callx-reader.gguf): reads the definitions of lists the default adapter
+# was not trained on (docs/adapter-experiments.md, "A reader trained on many lists"). From the
+# repository root, with the finetune extra:
+#   bash app/llm/adapters/reader.sh [OUTPUT_DIR] [INDUSTRY ...]   (about 40 minutes on 2 cores)
+# With industries, a reader of those lists only (the dev folds were six industries each).
+set -euo pipefail
+out=${1:-build/reader}
+shift || true
+python -m app.finetune.reader_recipe "$out" "$@"
+train=()
+for f in "$out"/*.jsonl; do train+=(--train "$f@$(cat "${f%.jsonl}.taxonomy")"); done
+# From the base model: rank 8, alpha 16, peak rate 2e-4, one pass of 8-example steps.
+callx finetune --reads-definitions "${train[@]}" --rank 8 --alpha 16 --lr 2e-4 --epochs 1 \
+  --checkpoint-every 10 --resume --output "$out/callx-reader.gguf"
+echo "rebuilt: $out/callx-reader.gguf (card: $out/callx-reader.json)"

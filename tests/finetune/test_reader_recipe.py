@@ -1,0 +1,53 @@
+"""The shipped reader's training files (app/finetune/reader_recipe.py): each call of the
+training industries in its list as written, in the bilingual list and in the default list, with
+callx's train calls sampled; no held-out call; the lists named as the repository names them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from app.finetune.reader_recipe import CALLX_SAMPLE, ROOT, main, reader_files
+from app.finetune.world_recipe import DEV_INDUSTRIES, train_industries
+from schemas.taxonomy import load_taxonomy
+
+
+def test_every_call_is_labelled_in_the_list_it_goes_with_and_none_is_held_out() -> None:
+    industries = train_industries()
+    files = reader_files(industries)
+    assert len(files) == 3 * len(industries) + 1
+    ids = set()
+    for name, (records, taxonomy) in files.items():
+        codes = load_taxonomy(taxonomy).codes if taxonomy != "default" else None
+        if codes is not None:
+            assert not Path(taxonomy).is_absolute()  # the card records it
+            assert (ROOT / taxonomy).is_file()
+            assert {r["reason"] for r in records} <= set(codes)
+        ids |= {r["external_id"] for r in records}
+        assert len(records) == (CALLX_SAMPLE if name == "calls-sample.jsonl" else 16)
+    assert not any(i.startswith(f"w-{d}-") for i in ids for d in DEV_INDUSTRIES)
+    assert not any(i.startswith("o-") for i in ids)  # the customers' own lists
+    # A written list and its bilingual one label the same calls with the same codes.
+    written, _ = files["automotive-written.jsonl"]
+    bilingual, where = files["automotive-bilingual.jsonl"]
+    assert written == bilingual and where == "data/world/bilingual/automotive.yaml"
+
+
+def test_a_fold_holds_its_industries_only_and_an_unknown_one_is_refused(tmp_path: Path) -> None:
+    main(str(tmp_path), "automotive", "hospitality")
+    names = sorted(p.name for p in tmp_path.glob("*.jsonl"))
+    assert names == [
+        "automotive-bilingual.jsonl", "automotive-default.jsonl", "automotive-written.jsonl",
+        "calls-sample.jsonl", "hospitality-bilingual.jsonl", "hospitality-default.jsonl",
+        "hospitality-written.jsonl",
+    ]  # fmt: skip
+    assert (tmp_path / "hospitality-written.taxonomy").read_text() == (
+        "data/world/taxonomies/hospitality.yaml\n"
+    )
+    refused = subprocess.run(
+        [sys.executable, "-m", "app.finetune.reader_recipe", str(tmp_path / "x"), "travel_air"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert refused.returncode == 2 and not (tmp_path / "x").exists()
+    assert refused.stderr.startswith("reader_recipe: not a training industry: travel_air")
