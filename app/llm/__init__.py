@@ -7,7 +7,8 @@ from pathlib import Path
 
 from app.config import Settings, SettingsError
 from app.llm.base import Backend
-from app.llm.model_files import DEFAULT_MODEL_FILE, adapter_for
+from app.llm.calibration import task_problem
+from app.llm.model_files import DEFAULT_MODEL_FILE, adapter_for, reader_for
 
 
 def build_backend(settings: Settings, name: str | None = None) -> Backend:
@@ -50,6 +51,12 @@ def check_backend(settings: Settings) -> BackendInfo:
         adapter = adapter_for(section.model_path, section.lora_path, section.default_adapter)
         if adapter is not None:
             _check_gguf("CALLX_LLAMACPP__LORA_PATH", adapter)
+        reader = reader_for(section.model_path, section.reader_path, section.default_reader)
+        if reader is not None:
+            _check_gguf("CALLX_LLAMACPP__READER_PATH", reader)
+        problem = task_problem(adapter, reader)
+        if problem is not None:
+            raise SettingsError(f"CALLX_LLAMACPP__{problem[0].upper()}: {problem[1]}")
         return BackendInfo(name, model_file + (f"+{adapter.name}" if adapter else ""))
     if name == "openai":
         from app.llm.presets import PRESETS, endpoint

@@ -103,6 +103,23 @@ def card_task(card: dict[str, Any] | None) -> str:
     return task if isinstance(task, str) else ANSWER_TASK
 
 
+def task_problem(lora_path: Path | None, reader_path: Path | None) -> tuple[str, str] | None:
+    """(setting, what is wrong) where a reader is given as the answering adapter, or an
+    answering adapter as the reader: each would answer or read with weights trained for the
+    other task. None where both are right (or absent)."""
+    if lora_path is not None and card_task(read_card(lora_path)) == READ_DEFINITIONS_TASK:
+        return "lora_path", (
+            f"{lora_path} is a reader (its card's task is {READ_DEFINITIONS_TASK}): give it as "
+            "reader_path, not lora_path"
+        )
+    if reader_path is not None and card_task(read_card(reader_path)) != READ_DEFINITIONS_TASK:
+        return "reader_path", (
+            f"{reader_path} is not a reader: its model card ({card_path(reader_path).name}) "
+            f"must say task {READ_DEFINITIONS_TASK!r} (callx finetune --reads-definitions)"
+        )
+    return None
+
+
 def card_calibration(card: dict[str, Any] | None) -> Calibration | None:
     """The card's temperatures: `calibration.taxonomies` maps each version to its own; a card
     of the first format (one `temperature` for a list of versions) gives each that one."""

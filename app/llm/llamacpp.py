@@ -39,13 +39,11 @@ import numpy as np
 from app.config import Settings
 from app.llm.base import BackendAnswer, ExtractionRequest
 from app.llm.calibration import (
-    READ_DEFINITIONS_TASK,
     card_calibration,
-    card_path,
-    card_task,
     known_trained_taxonomies,
     measured_taxonomies,
     read_card,
+    task_problem,
 )
 from app.llm.chat_templates import TEMPLATES
 from app.llm.choice import (
@@ -129,8 +127,10 @@ class LlamaCppBackend:
             raise ValueError(f"reader not found: {reader_path}")
         self.model = Path(model_path).name + (f"+{Path(lora_path).name}" if lora_path else "")
         self.adapter_sha256 = file_sha256(Path(lora_path)) if lora_path else None
+        problem = task_problem(lora_path, reader_path)
+        if problem is not None:
+            raise ValueError(problem[1])
         card = read_card(lora_path)
-        _check_tasks(lora_path, card, reader_path)
         self.calibration = card_calibration(card)
         self.measured_taxonomies = measured_taxonomies(card)
         # None: what the model was trained on is unknown (no card, or an incomplete one).
@@ -528,23 +528,6 @@ class LlamaCppBackend:
         head = text[: PRODUCT_MAX_CHARS + 1]
         cut = head.rsplit(" ", 1)[0].rstrip() if " " in head else ""
         return cut or text[:PRODUCT_MAX_CHARS]
-
-
-def _check_tasks(
-    lora_path: Path | None, card: dict[str, Any] | None, reader_path: Path | None
-) -> None:
-    """A reader given as the answering adapter, or an answering adapter as the reader, is an
-    error: each would answer or read with weights trained for the other task."""
-    if lora_path is not None and card_task(card) == READ_DEFINITIONS_TASK:
-        raise ValueError(
-            f"{lora_path} is a reader (its card's task is {READ_DEFINITIONS_TASK}): "
-            "give it as reader_path, not lora_path"
-        )
-    if reader_path is not None and card_task(read_card(reader_path)) != READ_DEFINITIONS_TASK:
-        raise ValueError(
-            f"{reader_path} is not a reader: its model card ({card_path(reader_path).name}) "
-            f"must say task {READ_DEFINITIONS_TASK!r} (callx finetune --reads-definitions)"
-        )
 
 
 def reason_scoring(

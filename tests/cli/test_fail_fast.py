@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import app.llm.model_files
 from support.env import CACHE_DIR, callx_command
 
 
@@ -51,6 +52,22 @@ def test_a_missing_adapter_or_a_model_that_is_not_one_stops_serve(tmp_path: Path
     one_line_error(
         callx_command(("worker",), env, 60), "CALLX_LLAMACPP__MODEL_PATH", "not a GGUF file"
     )
+
+
+def test_a_reader_and_an_answering_adapter_in_each_others_place_stop_the_worker(
+    tmp_path: Path,
+) -> None:
+    shipped = Path(app.llm.model_files.__file__).parent / "adapters"
+    cases = [
+        ({"CALLX_LLAMACPP__READER_PATH": str(tmp_path / "nowhere.gguf")},
+         ("CALLX_LLAMACPP__READER_PATH", "nowhere")),
+        ({"CALLX_LLAMACPP__LORA_PATH": str(shipped / "callx-reader.gguf")},
+         ("CALLX_LLAMACPP__LORA_PATH", "is a reader", "give it as reader_path")),
+        ({"CALLX_LLAMACPP__READER_PATH": str(shipped / "callx-default.gguf")},
+         ("CALLX_LLAMACPP__READER_PATH", "is not a reader")),
+    ]  # fmt: skip
+    for setting, words in cases:
+        one_line_error(callx_command(("worker",), embedded(tmp_path, **setting), 60), *words)
 
 
 def test_serve_stops_when_its_embedded_worker_dies(tmp_path: Path) -> None:
