@@ -18,19 +18,22 @@ DEFAULT_READER = Path(__file__).parent / "adapters" / "callx-reader.gguf"
 
 def adapter_for(model_path: Path | None, lora_path: Path | None, use_default: bool) -> Path | None:
     """The adapter to load: the configured one, else the shipped one for the default model."""
-    if lora_path is not None:
-        return lora_path
-    if model_path is None and use_default and DEFAULT_ADAPTER.is_file():
-        return DEFAULT_ADAPTER
-    return None
+    return _configured_or_shipped(lora_path, DEFAULT_ADAPTER, model_path, use_default)
 
 
 def reader_for(model_path: Path | None, reader_path: Path | None, use_default: bool) -> Path | None:
     """The reader to load: the configured one, else the shipped one for the default model."""
-    if reader_path is not None:
-        return reader_path
-    if model_path is None and use_default and DEFAULT_READER.is_file():
-        return DEFAULT_READER
+    return _configured_or_shipped(reader_path, DEFAULT_READER, model_path, use_default)
+
+
+def _configured_or_shipped(
+    configured: Path | None, shipped: Path, model_path: Path | None, use_default: bool
+) -> Path | None:
+    """A shipped file fits the default model only (no MODEL_PATH)."""
+    if configured is not None:
+        return configured
+    if model_path is None and use_default and shipped.is_file():
+        return shipped
     return None
 
 
