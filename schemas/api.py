@@ -298,6 +298,12 @@ class ExtractionRead(BaseModel):
         description="The SHA-256 of the LoRA adapter that answered (the model registry's id of "
         "it; null: no adapter).",
     )
+    reader_sha256: str | None = Field(
+        default=None,
+        description="llamacpp: the SHA-256 of the reader (the adapter trained to read a list's "
+        "definitions) that read them for this call; null where none did: a list the adapter "
+        "was trained on, or definitions read by the base model.",
+    )
     prompt_version: str = Field(description="The version of callx's prompt.")
     taxonomy_version: str = Field(description="The version of the taxonomy the reason is of.")
     latency_ms: int | None = Field(description="Time spent in the model, in milliseconds.")

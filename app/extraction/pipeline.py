@@ -43,6 +43,7 @@ class ExtractionOutcome:
     confidence_calibrated: bool = False
     product_confidence: float | None = None
     adapter_sha256: str | None = None  # the LoRA adapter that answered, where there is one
+    reader_sha256: str | None = None  # the reader that read the list's definitions, if one did
 
     @property
     def succeeded(self) -> bool:
@@ -67,6 +68,7 @@ def extract(
         "backend": backend.name,
         "model": backend.model,
         "adapter_sha256": getattr(backend, "adapter_sha256", None),
+        "reader_sha256": _reader_sha256(backend, taxonomy),
         "prompt_version": PROMPT_VERSION,
         "taxonomy_version": taxonomy.version,
     }
@@ -147,3 +149,10 @@ def _failure(
 
 def _elapsed_ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
+
+
+def _reader_sha256(backend: Backend, taxonomy: Taxonomy) -> str | None:
+    """The reader (a second adapter, llamacpp's) that reads this list's definitions, by its
+    sha256; None for a backend without one, or a list it does not read."""
+    reader_for = getattr(backend, "reader_sha256_for", None)
+    return reader_for(taxonomy) if reader_for is not None else None

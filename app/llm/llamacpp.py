@@ -160,6 +160,7 @@ class LlamaCppBackend:
         # The reader (an adapter trained to read definitions) goes on the model only while a
         # list's definitions are read; llama.cpp frees it with the model.
         self.reader = Path(reader_path).name if reader_path else None
+        self.reader_sha256 = file_sha256(Path(reader_path)) if reader_path else None
         self._reader = self._load_reader(Path(reader_path)) if reader_path else None
         self._n_vocab = self._llm.n_vocab()
         self._lock = threading.Lock()
@@ -299,6 +300,11 @@ class LlamaCppBackend:
     def reads_definitions(self, taxonomy: Taxonomy) -> bool:
         """Whether this taxonomy's reason is chosen by reading its definitions."""
         return self._scoring(taxonomy)[1]
+
+    def reader_sha256_for(self, taxonomy: Taxonomy) -> str | None:
+        """The sha256 of the reader that reads this taxonomy's definitions; None where they are
+        not read, or read by the base model (no reader)."""
+        return self.reader_sha256 if self.reads_definitions(taxonomy) else None
 
     def _scoring(self, taxonomy: Taxonomy) -> tuple[bool, bool]:
         return reason_scoring(

@@ -130,6 +130,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "call.label_it": ("Label this call", "Étiqueter cet appel"),
     "call.model": ("Model", "Modèle"),
     "call.prompt": ("Prompt", "Prompt"),
+    "call.reader": ("definitions read by reader {sha}", "définitions lues par le lecteur {sha}"),
     "call.taxonomy": ("Taxonomy", "Taxonomie"),
     "call.current": ("current", "actuelle"),
     "call.error": ("Error", "Erreur"),

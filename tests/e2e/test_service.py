@@ -6,16 +6,18 @@ import base64
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import redis
 from sqlalchemy import create_engine, text
 
 from app.config import Settings
+from app.llm.model_files import DEFAULT_ADAPTER, DEFAULT_READER, file_sha256
 from schemas.taxonomy import load_taxonomy
 from support.calls import CALLS
 from support.env import process_env
-from support.services import CallxProcess, RedisServer, wait_for
+from support.services import CallxProcess, RedisServer, free_port, wait_for
 
 CODES = set(load_taxonomy().codes)
 
@@ -98,6 +100,8 @@ def test_single_batch_results_and_analytics_with_the_real_model(
     assert extraction["backend"] == "llamacpp"
     # The default model with the fine-tuned adapter that ships with callx.
     assert extraction["model"] == "gemma-3-270m-q4_k_m.gguf+callx-default.gguf"
+    # The adapter learnt the default list: it answers by itself, no reader reads it.
+    assert extraction["reader_sha256"] is None
     # Its card holds a calibration for the default taxonomy: the confidence is a probability.
     assert extraction["confidence_calibrated"] is True and 0 < extraction["confidence"] < 1
     assert 0 < extraction["product_confidence"] <= 1  # the model's own, of null or the name
@@ -199,6 +203,68 @@ def test_a_worker_draws_sure_calls_for_people_when_exploring(
         assert extraction["review"]["cause"] == "explore" and extraction["review"]["waiting"]
     accepted = client.get("/v1/quality").json()["auto_accepted"]
     assert (accepted["calls"], accepted["accepted"], accepted["explored"]) == (3, 3, 3)
+
+
+SHOP = """
+version: shop-1
+reasons:
+  - code: faulty_item
+    label: {en: faulty item, fr: article défectueux}
+    definition: {en: "something the customer bought does not work", fr: "un article acheté ne fonctionne pas"}
+  - code: parcel_tracking
+    label: {en: parcel tracking, fr: suivi de colis}
+    definition: {en: "where an order is, when it arrives", fr: "où en est une commande, quand elle arrive"}
+  - code: refund_request
+    label: {en: refund request, fr: demande de remboursement}
+    definition: {en: "the customer wants their money back", fr: "le client veut être remboursé"}
+"""
+
+
+def test_a_worker_reads_the_customers_own_list_with_the_shipped_reader(
+    settings: Settings,
+    clean_db: None,
+    clean_broker: None,
+    start_callx: Callable[..., CallxProcess],
+    tmp_path: Path,
+) -> None:
+    """A list the default adapter never learnt: the worker chooses the reason by reading its
+    definitions with the shipped reader, records which reader did, and sends the call to a
+    person (its confidence was never measured on this list)."""
+    shop = tmp_path / "shop.yaml"
+    shop.write_text(SHOP, "utf-8")
+    env = process_env(
+        settings, CALLX_EXTRACTION__BACKEND="llamacpp", CALLX_EXTRACTION__TAXONOMY_PATH=str(shop)
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    start_callx(
+        ["serve", "--port", str(port), "--no-worker", "--no-migrate"], env, "api"
+    ).wait_http(url + "/healthz")
+    worker = start_callx(["worker", "--concurrency", "1"], env, "worker")
+    created = httpx.post(
+        url + "/v1/transcripts",
+        json={"text": "Client: I ordered a kettle ten days ago and it still has not come.",
+              "language": "en"},
+        timeout=10,
+    )  # fmt: skip
+    assert created.status_code == 202, created.text
+    call_url = f"{url}/v1/transcripts/{created.json()['id']}"
+    wait_for(lambda: httpx.get(call_url).json()["status"] == "succeeded", 240, "the shop call")
+    extraction = httpx.get(call_url).json()["extraction"]
+    assert extraction["taxonomy_version"] == "shop-1"
+    assert extraction["reason"] in {"faulty_item", "parcel_tracking", "refund_request"}
+    assert extraction["adapter_sha256"] == file_sha256(DEFAULT_ADAPTER)
+    assert extraction["reader_sha256"] == file_sha256(DEFAULT_READER)
+    assert extraction["confidence_calibrated"] is False
+    assert extraction["review"]["cause"] == "uncalibrated"
+    assert "callx-reader.gguf" in worker.log()
+    engine = create_engine(settings.database.url)
+    with engine.connect() as connection:
+        stored = connection.execute(
+            text("SELECT reader_sha256 FROM extractions WHERE is_current")
+        ).scalar_one()
+    engine.dispose()
+    assert stored == file_sha256(DEFAULT_READER)
 
 
 def test_a_batch_of_10000_is_accepted_and_queued_after_commit(

@@ -19,11 +19,12 @@ import app.finetune  # noqa: E402, F401  (before torch: it sets torch's OpenMP w
 pytest.importorskip("torch", reason="needs the finetune extra: pip install -e '.[finetune]'")
 
 from app.cli.main import cli  # noqa: E402
+from app.extraction.pipeline import extract  # noqa: E402
 from app.finetune.base_model import open_base_model  # noqa: E402
 from app.finetune.data import build_examples, parse_train_arg  # noqa: E402
 from app.llm.base import ExtractionRequest  # noqa: E402
 from app.llm.llamacpp import LlamaCppBackend  # noqa: E402
-from app.llm.model_files import DEFAULT_ADAPTER, reader_for  # noqa: E402
+from app.llm.model_files import DEFAULT_ADAPTER, file_sha256, reader_for  # noqa: E402
 from app.llm.prompts import definitions_to_read  # noqa: E402
 from schemas.taxonomy import load_taxonomy  # noqa: E402
 
@@ -167,6 +168,33 @@ def test_the_backend_reads_definitions_with_the_reader_and_answers_without_it(
     default = load_taxonomy("schemas/taxonomies/default.yaml")
     assert with_reader.extract(ExtractionRequest(DEFAULT_CALL, default)) == base.extract(
         ExtractionRequest(DEFAULT_CALL, default)
+    )
+
+
+def test_each_extraction_records_the_reader_that_read_its_list(
+    files: dict[str, Path], model_path: Path, reader: dict[str, Any]
+) -> None:
+    """The pipeline behind REST, batch and the CLI stores which reader chose the reason: the
+    reader's sha256 on a list it read, none on the default list (the adapter's own)."""
+    backend = LlamaCppBackend(
+        model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER, reader_path=reader["path"]
+    )
+    pets = load_taxonomy(files["taxonomy"])
+    default = load_taxonomy("schemas/taxonomies/default.yaml")
+    on_pets = extract(
+        "Customer: My cat has been sneezing all week.", backend=backend, taxonomy=pets
+    )
+    assert on_pets.succeeded and on_pets.reason in pets.codes
+    assert on_pets.reader_sha256 == file_sha256(reader["path"])
+    assert on_pets.adapter_sha256 == file_sha256(DEFAULT_ADAPTER)
+    on_default = extract(DEFAULT_CALL, backend=backend, taxonomy=default)
+    assert on_default.succeeded and on_default.reader_sha256 is None
+    # Without a reader the base model reads the list: no reader is recorded.
+    without = LlamaCppBackend(model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER)
+    assert without.reads_definitions(pets)
+    assert (
+        extract("Customer: My cat is sneezing.", backend=without, taxonomy=pets).reader_sha256
+        is None
     )
 
 
