@@ -5,10 +5,16 @@ scores when it reads a list the answering adapter was not trained on (`callx fin
 --reads-definitions`). Each call of `data/world/`'s training industries is given three times:
 in its industry's list as written (`taxonomies/`), in the same list with its borders spelt out,
 in English and French (`bilingual/`), and in the default list; with 64 of callx's train calls
-(seeded) in the default list. The eight held-out industries, `data/world/own_taxonomy/` and
-every test split are in no file.
+(seeded) in the default list. With `--more-lists`, each call also in the two other lists of its
+industry (`more_lists/`: a coarse one and a fine one, in English and French). The eight held-out
+industries (and their lists, `heldout_lists/`), `data/world/own_taxonomy/` and every test split
+are in no file.
 
-    python -m app.finetune.reader_recipe OUTPUT_DIR [INDUSTRY ...]   # default: all twelve
+    python -m app.finetune.reader_recipe OUTPUT_DIR [--more-lists] [INDUSTRY ...]  # default: 12
+    python -m app.finetune.reader_recipe --dev-lists OUTPUT_DIR
+
+`--dev-lists` writes the readers' dev set instead: each held-out industry's calls labelled in
+that industry's list (`heldout_lists/<industry>.yaml`), for `callx eval --taxonomy` with it.
 
 Each `X.jsonl` goes with the taxonomy its `.taxonomy` file names (`--train X.jsonl@TAXONOMY`).
 """
@@ -20,15 +26,24 @@ import random
 import sys
 from pathlib import Path
 
-from app.finetune.world_recipe import WORLD, Records, own_labelled, train_industries
+from app.finetune.world_recipe import (
+    DEV_INDUSTRIES,
+    WORLD,
+    Records,
+    own_labelled,
+    train_industries,
+)
 from app.records import read_records
 
 ROOT = WORLD.parents[1]
 CALLS = ROOT / "data" / "calls" / "train.jsonl"
 CALLX_SAMPLE = 64
+MORE_LISTS = ("coarse", "fine")  # more_lists/<industry>-<kind>.yaml
 
 
-def reader_files(industries: list[str], world: Path = WORLD) -> dict[str, tuple[Records, str]]:
+def reader_files(
+    industries: list[str], world: Path = WORLD, more_lists: bool = False
+) -> dict[str, tuple[Records, str]]:
     """File name -> (records, the taxonomy they are labelled in: a path or a built-in name)."""
     known = train_industries(world)
     unknown = sorted(set(industries) - set(known))
@@ -47,17 +62,49 @@ def reader_files(industries: list[str], world: Path = WORLD) -> dict[str, tuple[
         files[f"{industry}-written.jsonl"] = (own, str(where / "taxonomies" / f"{industry}.yaml"))
         files[f"{industry}-bilingual.jsonl"] = (own, str(where / "bilingual" / f"{industry}.yaml"))
         files[f"{industry}-default.jsonl"] = (calls, "default")
+        for kind in MORE_LISTS if more_lists else ():
+            name = f"{industry}-{kind}"
+            labels_path = world / "more_lists" / f"{name}.labels.jsonl"
+            labels = [json.loads(line) for line in labels_path.read_text("utf-8").splitlines()]
+            files[f"{name}.jsonl"] = (
+                own_labelled(calls, labels),
+                str(where / "more_lists" / f"{name}.yaml"),
+            )
     sample = random.Random("reader").sample(read_records(CALLS), CALLX_SAMPLE)
     files["calls-sample.jsonl"] = (sample, "default")
     return files
 
 
-def main(out: str, *industries: str) -> None:
+def dev_list_files(world: Path = WORLD) -> dict[str, tuple[Records, str]]:
+    """Each held-out industry's calls in its own held-out list (never trained on)."""
+    files: dict[str, tuple[Records, str]] = {}
+    where = world.relative_to(ROOT) if world.is_relative_to(ROOT) else world
+    for industry in DEV_INDUSTRIES:
+        labels_path = world / "heldout_lists" / f"{industry}.labels.jsonl"
+        labels = [json.loads(line) for line in labels_path.read_text("utf-8").splitlines()]
+        calls = read_records(world / f"{industry}.jsonl")
+        files[f"{industry}.jsonl"] = (
+            own_labelled(calls, labels),
+            str(where / "heldout_lists" / f"{industry}.yaml"),
+        )
+    return files
+
+
+def main(out: str, *args: str) -> None:
+    if out == "--dev-lists":
+        _write(args[0], dev_list_files())
+        return
+    more_lists = "--more-lists" in args
+    industries = [a for a in args if a != "--more-lists"]
     try:
-        files = reader_files(list(industries) or train_industries())
+        files = reader_files(industries or train_industries(), more_lists=more_lists)
     except ValueError as exc:
         print(f"reader_recipe: {exc}", file=sys.stderr)
         sys.exit(2)
+    _write(out, files)
+
+
+def _write(out: str, files: dict[str, tuple[Records, str]]) -> None:
     for name, (records, taxonomy) in files.items():
         path = Path(out) / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.finetune.reader_recipe import CALLX_SAMPLE, ROOT, main, reader_files
+from app.finetune.reader_recipe import (
+    CALLX_SAMPLE,
+    ROOT,
+    dev_list_files,
+    main,
+    reader_files,
+)
 from app.finetune.world_recipe import DEV_INDUSTRIES, train_industries
 from schemas.taxonomy import load_taxonomy
 
@@ -51,3 +57,29 @@ def test_a_fold_holds_its_industries_only_and_an_unknown_one_is_refused(tmp_path
     )  # fmt: skip
     assert refused.returncode == 2 and not (tmp_path / "x").exists()
     assert refused.stderr.startswith("reader_recipe: not a training industry: travel_air")
+
+
+def test_more_lists_add_two_lists_of_each_industry_and_the_dev_lists_are_never_trained_on() -> None:
+    industries = train_industries()
+    files = reader_files(industries, more_lists=True)
+    assert len(files) == 5 * len(industries) + 1
+    for industry in industries:
+        coarse, where = files[f"{industry}-coarse.jsonl"]
+        fine, _ = files[f"{industry}-fine.jsonl"]
+        assert where == f"data/world/more_lists/{industry}-coarse.yaml"
+        # Two other companies' lists of the same trade: other codes, the same calls.
+        coarse_codes, fine_codes = (
+            set(load_taxonomy(ROOT / f"data/world/more_lists/{industry}-{k}.yaml").codes)
+            for k in ("coarse", "fine")
+        )
+        assert not coarse_codes & fine_codes
+        assert {r["reason"] for r in coarse} <= coarse_codes
+        assert {r["reason"] for r in fine} <= fine_codes
+        assert [r["external_id"] for r in coarse] == [r["external_id"] for r in fine]
+    trained = {taxonomy for _, taxonomy in files.values()}
+    dev = dev_list_files()
+    assert sorted(dev) == sorted(f"{d}.jsonl" for d in DEV_INDUSTRIES)
+    for records, taxonomy in dev.values():
+        assert taxonomy.startswith("data/world/heldout_lists/") and taxonomy not in trained
+        assert {r["reason"] for r in records} <= set(load_taxonomy(ROOT / taxonomy).codes)
+        assert len(records) == 20
