@@ -301,8 +301,9 @@ class ExtractionRead(BaseModel):
     reader_sha256: str | None = Field(
         default=None,
         description="llamacpp: the SHA-256 of the reader (the adapter trained to read a list's "
-        "definitions) that read them for this call; null where none did: a list the adapter "
-        "was trained on, or definitions read by the base model.",
+        "definitions) they are read with for this call (CALLX_LLAMACPP__READ_DEFINITIONS: by "
+        "default, on a list the adapter was not trained on); null where no reader reads them: "
+        "definitions not read, read by the base model, or another backend.",
     )
     prompt_version: str = Field(description="The version of callx's prompt.")
     taxonomy_version: str = Field(description="The version of the taxonomy the reason is of.")

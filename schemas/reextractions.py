@@ -59,7 +59,8 @@ class ReextractionRead(BaseModel):
     taxonomy_version: str = Field(description="The taxonomy the calls are extracted with.")
     model: str | None = Field(
         description="The model the workers ran when it was made (the promoted adapter's sha256, "
-        "for the local backend)."
+        "for the local backend; `SHA+reader:SHA` where they read the list's definitions with a "
+        "reader)."
     )
     calls: int = Field(description="Calls chosen.")
     done: int = Field(description="Of them, extracted again since the job began.")

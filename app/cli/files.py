@@ -78,6 +78,8 @@ def _extract_line(extractor: Any, record: dict[str, Any]) -> dict[str, Any]:
         "completion_tokens": outcome.completion_tokens,
         "backend": outcome.backend,
         "model": outcome.model,
+        "adapter_sha256": outcome.adapter_sha256,
+        "reader_sha256": outcome.reader_sha256,
         "prompt_version": outcome.prompt_version,
         "taxonomy_version": outcome.taxonomy_version,
     }

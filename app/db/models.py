@@ -174,9 +174,10 @@ class Extraction(Base):
     # The LoRA adapter's file, by its sha256 (migration 0010): which registered adapter
     # answered (the model's name holds its file name). NULL without an adapter.
     adapter_sha256: Mapped[str | None] = mapped_column(String(64))
-    # The reader's file, by its sha256 (migration 0012): the second adapter that read the
-    # list's definitions for this call; NULL where none did (a list the adapter was trained on,
-    # another backend, or the base model read them).
+    # The reader's file, by its sha256 (migration 0012): the second adapter the list's
+    # definitions are read with for this call (READ_DEFINITIONS: by default, lists the adapter
+    # was not trained on); NULL where none reads them (not read, the base model reads them,
+    # another backend).
     reader_sha256: Mapped[str | None] = mapped_column(String(64))
     prompt_version: Mapped[str] = mapped_column(String(32))
     taxonomy_version: Mapped[str] = mapped_column(String(64))

@@ -43,7 +43,7 @@ class ExtractionOutcome:
     confidence_calibrated: bool = False
     product_confidence: float | None = None
     adapter_sha256: str | None = None  # the LoRA adapter that answered, where there is one
-    reader_sha256: str | None = None  # the reader that read the list's definitions, if one did
+    reader_sha256: str | None = None  # the reader the list's definitions are read with, if any
 
     @property
     def succeeded(self) -> bool:
@@ -152,7 +152,8 @@ def _elapsed_ms(started: float) -> int:
 
 
 def _reader_sha256(backend: Backend, taxonomy: Taxonomy) -> str | None:
-    """The reader (a second adapter, llamacpp's) that reads this list's definitions, by its
-    sha256; None for a backend without one, or a list it does not read."""
+    """The reader (a second adapter, llamacpp's) this list's definitions are read with, by its
+    sha256, as the adapter is recorded, whether the call then succeeds or not; None for a
+    backend without one, or a list whose definitions it does not read."""
     reader_for = getattr(backend, "reader_sha256_for", None)
     return reader_for(taxonomy) if reader_for is not None else None

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,7 +19,9 @@ from app import metrics
 from app.config import Settings
 from app.db.session import session_scope
 from app.extraction.extractor import Extractor, check_extraction_settings
-from app.llm.model_files import file_sha256
+from app.llm.calibration import known_trained_taxonomies
+from app.llm.llamacpp import reason_scoring
+from app.llm.model_files import file_sha256, reader_for
 from app.registry.service import adapter_file, check_gguf, promoted
 from schemas.taxonomy import load_taxonomy
 
@@ -43,12 +46,34 @@ def workers_list(settings: Settings) -> str:
 
 def workers_model(session: Session, settings: Settings, taxonomy_version: str) -> str | None:
     """What the workers of these settings and list run, as a re-extraction records it: the
-    sha256 of the adapter promoted for them where they follow the registry, else None (the
-    configured files)."""
+    sha256 of the adapter promoted for them where they follow the registry, and where they read
+    this list's definitions with a reader, the reader's too (`ADAPTER+reader:READER`: another
+    reader is another job); else None (the configured files)."""
     if not follows_registry(settings):
         return None
     current = promoted(session, settings, taxonomy_version)
-    return None if current is None else current.sha256
+    if current is None:
+        return None
+    reader = list_reader(settings, current.card, taxonomy_version)
+    return current.sha256 if reader is None else f"{current.sha256}+reader:{reader}"
+
+
+def list_reader(
+    settings: Settings, card: dict[str, Any] | None, taxonomy_version: str
+) -> str | None:
+    """The sha256 of the reader that workers of these settings, running the adapter of this
+    card, read this list's definitions with; None where they do not read them with one."""
+    section = settings.llamacpp
+    reader = reader_for(section.model_path, section.reader_path, section.default_reader)
+    if reader is None or not reader.is_file():
+        return None
+    _, reads = reason_scoring(
+        section.prior_correction,
+        section.read_definitions,
+        known_trained_taxonomies(card),
+        taxonomy_version,
+    )
+    return file_sha256(reader) if reads else None
 
 
 def followed_model(session: Session, settings: Settings, taxonomy_version: str) -> str | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from app.llm.model_files import DEFAULT_ADAPTER, file_sha256
 from support.calls import CALLS
 from support.env import run_callx
 
@@ -36,6 +37,9 @@ def test_extract_jsonl_keeps_order_and_reports_every_record(
     assert lines[1]["status"] == "failed" and lines[1]["reason"] is None
     assert lines[1]["error"] == "text is empty"
     assert all(line["reason"] in CODES for i, line in enumerate(lines) if i != 1)
+    # Which adapter answered, by its sha256; on the default list, which it learnt, no reader.
+    assert lines[0]["adapter_sha256"] == file_sha256(DEFAULT_ADAPTER)
+    assert lines[0]["reader_sha256"] is None
 
 
 def test_extract_reads_csv(tmp_path: Path, model_path: Path) -> None:

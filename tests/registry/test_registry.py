@@ -17,9 +17,10 @@ from app.config import Settings
 from app.db import registry as registry_db
 from app.db.session import build_sessionmaker, session_scope
 from app.errors import ConflictError, InvalidRequestError
-from app.llm.model_files import DEFAULT_ADAPTER, file_sha256
+from app.llm.model_files import DEFAULT_ADAPTER, DEFAULT_READER, file_sha256
 from app.main import create_app
 from app.registry import service
+from app.registry.follow import workers_model
 from app.registry.gate import Guard, guard_figures
 from schemas.taxonomy import load_taxonomy
 from support.env import process_env
@@ -333,3 +334,28 @@ def test_the_cli_says_what_is_wrong_in_one_line(
         )
         assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
         assert wrong.stderr.startswith(f"callx models: --guard {guard}: {said}"), wrong.stderr
+
+
+def test_a_reextraction_names_the_reader_of_a_list_its_workers_read(registry: Any) -> None:
+    """What workers run, as a re-extraction records it (its identity): the promoted adapter,
+    and the reader on a list whose definitions they read with one, so that another reader
+    makes another job."""
+    settings, sessions = registry
+    local = settings.model_copy(
+        update={"extraction": settings.extraction.model_copy(update={"backend": "llamacpp"})}
+    )
+
+    def llamacpp(**update: Any) -> Settings:
+        return local.model_copy(update={"llamacpp": local.llamacpp.model_copy(update=update)})
+
+    adapter, reader = file_sha256(DEFAULT_ADAPTER), file_sha256(DEFAULT_READER)
+    with session_scope(sessions) as session:
+        # The default list, which the adapter learnt: read by the adapter alone.
+        assert workers_model(session, local, load_taxonomy().version) == adapter
+        # A customer's list: its definitions read by the shipped reader.
+        assert workers_model(session, local, "shop-1") == f"{adapter}+reader:{reader}"
+        # No reader (the base model reads them), or definitions not read: the adapter alone.
+        assert workers_model(session, llamacpp(default_reader=False), "shop-1") == adapter
+        assert workers_model(session, llamacpp(read_definitions="off"), "shop-1") == adapter
+        # Workers of configured files follow no registry: none, as before.
+        assert workers_model(session, llamacpp(lora_path=DEFAULT_ADAPTER), "shop-1") is None
