@@ -1,6 +1,6 @@
 """Each stored extraction says which files answered it: the adapter and, on a list whose
 definitions a reader reads, the reader, by their sha256; through the worker's service code,
-the database and the API, on PostgreSQL and SQLite."""
+the database, the API and the call page, on PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
@@ -44,6 +44,9 @@ def test_the_adapter_and_the_reader_are_recorded_where_the_list_is_read(
     on_shop = client.get(f"/v1/transcripts/{second}").json()["extraction"]
     assert (on_default["adapter_sha256"], on_default["reader_sha256"]) == (ADAPTER, None)
     assert (on_shop["adapter_sha256"], on_shop["reader_sha256"]) == (ADAPTER, READER)
+    # The call page's attempts name the reader where one read the list.
+    assert f"definitions read by reader {READER[:12]}" in client.get(f"/ui/calls/{second}").text
+    assert "definitions read by reader" not in client.get(f"/ui/calls/{first}").text
     # A backend without a reader (the OpenAI-compatible one, the plain fake) records none.
     assert extract_stored(review_settings, [third], backend=FakeBackend()) == ["succeeded"]
     plain = client.get(f"/v1/transcripts/{third}").json()
