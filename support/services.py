@@ -26,6 +26,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def serve_api(start_callx: Callable[..., CallxProcess], env: dict[str, str]) -> str:
+    """A real API process (`callx serve`, no worker, the database already migrated) with this
+    environment, started by the `start_callx` fixture; its URL once it answers."""
+    port = free_port()
+    api = start_callx(["serve", "--port", str(port), "--no-worker", "--no-migrate"], env, "api")
+    url = f"http://127.0.0.1:{port}"
+    api.wait_http(url + "/healthz")
+    return url
+
+
 def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

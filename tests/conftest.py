@@ -21,7 +21,7 @@ from app.main import create_app
 from support.env import CACHE_DIR, process_env
 from support.factories import extract_stored
 from support.fakes import FakeTaskQueue
-from support.services import CallxProcess, PostgresServer, RedisServer, free_port
+from support.services import CallxProcess, PostgresServer, RedisServer, serve_api
 
 
 @pytest.fixture(scope="session")
@@ -125,13 +125,7 @@ def api_url(
     start_callx: Callable[..., CallxProcess], settings: Settings, clean_db: None, clean_broker: None
 ) -> str:
     """A real API process (uvicorn) on PostgreSQL and Redis."""
-    port = free_port()
-    api = start_callx(
-        ["serve", "--port", str(port), "--no-worker", "--no-migrate"], process_env(settings), "api"
-    )
-    url = f"http://127.0.0.1:{port}"
-    api.wait_http(url + "/healthz")
-    return url
+    return serve_api(start_callx, process_env(settings))
 
 
 # ---- the app on PostgreSQL and on SQLite, with calls stored by the worker's code (the review

@@ -52,22 +52,17 @@ def reader_files(
             f"not a training industry: {', '.join(unknown)} (known: {', '.join(known)})"
         )
     files: dict[str, tuple[Records, str]] = {}
-    # The lists as the repository names them (the reader's card records them).
-    where = world.relative_to(ROOT) if world.is_relative_to(ROOT) else world
+    where = _named(world)
     for industry in industries:
         calls = read_records(world / f"{industry}.jsonl")
-        labels_path = world / "taxonomies" / f"{industry}.labels.jsonl"
-        labels = [json.loads(line) for line in labels_path.read_text("utf-8").splitlines()]
-        own = own_labelled(calls, labels)
+        own = _labelled(calls, world / "taxonomies" / f"{industry}.labels.jsonl")
         files[f"{industry}-written.jsonl"] = (own, str(where / "taxonomies" / f"{industry}.yaml"))
         files[f"{industry}-bilingual.jsonl"] = (own, str(where / "bilingual" / f"{industry}.yaml"))
         files[f"{industry}-default.jsonl"] = (calls, "default")
         for kind in MORE_LISTS if more_lists else ():
             name = f"{industry}-{kind}"
-            labels_path = world / "more_lists" / f"{name}.labels.jsonl"
-            labels = [json.loads(line) for line in labels_path.read_text("utf-8").splitlines()]
             files[f"{name}.jsonl"] = (
-                own_labelled(calls, labels),
+                _labelled(calls, world / "more_lists" / f"{name}.labels.jsonl"),
                 str(where / "more_lists" / f"{name}.yaml"),
             )
     sample = random.Random("reader").sample(read_records(CALLS), CALLX_SAMPLE)
@@ -78,16 +73,25 @@ def reader_files(
 def dev_list_files(world: Path = WORLD) -> dict[str, tuple[Records, str]]:
     """Each held-out industry's calls in its own held-out list (never trained on)."""
     files: dict[str, tuple[Records, str]] = {}
-    where = world.relative_to(ROOT) if world.is_relative_to(ROOT) else world
+    where = _named(world)
     for industry in DEV_INDUSTRIES:
-        labels_path = world / "heldout_lists" / f"{industry}.labels.jsonl"
-        labels = [json.loads(line) for line in labels_path.read_text("utf-8").splitlines()]
         calls = read_records(world / f"{industry}.jsonl")
         files[f"{industry}.jsonl"] = (
-            own_labelled(calls, labels),
+            _labelled(calls, world / "heldout_lists" / f"{industry}.labels.jsonl"),
             str(where / "heldout_lists" / f"{industry}.yaml"),
         )
     return files
+
+
+def _named(world: Path) -> Path:
+    """The lists' folder as the repository names it (a reader's card records the lists)."""
+    return world.relative_to(ROOT) if world.is_relative_to(ROOT) else world
+
+
+def _labelled(calls: Records, labels_path: Path) -> Records:
+    """The calls with their reason in a list of their industry (`<list>.labels.jsonl`)."""
+    labels = [json.loads(line) for line in labels_path.read_text("utf-8").splitlines()]
+    return own_labelled(calls, labels)
 
 
 def main(out: str, *args: str) -> None:

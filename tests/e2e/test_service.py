@@ -17,7 +17,7 @@ from app.llm.model_files import DEFAULT_ADAPTER, DEFAULT_READER, file_sha256
 from schemas.taxonomy import load_taxonomy
 from support.calls import CALLS
 from support.env import process_env
-from support.services import CallxProcess, RedisServer, free_port, wait_for
+from support.services import CallxProcess, RedisServer, serve_api, wait_for
 
 CODES = set(load_taxonomy().codes)
 
@@ -235,11 +235,7 @@ def test_a_worker_reads_the_customers_own_list_with_the_shipped_reader(
     env = process_env(
         settings, CALLX_EXTRACTION__BACKEND="llamacpp", CALLX_EXTRACTION__TAXONOMY_PATH=str(shop)
     )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    start_callx(
-        ["serve", "--port", str(port), "--no-worker", "--no-migrate"], env, "api"
-    ).wait_http(url + "/healthz")
+    url = serve_api(start_callx, env)
     worker = start_callx(["worker", "--concurrency", "1"], env, "worker")
     created = httpx.post(
         url + "/v1/transcripts",

@@ -12,7 +12,7 @@ import httpx
 
 from app.config import Settings
 from support.env import fake_worker_env, process_env
-from support.services import CallxProcess, free_port, wait_for
+from support.services import CallxProcess, serve_api, wait_for
 
 FAST_HEARTBEAT = {"CALLX_BROKER__HEARTBEAT_INTERVAL_S": "1"}
 ACME = """
@@ -60,14 +60,7 @@ def test_calls_queued_for_a_taxonomy_no_worker_serves_wait_and_show(
 ) -> None:
     acme = tmp_path / "acme.yaml"
     acme.write_text(ACME)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    api = start_callx(
-        ["serve", "--port", str(port), "--no-worker", "--no-migrate"],
-        process_env(settings, CALLX_EXTRACTION__TAXONOMY_PATH=str(acme)),
-        "api",
-    )
-    api.wait_http(url + "/healthz")
+    url = serve_api(start_callx, process_env(settings, CALLX_EXTRACTION__TAXONOMY_PATH=str(acme)))
     # A worker with the default taxonomy: it must leave acme-7's calls alone.
     default_worker = start_callx(
         ["worker", "--concurrency", "1"], fake_worker_env(settings, 0.0) | FAST_HEARTBEAT
