@@ -6,11 +6,12 @@ scores when it reads a list the answering adapter was not trained on (`callx fin
 in its industry's list as written (`taxonomies/`), in the same list with its borders spelt out,
 in English and French (`bilingual/`), and in the default list; with 64 of callx's train calls
 (seeded) in the default list. With `--more-lists`, each call also in the two other lists of its
-industry (`more_lists/`: a coarse one and a fine one, in English and French). The eight held-out
-industries (and their lists, `heldout_lists/`), `data/world/own_taxonomy/` and every test split
-are in no file.
+industry (`more_lists/`: a coarse one and a fine one, in English and French). With
+`--more-calls`, the calls of eight more industries (`more_calls/`, written apart), each in its
+industry's own list and in the default list. The eight held-out industries (and their lists,
+`heldout_lists/`), `data/world/own_taxonomy/` and every test split are in no file.
 
-    python -m app.finetune.reader_recipe OUTPUT_DIR [--more-lists] [INDUSTRY ...]  # default: 12
+    python -m app.finetune.reader_recipe OUTPUT_DIR [--more-lists] [--more-calls] [INDUSTRY ...]
     python -m app.finetune.reader_recipe --dev-lists OUTPUT_DIR
 
 `--dev-lists` writes the readers' dev set instead: each held-out industry's calls labelled in
@@ -39,10 +40,14 @@ ROOT = WORLD.parents[1]
 CALLS = ROOT / "data" / "calls" / "train.jsonl"
 CALLX_SAMPLE = 64
 MORE_LISTS = ("coarse", "fine")  # more_lists/<industry>-<kind>.yaml
+CUSTOMERS = ("airline", "clinic_network", "property_management")  # own_taxonomy/: never trained on
 
 
 def reader_files(
-    industries: list[str], world: Path = WORLD, more_lists: bool = False
+    industries: list[str],
+    world: Path = WORLD,
+    more_lists: bool = False,
+    more_calls: bool = False,
 ) -> dict[str, tuple[Records, str]]:
     """File name -> (records, the taxonomy they are labelled in: a path or a built-in name)."""
     known = train_industries(world)
@@ -65,9 +70,23 @@ def reader_files(
                 _labelled(calls, world / "more_lists" / f"{name}.labels.jsonl"),
                 str(where / "more_lists" / f"{name}.yaml"),
             )
+    for industry in more_call_industries(world) if more_calls else ():
+        calls = read_records(world / "more_calls" / f"{industry}.jsonl")
+        own = _labelled(calls, world / "more_calls" / f"{industry}.labels.jsonl")
+        files[f"{industry}-own.jsonl"] = (own, str(where / "more_calls" / f"{industry}.yaml"))
+        files[f"{industry}-default.jsonl"] = (calls, "default")
     sample = random.Random("reader").sample(read_records(CALLS), CALLX_SAMPLE)
     files["calls-sample.jsonl"] = (sample, "default")
     return files
+
+
+def more_call_industries(world: Path = WORLD) -> list[str]:
+    """The industries of `more_calls/`: none held out, none among the twelve."""
+    names = sorted(p.name.removesuffix(".yaml") for p in (world / "more_calls").glob("*.yaml"))
+    clash = set(names) & {*DEV_INDUSTRIES, *CUSTOMERS, *train_industries(world)}
+    if clash:
+        raise ValueError(f"more_calls/ holds industries that are elsewhere: {sorted(clash)}")
+    return names
 
 
 def dev_list_files(world: Path = WORLD) -> dict[str, tuple[Records, str]]:
@@ -98,10 +117,14 @@ def main(out: str, *args: str) -> None:
     if out == "--dev-lists":
         _write(args[0], dev_list_files())
         return
-    more_lists = "--more-lists" in args
-    industries = [a for a in args if a != "--more-lists"]
+    flags = {"--more-lists", "--more-calls"}
+    industries = [a for a in args if a not in flags]
     try:
-        files = reader_files(industries or train_industries(), more_lists=more_lists)
+        files = reader_files(
+            industries or train_industries(),
+            more_lists="--more-lists" in args,
+            more_calls="--more-calls" in args,
+        )
     except ValueError as exc:
         print(f"reader_recipe: {exc}", file=sys.stderr)
         sys.exit(2)

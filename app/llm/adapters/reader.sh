@@ -2,9 +2,10 @@
 # The shipped reader (callx-reader.gguf): reads the definitions of lists the default adapter
 # was not trained on (docs/adapter-experiments.md, "A reader trained on many lists"). From the
 # repository root, with the finetune extra:
-#   bash app/llm/adapters/reader.sh [OUTPUT_DIR] [--more-lists] [INDUSTRY ...]   (about 40 minutes on 2 cores)
+#   bash app/llm/adapters/reader.sh [OUTPUT_DIR] [--more-lists] [--more-calls] [INDUSTRY ...]   (about 40 minutes on 2 cores)
 # With industries, a reader of those lists only (the dev folds were six industries each); with
-# --more-lists, each call in its industry's two more lists too (candidate R2).
+# --more-lists, each call in its industry's two more lists too (candidate R2); with --more-calls, the
+# calls of data/world/more_calls/ too (candidate R3).
 set -euo pipefail
 out=${1:-build/reader}
 shift || true
