@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.finetune.reader_recipe import (
     CALLX_SAMPLE,
     ROOT,
     dev_list_files,
     main,
+    more_call_industries,
     reader_files,
 )
 from app.finetune.world_recipe import DEV_INDUSTRIES, train_industries
@@ -83,3 +86,33 @@ def test_more_lists_add_two_lists_of_each_industry_and_the_dev_lists_are_never_t
         assert taxonomy.startswith("data/world/heldout_lists/") and taxonomy not in trained
         assert {r["reason"] for r in records} <= set(load_taxonomy(ROOT / taxonomy).codes)
         assert len(records) == 20
+
+
+def test_more_calls_add_eight_industries_each_in_its_own_list_and_the_default_one() -> None:
+    extra = more_call_industries()
+    assert len(extra) == 8 and not set(extra) & {*DEV_INDUSTRIES, *train_industries()}
+    files = reader_files(train_industries(), more_calls=True)
+    assert len(files) == 3 * len(train_industries()) + 2 * len(extra) + 1
+    default_codes = set(load_taxonomy().codes)
+    for industry in extra:
+        own, where = files[f"{industry}-own.jsonl"]
+        calls, taxonomy = files[f"{industry}-default.jsonl"]
+        assert where == f"data/world/more_calls/{industry}.yaml" and taxonomy == "default"
+        codes = set(load_taxonomy(ROOT / where).codes)
+        assert not codes & default_codes  # a company's own codes
+        assert {r["reason"] for r in own} <= codes
+        # Every default reason, in French and in English.
+        for language in ("fr", "en"):
+            assert {r["reason"] for r in calls if r["language"] == language} == default_codes
+        assert [r["external_id"] for r in own] == [r["external_id"] for r in calls]
+        assert len(calls) == 16
+
+
+def test_more_calls_refuse_an_industry_held_out_or_already_trained_on(tmp_path: Path) -> None:
+    (tmp_path / "taxonomies").mkdir()
+    (tmp_path / "taxonomies" / "automotive.yaml").write_text("")
+    (tmp_path / "more_calls").mkdir()
+    for name in ("car_rental", "automotive", "airline", "meal_delivery"):
+        (tmp_path / "more_calls" / f"{name}.yaml").write_text("")
+    with pytest.raises(ValueError, match=r"\['airline', 'automotive', 'car_rental'\]"):
+        more_call_industries(tmp_path)
