@@ -22,6 +22,7 @@ Each `X.jsonl` goes with the taxonomy its `.taxonomy` file names (`--train X.jso
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import sys
@@ -40,7 +41,6 @@ ROOT = WORLD.parents[1]
 CALLS = ROOT / "data" / "calls" / "train.jsonl"
 CALLX_SAMPLE = 64
 MORE_LISTS = ("coarse", "fine")  # more_lists/<industry>-<kind>.yaml
-CUSTOMERS = ("airline", "clinic_network", "property_management")  # own_taxonomy/: never trained on
 
 
 def reader_files(
@@ -81,9 +81,13 @@ def reader_files(
 
 
 def more_call_industries(world: Path = WORLD) -> list[str]:
-    """The industries of `more_calls/`: none held out, none among the twelve."""
-    names = sorted(p.name.removesuffix(".yaml") for p in (world / "more_calls").glob("*.yaml"))
-    clash = set(names) & {*DEV_INDUSTRIES, *CUSTOMERS, *train_industries(world)}
+    """The industries of `more_calls/`; ValueError where there is none, or where one is held
+    out (a dev industry or a customer's of `own_taxonomy/`) or already among the twelve."""
+    names = sorted(p.stem for p in (world / "more_calls").glob("*.yaml"))
+    if not names:
+        raise ValueError(f"no industry in {world / 'more_calls'}")
+    customers = {p.stem for p in (world / "own_taxonomy").glob("*.yaml")}
+    clash = set(names) & {*DEV_INDUSTRIES, *customers, *train_industries(world)}
     if clash:
         raise ValueError(f"more_calls/ holds industries that are elsewhere: {sorted(clash)}")
     return names
@@ -113,22 +117,31 @@ def _labelled(calls: Records, labels_path: Path) -> Records:
     return own_labelled(calls, labels)
 
 
-def main(out: str, *args: str) -> None:
-    if out == "--dev-lists":
-        _write(args[0], dev_list_files())
+def main(*argv: str) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.finetune.reader_recipe",
+        allow_abbrev=False,
+        description="Write a reader's training files (or, with --dev-lists, the readers' dev set).",
+    )
+    parser.add_argument("output_dir")
+    parser.add_argument("industries", nargs="*", metavar="INDUSTRY", help="default: the twelve")
+    parser.add_argument("--more-lists", action="store_true", help="each call in 2 more lists")
+    parser.add_argument("--more-calls", action="store_true", help="more_calls/'s industries too")
+    parser.add_argument("--dev-lists", action="store_true", help="write the dev set instead")
+    args = parser.parse_intermixed_args(argv)
+    if args.dev_lists:
+        _write(args.output_dir, dev_list_files())
         return
-    flags = {"--more-lists", "--more-calls"}
-    industries = [a for a in args if a not in flags]
     try:
         files = reader_files(
-            industries or train_industries(),
-            more_lists="--more-lists" in args,
-            more_calls="--more-calls" in args,
+            args.industries or train_industries(),
+            more_lists=args.more_lists,
+            more_calls=args.more_calls,
         )
     except ValueError as exc:
         print(f"reader_recipe: {exc}", file=sys.stderr)
         sys.exit(2)
-    _write(out, files)
+    _write(args.output_dir, files)
 
 
 def _write(out: str, files: dict[str, tuple[Records, str]]) -> None:
@@ -139,6 +152,7 @@ def _write(out: str, files: dict[str, tuple[Records, str]]) -> None:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         path.with_suffix(".taxonomy").write_text(taxonomy + "\n", "utf-8")
         print(f"{name}: {len(records)} records, taxonomy {taxonomy}")
+    print(f"{sum(len(r) for r, _ in files.values())} records in {len(files)} files: {out}")
 
 
 if __name__ == "__main__":

@@ -33,23 +33,27 @@ def calls() -> dict[str, list[dict]]:
 
 
 def test_every_call_is_well_formed(calls: dict[str, list[dict]]) -> None:
-    codes = set(load_taxonomy(None).codes)
     ids = Counter(r["id"] for records in calls.values() for r in records)
     assert [i for i, n in ids.items() if n > 1] == []
     for domain, records in calls.items():
-        for r in records:
-            where = f"{domain}.jsonl {r.get('id')}"
-            assert list(r) == FIELDS and r["domain"] == domain, where
-            assert r["id"].startswith(f"w-{domain}-{r['language']}-"), where
-            assert r["style"] in {"clean", "asr"} and r["reason"] in codes, where
-            product = r["product"]
-            assert product is None or (isinstance(product, str) and product.strip()), where
-            turns = r["transcript"].split("\n")
-            assert 4 <= len(turns) <= 60 and turns[0].startswith("Agent: "), where
-            assert {t.split(": ", 1)[0] + ": " for t in turns} == {
-                "Agent: ",
-                CUSTOMER[r["language"]],
-            }, where
+        _assert_well_formed(domain, records, prefix="w")
+
+
+def _assert_well_formed(domain: str, records: list[dict], prefix: str) -> None:
+    codes = set(load_taxonomy(None).codes)
+    for r in records:
+        where = f"{domain}.jsonl {r.get('id')}"
+        assert list(r) == FIELDS and r["domain"] == domain, where
+        assert r["id"].startswith(f"{prefix}-{domain}-{r['language']}-"), where
+        assert r["style"] in {"clean", "asr"} and r["reason"] in codes, where
+        product = r["product"]
+        assert product is None or (isinstance(product, str) and product.strip()), where
+        turns = r["transcript"].split("\n")
+        assert 4 <= len(turns) <= 60 and turns[0].startswith("Agent: "), where
+        assert {t.split(": ", 1)[0] + ": " for t in turns} == {
+            "Agent: ",
+            CUSTOMER[r["language"]],
+        }, where
 
 
 def test_twenty_new_industries_each_with_every_reason_in_both_languages(
@@ -168,3 +172,38 @@ def test_the_bilingual_lists_add_a_french_definition_with_the_same_borders(
                 for text in (english, french)
             ]
             assert named[0] == named[1], (path.name, reason.code)
+
+
+def test_eight_more_industries_for_the_reader_each_with_its_own_list() -> None:
+    """`more_calls/`: 16 calls of each of eight more industries (every default reason in each
+    language), each labelled in its industry's own list (every reason of it used, none a
+    default code), and labelled again blind: the reasons and own reasons agree."""
+    folder = WORLD / "more_calls"
+    lists = sorted(folder.glob("*.yaml"))
+    assert len(lists) == 8
+    first: dict[str, dict] = {}
+    for path in lists:
+        industry = path.stem
+        assert industry not in HELD_OUT | OLD_DOMAINS and not (WORLD / f"{industry}.jsonl").exists()
+        records = _read(folder / f"{industry}.jsonl")
+        _assert_well_formed(industry, records, prefix="m")
+        for language in ("fr", "en"):
+            in_language = [r for r in records if r["language"] == language]
+            assert len(in_language) == 8, (industry, language)
+            assert {r["reason"] for r in in_language} == set(load_taxonomy(None).codes)
+        taxonomy = load_taxonomy(path)
+        assert 7 <= len(taxonomy.codes) <= 9 and not set(taxonomy.codes) & set(
+            load_taxonomy(None).codes
+        ), industry
+        for reason in taxonomy.reasons:
+            assert all(len(reason.definition_in(lang)) <= 300 for lang in ("en", "fr"))
+        labels = _read(folder / f"{industry}.labels.jsonl")
+        assert [r["id"] for r in labels] == [r["id"] for r in records], industry
+        assert {r["reason"] for r in labels} == set(taxonomy.codes), industry
+        own = {r["id"]: r["reason"] for r in labels}
+        first |= {r["id"]: {**r, "own_reason": own[r["id"]]} for r in records}
+    second = {r["id"]: r for r in _read(folder / "second_labels.jsonl")}
+    assert set(second) == set(first)
+    # README: reason 127 of 128 (settled for the second), own list 128 of 128.
+    for key in ("reason", "own_reason"):
+        assert [i for i in first if first[i][key] != second[i][key]] == [], key
