@@ -27,15 +27,17 @@ def test_every_call_is_labelled_in_the_list_it_goes_with_and_none_is_held_out() 
     industries = train_industries()
     files = reader_files(industries)
     assert len(files) == 3 * len(industries) + 1
-    _assert_none_held_out(files)
-    _assert_none_held_out(reader_files(industries, more_lists=True, more_calls=True))
+    _assert_in_their_lists_and_none_held_out(files)
+    _assert_in_their_lists_and_none_held_out(
+        reader_files(industries, more_lists=True, more_calls=True)
+    )
     # A written list and its bilingual one label the same calls with the same codes.
     written, _ = files["automotive-written.jsonl"]
     bilingual, where = files["automotive-bilingual.jsonl"]
     assert written == bilingual and where == "data/world/bilingual/automotive.yaml"
 
 
-def _assert_none_held_out(files: dict[str, tuple[list[dict], str]]) -> None:
+def _assert_in_their_lists_and_none_held_out(files: dict[str, tuple[list[dict], str]]) -> None:
     ids = set()
     for name, (records, taxonomy) in files.items():
         codes = load_taxonomy(taxonomy).codes if taxonomy != "default" else None
