@@ -173,6 +173,11 @@ class RateLimitSettings(BaseModel):
     )
 
 
+# No product unless the model gives "no product" less than this: chosen on the dev sets by a rule
+# written before measuring (docs/adapter-experiments.md, "a threshold on null"); 0.5 before.
+NULL_PRODUCT_AT = 0.1
+
+
 class LlamaCppSettings(BaseModel):
     model_path: Path | None = Field(
         default=None,
@@ -196,6 +201,14 @@ class LlamaCppSettings(BaseModel):
         default=False,
         description="Keep the product to words the call says: each token of the name is the "
         "model's best one that does (app/llm/grounding.py).",
+    )
+    null_product_at: float = Field(
+        default=NULL_PRODUCT_AT,
+        gt=0.0,
+        lt=1.0,
+        description="Answer no product when the model gives `null` at least this probability "
+        "against naming one (0.5: the likelier of the two), so that a call about nothing gets "
+        "none rather than a word of the call.",
     )
     prior_correction: Literal["off", "untrained", "all"] = Field(
         default="untrained",

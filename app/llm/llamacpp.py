@@ -1,7 +1,9 @@
 """A local GGUF model run in-process with llama.cpp, with the answer's shape enforced by decoding.
 
 The answer is written by callx, not free-sampled as JSON: callx forces `{"product":`, lets the
-model choose between `null` and a quoted name (generated greedily up to its closing quote),
+model choose between `null` and a quoted name (generated greedily up to its closing quote;
+`null` wherever the model gives it at least `null_product_at`, 0.1: it leans toward naming a
+word of the call when the call is about nothing),
 forces `, "reason": "`, then picks the reason among the taxonomy's codes by the model's own
 scores. The answer therefore always parses and the reason is always a code, without a grammar
 sampler over the whole vocabulary (costly with Gemma's 262k tokens); the code's normalised
@@ -36,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from app.config import Settings
+from app.config import NULL_PRODUCT_AT, Settings
 from app.llm.base import BackendAnswer, ExtractionRequest
 from app.llm.calibration import (
     card_calibration,
@@ -98,6 +100,7 @@ class LlamaCppBackend:
         lora_path: Path | None = None,
         max_product_tokens: int = 24,
         product_from_call: bool = False,
+        null_product_at: float = NULL_PRODUCT_AT,
         prior_correction: str = "untrained",
         read_definitions: str = "untrained",
         reader_path: Path | None = None,
@@ -121,6 +124,8 @@ class LlamaCppBackend:
                 f"unknown read_definitions {read_definitions!r}: "
                 f"use one of {', '.join(READ_DEFINITIONS)}"
             )
+        if not 0.0 < null_product_at < 1.0:
+            raise ValueError(f"null_product_at must be between 0 and 1, not {null_product_at}")
         if lora_path is not None and not Path(lora_path).is_file():
             raise ValueError(f"LoRA adapter not found: {lora_path}")
         if reader_path is not None and not Path(reader_path).is_file():
@@ -137,6 +142,7 @@ class LlamaCppBackend:
         self.trained_taxonomies = known_trained_taxonomies(card)
         self.max_product_tokens = max_product_tokens
         self.product_from_call = product_from_call
+        self.null_product_at = null_product_at
         self.prior_correction = prior_correction
         self.read_definitions = read_definitions
         threads = n_threads or os.cpu_count() or 1
@@ -169,7 +175,9 @@ class LlamaCppBackend:
         self._definition_priors: dict[tuple[str, str, tuple[str, ...]], np.ndarray] = {}
         self.tokens = PromptTokens(self._tokenize, chat_format)
         self._kinds = {"null": self.tokens.null_option, "string": self.tokens.string_option}
-        self._null_trie = TokenTrie(_decisive(self._kinds))
+        # Two options: their cut paths differ in their last token only, the trie's one branch.
+        self._kind_paths = _decisive(self._kinds)
+        self._null_trie = TokenTrie(self._kind_paths)
         self.last_evaluated_tokens = 0
 
     @classmethod
@@ -184,6 +192,7 @@ class LlamaCppBackend:
             lora_path=adapter_for(section.model_path, section.lora_path, section.default_adapter),
             max_product_tokens=section.max_product_tokens,
             product_from_call=section.product_from_call,
+            null_product_at=section.null_product_at,
             prior_correction=section.prior_correction,
             read_definitions=section.read_definitions,
             reader_path=reader_for(section.model_path, section.reader_path, section.default_reader),
@@ -242,7 +251,7 @@ class LlamaCppBackend:
             logits = self._eval_prompt(prompt)
             generated = 0
 
-            kind = choose(self._null_trie, logits, self._eval)
+            kind = self._null_or_name(logits)
             # choose() evaluated the tokens it took but the last; the rest of the option is forced.
             # (Not batched with the reason key after `null`: batching changes llama.cpp's numerics
             # enough to flip a reason now and then.)
@@ -288,6 +297,20 @@ class LlamaCppBackend:
             # Four significant digits: a long unlikely name's probability is tiny, not 0.
             product_confidence=float(f"{product_confidence:.4g}"),
         )
+
+    def _null_or_name(self, logits: np.ndarray) -> Choice:
+        """No product (`null`) where the model gives it at least `null_product_at` of its
+        probability against a name (at 0.5 the likelier wins), else a name.
+
+        The two options branch once (`_kind_paths`), so what one does not get the other does;
+        the tokens up to the branch are evaluated by choose() whichever is taken."""
+        kind = choose(self._null_trie, logits, self._eval)
+        p_null = kind.probability if kind.label == "null" else 1.0 - kind.probability
+        label = "null" if p_null >= self.null_product_at else "string"
+        if label == kind.label:
+            return kind
+        probability = p_null if label == "null" else 1.0 - p_null
+        return Choice(label, probability, self._kind_paths[label])
 
     def measured_on(self, taxonomy: Taxonomy) -> bool:
         """Whether the adapter's card says it was trained or evaluated on this taxonomy."""

@@ -115,6 +115,64 @@ def test_product_from_call_keeps_every_word_of_the_product_to_the_call(model_pat
     assert answered >= 3
 
 
+NO_PRODUCT_CALLS = [
+    "Agent: Bonjour, service client.\nClient: Bonjour, je viens de déménager et je voudrais "
+    "changer mon adresse postale.\nAgent: Très bien, je note la nouvelle adresse.",
+    "Agent: Hello, customer service.\nCustomer: Hi, I just wanted to say your agent Maria was "
+    "very helpful yesterday.\nAgent: Thank you, I will pass it on.",
+]
+
+
+def test_null_product_at_answers_no_product_where_null_gets_that_much_of_the_probability(
+    model_path: Path,
+) -> None:
+    def adapted(null_product_at: float) -> LlamaCppBackend:
+        return LlamaCppBackend(
+            model_path, n_ctx=1024, n_threads=2, lora_path=DEFAULT_ADAPTER,
+            null_product_at=null_product_at,
+        )  # fmt: skip
+
+    usual, wary, naming = adapted(0.5), adapted(0.05), adapted(0.999)
+    to_null = to_name = 0
+    for text in [*(call["text"] for call in CALLS), *NO_PRODUCT_CALLS]:
+        request = ExtractionRequest(text, TAXONOMY)
+        at_half, low, high = usual.extract(request), wary.extract(request), naming.extract(request)
+        assert at_half.product_confidence is not None
+        if at_half.answer.product is None:
+            # P(null) >= 0.5 > 0.05: still none, with the same probability of null.
+            assert (low.answer, low.product_confidence) == (
+                at_half.answer,
+                at_half.product_confidence,
+            )
+            if at_half.product_confidence < 0.999:
+                to_name += 1  # null had less than 0.999: a name
+                assert high.answer.product is not None
+        else:
+            # A name at 0.5 has P(null) < 0.5 < 0.999: the same answer, the same path.
+            assert (high.answer, high.product_confidence) == (
+                at_half.answer,
+                at_half.product_confidence,
+            )
+            if low.answer.product is None:
+                # A name was likelier, but null got at least 0.05: its share is reported.
+                to_null += 1
+                assert low.product_confidence is not None
+                assert 0.05 <= low.product_confidence < 0.5
+            else:
+                assert (low.answer, low.product_confidence) == (
+                    at_half.answer,
+                    at_half.product_confidence,
+                )
+    # Both ways happen on these calls ("adresse postale" for a change of address; "agent" for
+    # a compliment about one): the threshold decides something, not nothing.
+    assert to_null >= 1 and to_name >= 1
+
+
+def test_a_null_product_at_outside_0_and_1_is_refused(model_path: Path) -> None:
+    with pytest.raises(ValueError, match="null_product_at must be between 0 and 1, not 1.0"):
+        LlamaCppBackend(model_path, n_ctx=256, null_product_at=1.0)
+
+
 AIRLINE = Taxonomy.model_validate(
     {
         "version": "test-airline-1",
