@@ -173,8 +173,9 @@ class RateLimitSettings(BaseModel):
     )
 
 
-# No product unless the model gives "no product" less than this: chosen on the dev sets by a rule
-# written before measuring (docs/adapter-experiments.md, "a threshold on null"); 0.5 before.
+# No product in the answer when the model gives `null` at least this probability: chosen on the
+# dev sets by a rule written before measuring (docs/adapter-experiments.md, "a threshold on
+# null"); 0.5 before.
 NULL_PRODUCT_AT = 0.1
 
 

@@ -175,8 +175,10 @@ class LlamaCppBackend:
         self._definition_priors: dict[tuple[str, str, tuple[str, ...]], np.ndarray] = {}
         self.tokens = PromptTokens(self._tokenize, chat_format)
         self._kinds = {"null": self.tokens.null_option, "string": self.tokens.string_option}
-        # Two options: their cut paths differ in their last token only, the trie's one branch.
+        # Two options: their cut paths differ in their last token only, the trie's one branch
+        # (_null_or_name relies on it).
         self._kind_paths = _decisive(self._kinds)
+        assert len(self._kind_paths) == 2
         self._null_trie = TokenTrie(self._kind_paths)
         self.last_evaluated_tokens = 0
 
@@ -252,7 +254,8 @@ class LlamaCppBackend:
             generated = 0
 
             kind = self._null_or_name(logits)
-            # choose() evaluated the tokens it took but the last; the rest of the option is forced.
+            # choose() evaluated the tokens before the branch, the same for both options; the
+            # rest of the option taken is forced.
             # (Not batched with the reason key after `null`: batching changes llama.cpp's numerics
             # enough to flip a reason now and then.)
             logits = self._eval(self._kinds[kind.label][len(kind.tokens) - 1 :])

@@ -100,6 +100,16 @@ def test_an_invalid_setting_names_its_variable(tmp_path: Path, calls: Path) -> N
     said(run, "extract", "CALLX_LLAMACPP__N_CTX='abc'", "valid integer")
 
 
+def test_a_null_product_threshold_outside_0_and_1_names_its_variable(
+    tmp_path: Path, calls: Path
+) -> None:
+    output = tmp_path / "out.jsonl"
+    args = ("extract", str(calls), "-o", str(output))
+    run = callx_command(args, env_for(tmp_path, CALLX_LLAMACPP__NULL_PRODUCT_AT="0"))
+    said(run, "extract", "CALLX_LLAMACPP__NULL_PRODUCT_AT='0'", "greater than 0")
+    assert not output.exists()
+
+
 def test_a_missing_model_file_is_said_before_loading(tmp_path: Path, calls: Path) -> None:
     output = tmp_path / "out.jsonl"
     run = callx_command(("extract", str(calls), "-o", str(output)), env_for(tmp_path))
@@ -118,6 +128,7 @@ def test_submit_to_a_server_that_is_down(tmp_path: Path, calls: Path) -> None:
     [
         ("llamacpp:foo=bar", ["unknown option 'foo' for llamacpp", "n_ctx"]),
         ("llamacpp:n_ctx=abc", ["n_ctx: Input should be a valid integer"]),
+        ("llamacpp:null_product_at=1", ["null_product_at: Input should be less than 1"]),
         ("llamacpp:price_in=cheap", ["price_in must be a number"]),
         ("llamacpp:model_path=absent.gguf", ["MODEL_PATH", "absent.gguf"]),
         ("gpt:model=x", ["unknown backend 'gpt'"]),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.config import NULL_PRODUCT_AT, Settings
 from app.evaluation.metrics import product_in_call
 from app.extraction.pipeline import extract
 from app.llm.base import ExtractionRequest
@@ -18,6 +19,7 @@ from app.llm.prompts import definitions_to_read
 from schemas.extraction import answer_model
 from schemas.taxonomy import Taxonomy, load_taxonomy
 from support.calls import CALLS
+from support.env import CACHE_DIR
 
 pytestmark = pytest.mark.model
 
@@ -163,9 +165,19 @@ def test_null_product_at_answers_no_product_where_null_gets_that_much_of_the_pro
                     at_half.answer,
                     at_half.product_confidence,
                 )
-    # Both ways happen on these calls ("adresse postale" for a change of address; "agent" for
-    # a compliment about one): the threshold decides something, not nothing.
+    # Both ways happen on these calls: the change of address gets "adresse postale" at 0.5 and
+    # none at 0.05 (to_null); the compliment gets none at 0.5 and "agent" at 0.999 (to_name).
     assert to_null >= 1 and to_name >= 1
+
+
+def test_null_product_at_comes_from_the_settings(model_path: Path, tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        cache_dir=CACHE_DIR,
+        llamacpp={"model_path": model_path, "n_ctx": 512, "null_product_at": 0.3},
+    )
+    assert LlamaCppBackend.from_settings(settings).null_product_at == 0.3
+    assert Settings(data_dir=tmp_path).llamacpp.null_product_at == NULL_PRODUCT_AT == 0.1
 
 
 def test_a_null_product_at_outside_0_and_1_is_refused(model_path: Path) -> None:
