@@ -2,8 +2,8 @@
 
 The answer is written by callx, not free-sampled as JSON: callx forces `{"product":`, lets the
 model choose between `null` and a quoted name (generated greedily up to its closing quote;
-`null` wherever the model gives it at least `null_product_at`, 0.1: it leans toward naming a
-word of the call when the call is about nothing),
+`null` wherever the model gives it at least `null_product_at`: it leans toward naming a word
+of the call when the call is about nothing),
 forces `, "reason": "`, then picks the reason among the taxonomy's codes by the model's own
 scores. The answer therefore always parses and the reason is always a code, without a grammar
 sampler over the whole vocabulary (costly with Gemma's 262k tokens); the code's normalised
@@ -178,7 +178,6 @@ class LlamaCppBackend:
         # Two options: their cut paths differ in their last token only, the trie's one branch
         # (_null_or_name relies on it).
         self._kind_paths = _decisive(self._kinds)
-        assert len(self._kind_paths) == 2
         self._null_trie = TokenTrie(self._kind_paths)
         self.last_evaluated_tokens = 0
 
