@@ -89,9 +89,20 @@ def _located_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"{path}:{number}", record
 
 
+def csv_error(exc: csv.Error, starts_on: int) -> str:
+    """What is wrong with a CSV record that starts on line `starts_on`, said plainly."""
+    if str(exc) == "unexpected end of data":
+        return f"invalid CSV: the quoted field opened on line {starts_on} is never closed"
+    if str(exc) == "',' expected after '\"'":
+        return 'invalid CSV: text after a closing quote (a quote inside a field is written "")'
+    return f"invalid CSV: {exc}"
+
+
 def _csv_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
+        # strict: a quote left open is an error, not the rest of the file read into one field.
+        reader = csv.reader(handle, strict=True)
+        starts_on = 1
         try:
             header = [name.strip() for name in next(reader, [])]
             if not header:
@@ -100,8 +111,10 @@ def _csv_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 raise RecordFileError(
                     f"{path}: no `text` column (or `transcript`); its columns: " + ", ".join(header)
                 )
+            starts_on = reader.line_num + 1
             for row in reader:
                 where = f"{path}:{reader.line_num}"
+                starts_on = reader.line_num + 1  # the next record's first line
                 if not any(cell.strip() for cell in row):
                     continue
                 if len(row) != len(header):
@@ -112,7 +125,8 @@ def _csv_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 # An empty text stays: the record is there, its transcript is empty.
                 yield where, {k: v for k, v in values if v != "" or k in _TEXT_COLUMNS}
         except csv.Error as exc:
-            raise RecordFileError(f"{path}:{reader.line_num}: invalid CSV: {exc}") from None
+            where = f"{path}:{reader.line_num}"
+            raise RecordFileError(f"{where}: {csv_error(exc, starts_on)}") from None
 
 
 def record_text(record: dict[str, Any]) -> str | None:

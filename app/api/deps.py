@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Query, Request, Security
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -204,3 +205,34 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing, invalid or revoked API key."},
     403: {"model": Problem, "description": "The API key's scope does not allow this endpoint."},
 }
+
+
+def _query_parameters(route: APIRoute) -> frozenset[str]:
+    """The query parameters a route takes, its dependencies' included."""
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        names.update(param.alias for param in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    return frozenset(names)
+
+
+async def known_query_parameters(request: Request) -> None:
+    """A query parameter the endpoint does not take is refused (422), not ignored: a misspelt
+    filter (`?reasn=billing`) would otherwise answer with everything."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    taken = _query_parameters(route)
+    unknown = sorted(set(request.query_params) - taken)
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown query parameter {', '.join(map(repr, unknown))}; this endpoint takes "
+            + (", ".join(sorted(taken)) if taken else "no query parameters"),
+            loc=("query", unknown[0]),
+        )
+
+
+# For app.include_router: every /v1 route refuses query parameters it does not take.
+KnownQueryParameters = Depends(known_query_parameters)

@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from app.records import csv_error
+
 NDJSON_TYPES = {
     "application/x-ndjson",
     "application/jsonl",
@@ -124,7 +126,8 @@ def _parse_ndjson_at_once(body: bytes) -> list[RawRecord] | None:
 
 
 def _parse_csv(text: str) -> list[RawRecord]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: a quote left open is an error, not the rest of the body read into one field.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -136,12 +139,14 @@ def _parse_csv(text: str) -> list[RawRecord]:
         raise BodyError("CSV header must have a 'text' column (or 'transcript')")
     records: list[RawRecord] = []
     while True:
+        starts_on = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            records.append(RawRecord(len(records), reader.line_num, error=f"invalid CSV: {exc}"))
+            error = csv_error(exc, starts_on)
+            records.append(RawRecord(len(records), reader.line_num, error=error))
             continue
         if not any(cell.strip() for cell in row):
             continue

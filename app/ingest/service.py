@@ -26,7 +26,7 @@ from app.db import transcripts as transcripts_db
 from app.db.models import Batch, Transcript
 from app.db.session import after_commit, session_scope
 from app.errors import ConflictError, NotFoundError, PayloadTooLargeError
-from app.ingest.parsing import RawRecord, parse_batch_body
+from app.ingest.parsing import BodyError, RawRecord, parse_batch_body
 from app.jobs.queue import TaskQueue
 from schemas.api import BatchCreated, BatchItemError, BatchRead, TranscriptCreate
 
@@ -140,6 +140,8 @@ def ingest_batch_body(
     Blocking: call it from a worker thread."""
     with gc_paused():
         records = parse_batch_body(body, content_type)
+        if not records:
+            raise BodyError("the batch holds no records: send at least one")
         if len(records) > max_items:
             raise PayloadTooLargeError(
                 f"batch of {len(records)} records; the limit is {max_items} per request: split it",

@@ -176,6 +176,12 @@ def test_ndjson_and_csv_batches_report_broken_lines(client: TestClient) -> None:
     body = response.json()
     assert body["accepted"] == 1 and body["errors"][0]["line"] == 3
     assert "expected 3 fields" in body["errors"][0]["errors"][0]
+    # A quote left open: the record is refused, not merged with the lines after it.
+    csv_body = b'external_id,text\nm1,"Client: ma box ne marche plus\nm2,hello\n'
+    response = client.post("/v1/batches", content=csv_body, headers={"content-type": "text/csv"})
+    body = response.json()
+    assert response.status_code == 422 and body["accepted"] == 0 and body["rejected"] == 1
+    assert "opened on line 2 is never closed" in body["errors"][0]["errors"][0]
 
 
 @pytest.mark.parametrize(
@@ -187,6 +193,9 @@ def test_ndjson_and_csv_batches_report_broken_lines(client: TestClient) -> None:
         (b"<xml/>", "application/xml", 422, "content type"),
         (json.dumps([{"text": "x"}] * 51).encode(), "application/json", 413, "limit is 50"),
         (b" " * 200_001, "application/json", 413, "limit"),
+        (b"[]", "application/json", 422, "holds no records"),
+        (b"external_id,text\n\n", "text/csv", 422, "holds no records"),
+        (b"", "application/x-ndjson", 422, "holds no records"),
     ],
 )
 def test_unreadable_or_oversized_batches_write_nothing(

@@ -101,6 +101,29 @@ def test_bad_filters_are_refused_saying_why(open_client: TestClient) -> None:
         assert where in response.json()["detail"], response.json()
 
 
+def test_a_query_parameter_the_endpoint_does_not_take_is_refused_not_ignored(
+    open_client: TestClient,
+) -> None:
+    # A misspelt filter would otherwise answer with every call, as if it had been applied.
+    for path, params, taken in [
+        ("/v1/extractions", {"reasn": "billing"}, "reason"),
+        ("/v1/analytics/products", {"sorce": "crm"}, "source"),
+        ("/v1/review", {"limit": 5, "Limit": 5}, "limit"),
+        ("/v1/models", {"all": "true"}, "no query parameters"),
+    ]:
+        response = open_client.get(path, params=params)
+        assert response.status_code == 422, (path, response.text)
+        unknown = next(name for name in params if name != "limit")
+        assert response.json()["errors"][0]["loc"] == ["query", unknown]
+        assert response.json()["detail"].startswith(f"unknown query parameter {unknown!r}")
+        assert taken in response.json()["detail"]
+    # The parameters it does take still work, its dependencies' (the page size) included;
+    # health probes and the metrics scrape take whatever a prober adds.
+    assert open_client.get("/v1/extractions", params={"reason": "billing", "limit": 2}).is_success
+    assert open_client.get("/v1/review", params={"limit": 5}).is_success
+    assert open_client.get("/healthz", params={"cache": "1"}).status_code == 200
+
+
 def test_batch_answer_gives_each_record_its_call(open_client: TestClient) -> None:
     open_client.post("/v1/transcripts", json={"external_id": "known", "text": BILLING})
     answer = open_client.post(

@@ -240,3 +240,17 @@ def test_csv_non_utf8_body_is_a_body_error_naming_the_byte() -> None:
     offset = body.index(b"\xe9")
     with pytest.raises(BodyError, match=f"byte {offset}"):
         parse_batch_body(body, "text/csv")
+
+
+def test_csv_quote_left_open_is_an_error_on_its_record_not_the_rest_read_as_its_text() -> None:
+    body = b'external_id,text\nm0,"a call\non two lines"\nm1,"unterminated quote\nm2,hello\n'
+    records = parse_batch_body(body, "text/csv")
+    assert records[0].data == {"external_id": "m0", "text": "a call\non two lines"}
+    assert len(records) == 2 and records[1].data is None
+    assert records[1].error == "invalid CSV: the quoted field opened on line 4 is never closed"
+
+
+def test_csv_text_after_a_closing_quote_is_an_error_the_next_rows_kept() -> None:
+    records = parse_batch_body(b'text\n"hi" there\nnext\n', "text/csv")
+    assert records[0].error is not None and "text after a closing quote" in records[0].error
+    assert records[1].data == {"text": "next"}

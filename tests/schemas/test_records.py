@@ -81,6 +81,13 @@ def test_record_files_read_either_spelling(tmp_path: Path) -> None:
         ("d.jsonl", '{"id": 1, "body": "hi"}\n', "d.jsonl:1: no `text` field"),
         ("e.json", '{"text": "hi"}', "e.json: a .json file must hold an array"),
         ("f.jsonl", '{"id": 1, "external_id": "2", "text": "hi"}', "f.jsonl:1: `external_id`"),
+        # A quote left open would read the rest of the file into one transcript.
+        (
+            "g.csv",
+            'id,text\nc0,ok\n\nc1,"Customer: hello\nc2,second call\n',
+            "g.csv:5: invalid CSV: the quoted field opened on line 4 is never closed",
+        ),
+        ("h.csv", 'id,text\nc1,"hi" there\n', "h.csv:2: invalid CSV: text after a closing quote"),
     ],
 )
 def test_bad_record_files_say_where(tmp_path: Path, name: str, content: str, message: str) -> None:
