@@ -320,6 +320,12 @@ class ReviewSettings(BaseModel):
         "queue among the unsure ones: labels for `callx improve` that cover what the model is "
         "wrongly sure of (docs/review.md). Unlike the audit sample, they are trained on.",
     )
+    product_not_said: Literal["review", "accept"] = Field(
+        default="review",
+        description="A call whose product has a word the transcript never says (an invented or "
+        "misread name, such as a product the call is not about) goes to a person however sure "
+        "the reason is (review), or is judged by its reason's confidence alone (accept).",
+    )
     uncalibrated: Literal["review", "threshold"] = Field(
         default="review",
         description="A call whose confidence is not calibrated for its taxonomy (a taxonomy "

@@ -19,7 +19,6 @@ from app.api import (
     review,
     transcripts,
 )
-from app.api.deps import KnownQueryParameters
 from app.api.errors import PAGE_ERRORS, register_error_handlers
 from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.api.openapi import complete_openapi
@@ -73,10 +72,17 @@ def create_app(
     register_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)  # the outermost: even a 413 carries the request id
-    for module in (transcripts, batches, extractions, analytics, review, models, reextractions):
-        app.include_router(module.router, dependencies=[KnownQueryParameters])
-    # Probes and scrapers: what they add to the URL is theirs (a cache-buster), not a filter.
-    for module in (health, metrics):
+    for module in (
+        transcripts,
+        batches,
+        extractions,
+        analytics,
+        review,
+        models,
+        reextractions,
+        health,
+        metrics,
+    ):
         app.include_router(module.router)
     mount_console(app, PAGE_ERRORS)
     complete_openapi(app, taxonomy)

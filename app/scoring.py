@@ -21,6 +21,13 @@ def normal_text(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", stripped)).strip()
 
 
+def product_in_call(product: str, text: str) -> bool:
+    """Every word of the product (3 letters or more, folded as for the match) is a word of the
+    call: false for an answer that names something the call never says."""
+    words = {w for w in normal_text(product).split() if len(w) > 2}
+    return words <= set(normal_text(text).split())
+
+
 def product_matches(predicted: str | None, expected: str | None) -> bool:
     """The lenient product rule (PRODUCT_RULE)."""
     if expected is None or predicted is None:

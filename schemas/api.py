@@ -215,10 +215,13 @@ class TranscriptCreate(BaseModel):
 class ReviewState(BaseModel):
     """Why a call needs a person, decided when its extraction was stored."""
 
-    cause: Literal["failed", "low_confidence", "uncalibrated", "explore"] | None = Field(
+    cause: (
+        Literal["failed", "low_confidence", "uncalibrated", "product_not_said", "explore"] | None
+    ) = Field(
         description="failed; low_confidence (below the threshold); uncalibrated (a confidence "
-        "that is not a calibrated probability, or none); explore (a sure call drawn at random "
-        "for people to label: CALLX_REVIEW__EXPLORE_RATE); null: auto-accepted."
+        "that is not a calibrated probability, or none); product_not_said (a product with a "
+        "word the call never says: CALLX_REVIEW__PRODUCT_NOT_SAID); explore (a sure call drawn "
+        "at random for people to label: CALLX_REVIEW__EXPLORE_RATE); null: auto-accepted."
     )
     in_audit: bool = Field(description="Drawn into the audit sample, whatever its confidence.")
     threshold: float | None = Field(description="The threshold it was decided with.")

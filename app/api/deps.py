@@ -174,6 +174,14 @@ def require_scope(scope: Scope) -> Callable[..., Caller | None]:
         header_key: Annotated[str | None, Security(_key_header)],
         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     ) -> Caller | None:
+        caller = _caller(request, header_key, bearer)
+        # After the key: a caller without one learns nothing of the endpoint's parameters.
+        refuse_unknown_query_parameters(request)
+        return caller
+
+    def _caller(
+        request: Request, header_key: str | None, bearer: HTTPAuthorizationCredentials | None
+    ) -> Caller | None:
         if not request.app.state.auth_required:
             return None
         presented = header_key or (bearer.credentials if bearer is not None else None)
@@ -218,9 +226,10 @@ def _query_parameters(route: APIRoute) -> frozenset[str]:
     return frozenset(names)
 
 
-async def known_query_parameters(request: Request) -> None:
+def refuse_unknown_query_parameters(request: Request) -> None:
     """A query parameter the endpoint does not take is refused (422), not ignored: a misspelt
-    filter (`?reasn=billing`) would otherwise answer with everything."""
+    filter (`?reasn=billing`) would otherwise answer with everything. Checked with the API key
+    (require_scope), which every /v1 route has."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
@@ -232,7 +241,3 @@ async def known_query_parameters(request: Request) -> None:
             + (", ".join(sorted(taken)) if taken else "no query parameters"),
             loc=("query", unknown[0]),
         )
-
-
-# For app.include_router: every /v1 route refuses query parameters it does not take.
-KnownQueryParameters = Depends(known_query_parameters)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import traceback
 
+import typer
+
 from app.cli import (  # noqa: F401  (registers)
     evaluate,
     files,
@@ -20,9 +22,32 @@ from app.cli.app import cli, invocation
 from app.cli.errors import EXIT_USAGE, describe
 
 
+def _usage(error: typer.TyperException) -> str:
+    """A usage error (an unknown command or option, a missing or bad value) in one line."""
+    param = getattr(error, "param", None)
+    options = [o for o in getattr(param, "opts", ()) if o.startswith("-")]
+    if type(error).__name__ == "MissingParameter" and options:
+        what = f"missing option {' / '.join(options)}"
+    else:
+        what = " ".join(error.format_message().split())
+    where = getattr(getattr(error, "ctx", None), "command_path", None) or "callx"
+    if where == "callx" and invocation.command:  # an option's value missing at the line's end
+        where = f"callx {invocation.command}"
+    return f"{where}: {what} (see {where} --help)"
+
+
 def main() -> None:
     try:
-        cli()
+        # Not standalone: a usage error comes here, to be said in one line, not in a box.
+        code = cli(standalone_mode=False, prog_name="callx")
+    except typer.TyperException as error:
+        if error.format_message():
+            print(_usage(error), file=sys.stderr)
+        # else: no command given; the help was printed
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        print("callx: aborted", file=sys.stderr)
+        sys.exit(1)
     except Exception as exc:
         message = describe(exc)
         if message is None:
@@ -32,6 +57,8 @@ def main() -> None:
         prefix = f"callx {invocation.command}" if invocation.command else "callx"
         print(f"{prefix}: {message}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+    # A command's typer.Exit(code), or --help's 0; what a command returns is not an exit code.
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

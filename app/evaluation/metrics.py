@@ -8,16 +8,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.scoring import PRODUCT_RULE, normal_text, product_matches, wilson_interval
+from app.scoring import (
+    PRODUCT_RULE,
+    product_in_call,
+    product_matches,
+    wilson_interval,
+)
 
-__all__ = ["PRODUCT_RULE", "product_matches", "wilson_interval"]
-
-
-def product_in_call(product: str, text: str) -> bool:
-    """Every word of the product (3 letters or more, folded as for the match) is a word of the
-    call: false for an answer that names something the call never says."""
-    words = {w for w in normal_text(product).split() if len(w) > 2}
-    return words <= set(normal_text(text).split())
+__all__ = ["PRODUCT_RULE", "product_in_call", "product_matches", "wilson_interval"]
 
 
 CALIBRATION_RULE = (

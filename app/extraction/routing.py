@@ -12,17 +12,20 @@ from typing import Any
 from app.config import ReviewSettings, SettingsError
 from app.db.models import EXPLORE_CAUSE
 from app.extraction.pipeline import ExtractionOutcome
+from app.scoring import product_in_call
 from schemas.taxonomy import Taxonomy
 
 # Why a call needs review, besides the audit sample (which is drawn apart, in_audit).
 FAILED = "failed"
 LOW_CONFIDENCE = "low_confidence"
 UNCALIBRATED = "uncalibrated"
+# A product with a word the call never says: invented or misread, however sure the reason is.
+PRODUCT_NOT_SAID = "product_not_said"
 # A call the model was sure of, drawn at random for people to label (CALLX_REVIEW__
 # EXPLORE_RATE): the labels of the least sure calls alone miss what the model is wrongly sure
 # of, and a fine-tune on them learns a skewed share of reasons (docs/flywheel.md, v6).
 EXPLORE = EXPLORE_CAUSE
-CAUSES = (FAILED, LOW_CONFIDENCE, UNCALIBRATED, EXPLORE)
+CAUSES = (FAILED, LOW_CONFIDENCE, UNCALIBRATED, PRODUCT_NOT_SAID, EXPLORE)
 # The queue's order: the audit sample first (the unbiased figure of /v1/quality needs its calls
 # reviewed, not left behind the unsure ones), then calls without a confidence (failed, or a
 # backend that gives none), then the lowest confidence, with the explored calls among them,
@@ -79,6 +82,7 @@ class ReviewPolicy:
     audit_rate: float = 0.02
     uncalibrated: str = "review"
     explore_rate: float = 0.0
+    product_not_said: str = "review"
 
     @classmethod
     def from_settings(cls, settings: ReviewSettings, taxonomy: Taxonomy) -> ReviewPolicy:
@@ -96,12 +100,15 @@ class ReviewPolicy:
             audit_rate=settings.audit_rate,
             uncalibrated=settings.uncalibrated,
             explore_rate=settings.explore_rate,
+            product_not_said=settings.product_not_said,
         )
 
     def threshold_for(self, reason: str | None) -> float:
         return dict(self.reason_thresholds).get(reason or "", self.threshold)
 
-    def decide(self, transcript_id: uuid.UUID, outcome: ExtractionOutcome) -> ReviewDecision:
+    def decide(
+        self, transcript_id: uuid.UUID, outcome: ExtractionOutcome, transcript: str
+    ) -> ReviewDecision:
         threshold = self.threshold_for(outcome.reason)
         confidence = outcome.confidence
         cause: str | None = None
@@ -111,6 +118,12 @@ class ReviewPolicy:
             cause = UNCALIBRATED
         elif (confidence if confidence is not None else 0.0) < threshold:
             cause = LOW_CONFIDENCE
+        elif (
+            self.product_not_said == "review"
+            and outcome.product is not None
+            and not product_in_call(outcome.product, transcript)
+        ):
+            cause = PRODUCT_NOT_SAID
         in_audit = in_audit_sample(transcript_id, self.audit_rate)
         priority = None
         sure = outcome.succeeded and confidence is not None and confidence >= threshold

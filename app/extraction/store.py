@@ -179,5 +179,5 @@ def _extraction_row(result: _Result, review: ReviewPolicy) -> dict[str, Any]:
         "source": result.claim.source,
         "product_key": product_key(outcome.product),
         **asdict(outcome),
-        **review.decide(transcript_id, outcome).columns(),
+        **review.decide(transcript_id, outcome, result.claim.text).columns(),
     }

@@ -163,6 +163,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "cause.failed": ("the model failed", "le modèle a échoué"),
     "cause.low_confidence": ("low confidence", "confiance faible"),
     "cause.uncalibrated": ("no calibrated confidence", "pas de confiance calibrée"),
+    "cause.product_not_said": ("product not said in the call", "produit absent de l'appel"),
     "cause.audit": ("drawn for the audit sample", "tiré pour l'échantillon d'audit"),
     "cause.explore": (
         "drawn at random (to learn from)",

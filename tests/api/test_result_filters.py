@@ -8,6 +8,7 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from app.config import Settings
@@ -122,6 +123,20 @@ def test_a_query_parameter_the_endpoint_does_not_take_is_refused_not_ignored(
     assert open_client.get("/v1/extractions", params={"reason": "billing", "limit": 2}).is_success
     assert open_client.get("/v1/review", params={"limit": 5}).is_success
     assert open_client.get("/healthz", params={"cache": "1"}).status_code == 200
+
+
+def test_every_v1_route_checks_its_query_parameters_with_its_key(open_client: TestClient) -> None:
+    # The check runs in the key's dependency (after it: no key, a 401 first), so each /v1 route
+    # must have one.
+    for route in open_client.app.routes:  # type: ignore[attr-defined]
+        if not (isinstance(route, APIRoute) and route.path.startswith("/v1")):
+            continue
+        names, pending = [], [route.dependant]
+        while pending:
+            dependant = pending.pop()
+            names.append(getattr(dependant.call, "__name__", ""))
+            pending.extend(dependant.dependencies)
+        assert any(name.startswith("require_") for name in names), route.path
 
 
 def test_batch_answer_gives_each_record_its_call(open_client: TestClient) -> None:

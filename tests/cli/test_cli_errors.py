@@ -154,3 +154,34 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
         assert run.returncode == 2
         assert "Traceback" in run.stderr and "RecordFileError" in run.stderr
         assert run.stderr.strip().splitlines()[-1] == f"callx extract: {missing}: no such file"
+
+
+@pytest.mark.parametrize(
+    ("args", "command", "parts"),
+    [
+        (("extract", "calls.jsonl"), "extract", ("missing option --output / -o",)),
+        (("extract",), "extract", ("Missing argument",)),
+        (("eval", "--limit", "abc"), "eval", ("'--limit'", "valid integer")),
+        (("eval", "--dataset"), "eval", ("'--dataset' requires an argument",)),
+        (("extrakt",), "", ("No such command 'extrakt'", "Did you mean 'extract'")),
+        (("--bogus",), "", ("No such option: --bogus",)),
+        (("models", "frob"), "models", ("No such command 'frob'",)),
+    ],
+)
+def test_a_usage_error_is_one_line_naming_the_help(
+    tmp_path: Path, args: tuple[str, ...], command: str, parts: tuple[str, ...]
+) -> None:
+    run = callx_command(args, env_for(tmp_path))
+    where = f"callx {command}".strip()
+    message = said(run, command, *parts) if command else run.stderr
+    if not command:  # the group's own: `callx: ...`
+        assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+        assert all(part in message for part in parts), message
+    assert message.strip().endswith(f"(see {where} --help)") and message.startswith(where + ":")
+    assert run.stdout == ""
+
+
+def test_without_a_command_the_help_is_shown() -> None:
+    run = callx_command((), {})
+    assert run.returncode == 2 and "Usage: callx" in run.stdout and "extract" in run.stdout
+    assert callx_command(("--help",), {}).returncode == 0

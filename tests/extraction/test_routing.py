@@ -13,6 +13,7 @@ from schemas.taxonomy import load_taxonomy
 from support.factories import succeeded_outcome
 
 TAXONOMY = load_taxonomy()
+CALL = "Client: mon Router ne marche plus."  # the transcript: it says the product's name
 
 
 def outcome(confidence: float | None, calibrated: bool = True, reason: str = "breakdown") -> object:
@@ -24,16 +25,16 @@ def outcome(confidence: float | None, calibrated: bool = True, reason: str = "br
 def test_below_the_threshold_failed_and_uncalibrated_calls_need_review() -> None:
     policy = ReviewPolicy.from_settings(ReviewSettings(threshold=0.9, audit_rate=0), TAXONOMY)
     call = uuid.uuid4()
-    assert policy.decide(call, outcome(0.95)).cause is None
-    assert policy.decide(call, outcome(0.9)).cause is None  # at the threshold: accepted
-    unsure = policy.decide(call, outcome(0.5))
+    assert policy.decide(call, outcome(0.95), CALL).cause is None
+    assert policy.decide(call, outcome(0.9), CALL).cause is None  # at the threshold: accepted
+    unsure = policy.decide(call, outcome(0.5), CALL)
     assert unsure.cause == "low_confidence" and unsure.priority == 0.5
-    failed = policy.decide(call, replace(succeeded_outcome(), status="failed", reason=None))
+    failed = policy.decide(call, replace(succeeded_outcome(), status="failed", reason=None), CALL)
     assert failed.cause == "failed" and failed.priority == -1.0
     # A raw score (a taxonomy the model was never measured on), however high: a person.
-    raw = policy.decide(call, outcome(0.99, calibrated=False))
+    raw = policy.decide(call, outcome(0.99, calibrated=False), CALL)
     assert raw.cause == "uncalibrated" and raw.priority == 0.99
-    accepted = policy.decide(call, outcome(0.95))
+    accepted = policy.decide(call, outcome(0.95), CALL)
     assert accepted.columns() == {
         "review_cause": None,
         "in_audit": False,
@@ -47,20 +48,20 @@ def test_uncalibrated_threshold_applies_the_threshold_to_raw_and_missing_scores(
     settings = ReviewSettings(threshold=0.8, audit_rate=0, uncalibrated="threshold")
     policy = ReviewPolicy.from_settings(settings, TAXONOMY)
     call = uuid.uuid4()
-    assert policy.decide(call, outcome(0.85, calibrated=False)).cause is None
-    assert policy.decide(call, outcome(0.7, calibrated=False)).cause == "low_confidence"
-    assert policy.decide(call, outcome(None, calibrated=False)).cause == "low_confidence"
+    assert policy.decide(call, outcome(0.85, calibrated=False), CALL).cause is None
+    assert policy.decide(call, outcome(0.7, calibrated=False), CALL).cause == "low_confidence"
+    assert policy.decide(call, outcome(None, calibrated=False), CALL).cause == "low_confidence"
     # Threshold 0: a backend without confidences sends only its failures to people.
     anything = ReviewPolicy.from_settings(settings.model_copy(update={"threshold": 0}), TAXONOMY)
-    assert anything.decide(call, outcome(None, calibrated=False)).cause is None
+    assert anything.decide(call, outcome(None, calibrated=False), CALL).cause is None
 
 
 def test_per_reason_thresholds_and_their_codes() -> None:
     settings = ReviewSettings(threshold=0.8, reason_thresholds={"other": 0.95}, audit_rate=0)
     policy = ReviewPolicy.from_settings(settings, TAXONOMY)
     call = uuid.uuid4()
-    assert policy.decide(call, outcome(0.9, reason="billing")).cause is None
-    decided = policy.decide(call, outcome(0.9, reason="other"))
+    assert policy.decide(call, outcome(0.9, reason="billing"), CALL).cause is None
+    decided = policy.decide(call, outcome(0.9, reason="other"), CALL)
     assert decided.cause == "low_confidence" and decided.threshold == 0.95
     wrong = ReviewSettings(reason_thresholds={"Facturation": 0.9})
     with pytest.raises(SettingsError, match="'Facturation' is not a reason code .* billing"):
@@ -85,11 +86,11 @@ def test_the_queue_order_audit_first_then_no_confidence_then_lowest() -> None:
     audit = ReviewPolicy.from_settings(ReviewSettings(threshold=0.9, audit_rate=1), TAXONOMY)
     plain = ReviewPolicy.from_settings(ReviewSettings(threshold=0.9, audit_rate=0), TAXONOMY)
     call = uuid.uuid4()
-    sure_audit = audit.decide(call, outcome(0.99))
+    sure_audit = audit.decide(call, outcome(0.99), CALL)
     assert sure_audit.cause is None and sure_audit.in_audit and sure_audit.priority == -2.0
-    failed = plain.decide(call, replace(succeeded_outcome(), status="failed", reason=None))
+    failed = plain.decide(call, replace(succeeded_outcome(), status="failed", reason=None), CALL)
     assert failed.priority == -1.0
-    assert plain.decide(call, outcome(0.3)).priority == 0.3
+    assert plain.decide(call, outcome(0.3), CALL).priority == 0.3
 
 
 def test_sure_calls_drawn_for_exploration_go_to_people_spread_among_the_unsure() -> None:
@@ -97,7 +98,7 @@ def test_sure_calls_drawn_for_exploration_go_to_people_spread_among_the_unsure()
     explore = ReviewPolicy.from_settings(
         ReviewSettings(threshold=0.9, audit_rate=0, explore_rate=0.1), TAXONOMY
     )
-    decisions = [explore.decide(i, outcome(0.97)) for i in ids]
+    decisions = [explore.decide(i, outcome(0.97), CALL) for i in ids]
     drawn = [d for d in decisions if d.cause == "explore"]
     assert 1_800 <= len(drawn) <= 2_200  # 2,000 expected; 99.9% bounds
     # Spread over the unsure calls' places (below the threshold), not ahead of them all.
@@ -105,7 +106,9 @@ def test_sure_calls_drawn_for_exploration_go_to_people_spread_among_the_unsure()
     assert 0 <= places[0] < 0.05 and 0.85 < places[-1] < 0.9
     assert 0.40 < places[len(places) // 2] < 0.50  # the median near half the threshold
     # A draw of its own, stable, and a higher rate keeps what a lower one drew.
-    assert [d.cause for d in decisions] == [explore.decide(i, outcome(0.97)).cause for i in ids]
+    assert [d.cause for d in decisions] == [
+        explore.decide(i, outcome(0.97), CALL).cause for i in ids
+    ]
     more = {i for i in ids if explore_place(i, 0.3) is not None}
     assert {i for i, d in zip(ids, decisions, strict=True) if d.cause == "explore"} <= more
     audit = {i for i in ids if in_audit_sample(i, 0.1)}
@@ -113,12 +116,12 @@ def test_sure_calls_drawn_for_exploration_go_to_people_spread_among_the_unsure()
     assert 400 <= overlap <= 800
     # Only calls that would have been accepted: the unsure, failed and audit ones keep theirs.
     call = next(i for i, d in zip(ids, decisions, strict=True) if d.cause == "explore")
-    assert explore.decide(call, outcome(0.5)).cause == "low_confidence"
-    failed = explore.decide(call, replace(succeeded_outcome(), status="failed", reason=None))
+    assert explore.decide(call, outcome(0.5), CALL).cause == "low_confidence"
+    failed = explore.decide(call, replace(succeeded_outcome(), status="failed", reason=None), CALL)
     assert failed.cause == "failed"
     with_audit = ReviewPolicy.from_settings(
         ReviewSettings(threshold=0.9, audit_rate=1, explore_rate=1), TAXONOMY
-    ).decide(call, outcome(0.97))
+    ).decide(call, outcome(0.97), CALL)
     assert (with_audit.cause, with_audit.in_audit, with_audit.priority) == (None, True, -2.0)
     # A reason's own threshold places the call below that threshold.
     per_reason = ReviewPolicy.from_settings(
@@ -126,11 +129,11 @@ def test_sure_calls_drawn_for_exploration_go_to_people_spread_among_the_unsure()
             threshold=0.9, reason_thresholds={"other": 0.5}, explore_rate=1, audit_rate=0
         ),
         TAXONOMY,
-    ).decide(call, outcome(0.97, reason="other"))
+    ).decide(call, outcome(0.97, reason="other"), CALL)
     assert per_reason.cause == "explore" and 0 <= per_reason.priority < 0.5  # type: ignore[operator]
     # Off by default.
     plain = ReviewPolicy.from_settings(ReviewSettings(audit_rate=0), TAXONOMY)
-    assert plain.decide(call, outcome(0.97)).cause is None
+    assert plain.decide(call, outcome(0.97), CALL).cause is None
     with pytest.raises(ValueError, match="less than or equal to 1"):
         ReviewSettings(explore_rate=1.5)
 
@@ -146,9 +149,33 @@ def test_on_a_list_without_a_calibrated_confidence_the_draw_moves_the_surest_cal
     call = uuid.uuid4()
     place = explore_place(call, 1)
     assert place is not None
-    sure = explore.decide(call, outcome(0.99, calibrated=False))
+    sure = explore.decide(call, outcome(0.99, calibrated=False), CALL)
     assert sure.cause == "uncalibrated" and sure.priority == pytest.approx(place * 0.9)
-    unsure = explore.decide(call, outcome(0.6, calibrated=False))
+    unsure = explore.decide(call, outcome(0.6, calibrated=False), CALL)
     assert unsure.cause == "uncalibrated" and unsure.priority == 0.6  # its own place
-    without = explore.decide(call, outcome(None, calibrated=False))
+    without = explore.decide(call, outcome(None, calibrated=False), CALL)
     assert without.cause == "uncalibrated" and without.priority == -1.0
+
+
+def test_a_product_the_call_never_says_goes_to_people_however_sure_the_reason() -> None:
+    policy = ReviewPolicy.from_settings(ReviewSettings(threshold=0.9, audit_rate=0), TAXONOMY)
+    call = uuid.uuid4()
+    said = "Customer: my Samsung QE55 TV shows no picture since Monday."
+    for product, cause in [
+        ("Samsung QE55", None),  # its words are the call's, case and accents folded
+        ("TV Samsung", None),
+        (None, None),  # no product: nothing to check
+        ("véto-viseur Samsung QE55", "product_not_said"),  # misread
+        ("disposable virtual card", "product_not_said"),  # a product of another call
+    ]:
+        decided = policy.decide(call, replace(outcome(0.99), product=product), said)
+        assert decided.cause == cause, product
+    unsaid = policy.decide(call, replace(outcome(0.97), product="virtual card"), said)
+    assert unsaid.priority == 0.97  # in the queue by its reason's confidence
+    # Below the threshold the cause stays the confidence's; with `accept`, the reason decides.
+    low = policy.decide(call, replace(outcome(0.5), product="virtual card"), said)
+    assert low.cause == "low_confidence"
+    accept = ReviewPolicy.from_settings(
+        ReviewSettings(threshold=0.9, audit_rate=0, product_not_said="accept"), TAXONOMY
+    )
+    assert accept.decide(call, replace(outcome(0.99), product="virtual card"), said).cause is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from sqlalchemy import Engine, text
 
@@ -113,3 +114,23 @@ def test_claims_and_results_share_a_transaction_each_caller_gets_its_answer(
     assert [a.transcript_id for a in answers[3:6]] == ids[3:]  # type: ignore[union-attr]
     assert answers[6] is None  # claims run first: the transcript was still running then
     assert _statuses(engine) == {"succeeded": 3, "running": 3}
+
+
+def test_the_review_decision_is_made_on_the_call_stored_text(engine: Engine) -> None:
+    # A sure answer whose product the call says is accepted; one whose product it never says
+    # goes to people, decided against the stored transcript ("Client: my router N is broken").
+    said, unsaid = add_transcripts(engine, 2)
+    store = ExtractionStore(build_sessionmaker(engine))
+    for transcript_id, product in [(said, "router"), (unsaid, "disposable virtual card")]:
+        claim = store.claim(transcript_id, lease_s=60, taxonomy_version="test-1")
+        sure = replace(succeeded_outcome(product), confidence=0.99, confidence_calibrated=True)
+        assert claim is not None and store.store(claim, sure)
+    store.close()
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT product, review_cause, review_priority FROM extractions ORDER BY product")
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        ("disposable virtual card", "product_not_said", 0.99),
+        ("router", None, None),
+    ]
