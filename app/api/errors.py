@@ -69,16 +69,27 @@ def _domain_problem(status: int, kind: str, exc: RequestError) -> JSONResponse:
     return problem(status, str(exc), kind=kind, loc=exc.loc)
 
 
-def _validation_errors(exc: RequestValidationError) -> list[dict]:
+def _message(error: dict, content_type: str) -> tuple[list[str], str]:
+    """Where and what, said for a person: pydantic's "Value error, " prefix dropped, the
+    character of a JSON syntax error named as one, a body that is not JSON said so."""
+    loc = [str(part) for part in error.get("loc", ())]
+    msg = str(error.get("msg", "")).removeprefix("Value error, ")
+    kind = error.get("type")
+    if kind == "json_invalid" and len(loc) == 2:
+        reason = (error.get("ctx") or {}).get("error")
+        return ["body"], f"invalid JSON at character {loc[1]}" + (f" ({reason})" if reason else "")
+    if kind == "model_attributes_type" and loc == ["body"] and "json" not in content_type:
+        sent = content_type.split(";")[0].strip()
+        said = f"not {sent}" if sent else "and the request has no Content-Type"
+        return loc, f"the body must be a JSON object sent as application/json, {said}"
+    return loc, msg
+
+
+def _validation_errors(exc: RequestValidationError, content_type: str = "") -> list[dict]:
     errors = []
     for error in exc.errors():
-        errors.append(
-            {
-                "loc": [str(part) for part in error.get("loc", ())],
-                "msg": str(error.get("msg", "")),
-                "type": str(error.get("type", "")),
-            }
-        )
+        loc, msg = _message(error, content_type.lower())
+        errors.append({"loc": loc, "msg": msg, "type": str(error.get("type", ""))})
     return errors
 
 
@@ -98,7 +109,7 @@ def _page_error(request: Request, status: int, detail: str) -> Response | None:
 def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        errors = _validation_errors(exc)
+        errors = _validation_errors(exc, request.headers.get("content-type", ""))
         where = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5])
         return _page_error(request, 422, where) or problem(422, f"invalid request: {where}", errors)
 

@@ -68,7 +68,19 @@ def build_extractor(settings: Any) -> Any:
         raise CliError(str(exc)) from exc
 
 
+# The backends a command's --backend names (fake: the tests' scripted one).
+BACKENDS = ("llamacpp", "openai", "fake")
+
+
 def settings_for(backend: str | None, taxonomy: Path | None) -> Any:
+    """The settings, with a command's --backend and --taxonomy (checked here, so that their
+    errors name the option, not the variable they replace)."""
+    from app.cli.errors import CliError
+
+    if backend is not None and backend not in BACKENDS:
+        raise CliError(f"--backend: unknown backend {backend!r}; use llamacpp or openai")
+    if taxonomy is not None and not taxonomy.is_file():
+        raise CliError(f"--taxonomy: {taxonomy}: no such file")
     settings = get_settings()
     update: dict[str, Any] = {}
     if backend is not None:

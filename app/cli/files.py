@@ -47,6 +47,8 @@ def extract(
             failures += line["status"] != "succeeded"
             bar.advance(task)
     err.print(f"{len(records)} records -> {output} ({failures} failed)")
+    if records and failures == len(records):
+        raise typer.Exit(1)  # nothing extracted: a batch job's script must see it (as submit)
 
 
 def _extract_line(extractor: Any, record: dict[str, Any]) -> dict[str, Any]:

@@ -317,7 +317,7 @@ def _validate(
 
 def _format_error(error: Any) -> str:
     location = ".".join(str(part) for part in error["loc"]) or "record"
-    return f"{location}: {error['msg']}"
+    return f"{location}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def _item_error(record: RawRecord, problems: list[str]) -> BatchItemError:

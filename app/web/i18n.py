@@ -11,6 +11,7 @@ from functools import cache
 from babel import Locale
 from babel.dates import format_skeleton, format_time
 from babel.numbers import format_decimal, format_percent, get_group_symbol
+from markupsafe import Markup, escape
 
 LANGUAGES = ("en", "fr")
 DEFAULT_LANGUAGE = "en"
@@ -299,6 +300,14 @@ class Words:
     def __call__(self, key: str, **values: object) -> str:
         text = MESSAGES[key][LANGUAGES.index(self.language)]
         return text.format(**values) if values else text
+
+    def code(self, key: str, **values: object) -> Markup:
+        """A message whose `...` spans are commands, shown as code (the rest escaped)."""
+        parts = self(key, **values).split("`")
+        return Markup("").join(
+            Markup("<code>{}</code>").format(part) if i % 2 else escape(part)
+            for i, part in enumerate(parts)
+        )
 
     def number(self, value: int | float | None) -> str:
         if value is None:

@@ -122,6 +122,20 @@ def test_invalid_json_and_oversized_text(client: TestClient, api_settings: Setti
         headers={"content-type": "application/json"},
     )
     assert broken.status_code == 422 and "json" in broken.json()["detail"].lower()
+    # Where the JSON breaks is a character of the body, said as one.
+    comma = client.post(
+        "/v1/transcripts", content=b'{"text": "x",}', headers={"content-type": "application/json"}
+    )
+    assert comma.json()["errors"][0]["loc"] == ["body"]
+    assert comma.json()["errors"][0]["msg"].startswith("invalid JSON at character 13 (")
+    # A body that is not JSON at all: the content type it came with is named.
+    for headers, said in [
+        ({"content-type": "text/plain"}, "not text/plain"),
+        ({}, "no Content-Type"),
+    ]:
+        plain = client.post("/v1/transcripts", content=b"Client: hello", headers=headers)
+        assert plain.status_code == 422 and said in plain.json()["detail"], plain.text
+        assert "sent as application/json" in plain.json()["detail"]
     too_long = client.post("/v1/transcripts", json={"text": "x" * 5001})
     assert too_long.status_code == 413
     assert "5001 characters" in too_long.json()["detail"] and "5000" in too_long.json()["detail"]
@@ -216,9 +230,11 @@ def test_unreadable_or_oversized_batches_write_nothing(
 def test_a_batch_with_nothing_valid_is_a_422_with_the_list(
     client: TestClient, api_settings: Settings
 ) -> None:
-    response = client.post("/v1/batches", json=[{"text": ""}, {"nope": 1}])
+    response = client.post("/v1/batches", json=[{"text": ""}, {"nope": 1}, {"text": " \n "}])
     assert response.status_code == 422
-    assert response.json()["rejected"] == 2 and response.json()["id"] is None
+    assert response.json()["rejected"] == 3 and response.json()["id"] is None
+    # Said for a person: not pydantic's "Value error, " prefix.
+    assert [e["errors"] for e in response.json()["errors"]][2] == ["text: text is empty"]
     assert count_rows(api_settings.database_url, "batches") == 0
 
 

@@ -42,6 +42,21 @@ def test_extract_jsonl_keeps_order_and_reports_every_record(
     assert lines[0]["reader_sha256"] is None
 
 
+def test_extract_exits_1_when_every_record_failed(tmp_path: Path, model_path: Path) -> None:
+    # Some failed: exit 0, each said on its line (above). Every one: a batch job must see it.
+    source = tmp_path / "calls.jsonl"
+    source.write_text('{"id": "a", "text": " "}\n{"id": "b", "text": ""}\n')
+    output = tmp_path / "out.jsonl"
+    result = run_callx("extract", str(source), "-o", str(output), tmp_path=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "2 records" in result.stderr and "(2 failed)" in result.stderr
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [(line["external_id"], line["status"]) for line in lines] == [
+        ("a", "failed"),
+        ("b", "failed"),
+    ]
+
+
 def test_extract_reads_csv(tmp_path: Path, model_path: Path) -> None:
     source = tmp_path / "calls.csv"
     with source.open("w", newline="") as handle:

@@ -185,3 +185,19 @@ def test_without_a_command_the_help_is_shown() -> None:
     run = callx_command((), {})
     assert run.returncode == 2 and "Usage: callx" in run.stdout and "extract" in run.stdout
     assert callx_command(("--help",), {}).returncode == 0
+
+
+def test_a_bad_backend_or_taxonomy_option_is_named_as_the_option(
+    tmp_path: Path, calls: Path
+) -> None:
+    output = tmp_path / "out.jsonl"
+    run = callx_command(
+        ("extract", str(calls), "-o", str(output), "--backend", "gpt"), env_for(tmp_path)
+    )
+    said(run, "extract", "--backend: unknown backend 'gpt'; use llamacpp or openai")
+    missing = tmp_path / "nope.yaml"
+    run = callx_command(
+        ("extract", str(calls), "-o", str(output), "--taxonomy", str(missing)), env_for(tmp_path)
+    )
+    said(run, "extract", f"--taxonomy: {missing}: no such file")
+    assert not output.exists()

@@ -490,5 +490,9 @@ def test_the_models_page_says_which_list_an_adapter_is_promoted_for(
     assert '<span class="tag ok promoted-for">promoted for moving-2026-12</span>' in row
     default_row = client.get("/ui/models").text.split("<td>callx-default")[1].split("</tr>")[0]
     assert "promoted for" not in default_row and ">promoted</span>" in default_row
+    # The commands it names are code, not text in backticks (no worker runs in this test).
+    page = client.get("/ui/models").text
+    assert "with <code>callx models</code> (see" in page and "`" not in page
+    assert "starts (<code>callx worker</code>)." in page
     client.cookies.set("callx_lang", "fr", path="/ui")
     assert "promu pour moving-2026-12" in client.get("/ui/models").text
