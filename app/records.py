@@ -124,9 +124,8 @@ def _csv_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 values = zip(header, row, strict=True)
                 # An empty text stays: the record is there, its transcript is empty.
                 yield where, {k: v for k, v in values if v != "" or k in _TEXT_COLUMNS}
-        except csv.Error as exc:
-            where = f"{path}:{reader.line_num}"
-            raise RecordFileError(f"{where}: {csv_error(exc, starts_on)}") from None
+        except csv.Error as exc:  # said at the record's first line
+            raise RecordFileError(f"{path}:{starts_on}: {csv_error(exc, starts_on)}") from None
 
 
 def record_text(record: dict[str, Any]) -> str | None:

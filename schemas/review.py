@@ -135,8 +135,8 @@ class QualityReport(BaseModel):
     auto_accepted: AutoAccepted = Field(description="Calls accepted without a person.")
     low_confidence_reviewed: QualityFigures = Field(
         description="BIASED: agreement on calls reviewed because the model was unsure or "
-        "failed (not in the audit sample, not drawn for exploration). Hard calls: lower than "
-        "the model's accuracy."
+        "failed (not in the audit sample, not drawn for exploration, not sent for a product the "
+        "call never says). Hard calls: lower than the model's accuracy."
     )
 
 

@@ -75,11 +75,13 @@ def _message(error: dict, content_type: str) -> tuple[list[str], str]:
     loc = [str(part) for part in error.get("loc", ())]
     msg = str(error.get("msg", "")).removeprefix("Value error, ")
     kind = error.get("type")
-    if kind == "json_invalid" and len(loc) == 2:
+    sent = content_type.split(";")[0].strip()
+    if kind == "json_invalid" and len(loc) == 2 and loc[0] == "body" and loc[1].isdigit():
         reason = (error.get("ctx") or {}).get("error")
-        return ["body"], f"invalid JSON at character {loc[1]}" + (f" ({reason})" if reason else "")
-    if kind == "model_attributes_type" and loc == ["body"] and "json" not in content_type:
-        sent = content_type.split(";")[0].strip()
+        where = f"invalid JSON at character {int(loc[1]) + 1}"  # counted from 1
+        return ["body"], where + (f" ({reason})" if reason else "")
+    is_json = sent == "application/json" or sent.endswith("+json")  # FastAPI's rule
+    if kind == "model_attributes_type" and loc == ["body"] and not is_json:
         said = f"not {sent}" if sent else "and the request has no Content-Type"
         return loc, f"the body must be a JSON object sent as application/json, {said}"
     return loc, msg

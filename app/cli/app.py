@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 from rich.console import Console
 
-from app.config import get_settings
+from app.config import ExtractionSettings, get_settings
 
 cli = typer.Typer(
     help="callx: customer-call transcripts in, product and reason out.", no_args_is_help=True
@@ -68,8 +68,8 @@ def build_extractor(settings: Any) -> Any:
         raise CliError(str(exc)) from exc
 
 
-# The backends a command's --backend names (fake: the tests' scripted one).
-BACKENDS = ("llamacpp", "openai", "fake")
+# The backends a command's --backend names: the setting's own (fake: the tests' scripted one).
+BACKENDS: tuple[str, ...] = get_args(ExtractionSettings.model_fields["backend"].annotation)
 
 
 def settings_for(backend: str | None, taxonomy: Path | None) -> Any:
@@ -80,7 +80,8 @@ def settings_for(backend: str | None, taxonomy: Path | None) -> Any:
     if backend is not None and backend not in BACKENDS:
         raise CliError(f"--backend: unknown backend {backend!r}; use llamacpp or openai")
     if taxonomy is not None and not taxonomy.is_file():
-        raise CliError(f"--taxonomy: {taxonomy}: no such file")
+        what = "a directory, not a taxonomy file" if taxonomy.is_dir() else "no such file"
+        raise CliError(f"--taxonomy: {taxonomy}: {what}")
     settings = get_settings()
     update: dict[str, Any] = {}
     if backend is not None:

@@ -33,7 +33,8 @@ def _usage(error: typer.TyperException) -> str:
     where = getattr(getattr(error, "ctx", None), "command_path", None) or "callx"
     if where == "callx" and invocation.command:  # an option's value missing at the line's end
         where = f"callx {invocation.command}"
-    return f"{where}: {what} (see {where} --help)"
+    usage = error.exit_code == EXIT_USAGE  # not a file typer could not open, say
+    return f"{where}: {what}" + (f" (see {where} --help)" if usage else "")
 
 
 def main() -> None:
@@ -41,9 +42,8 @@ def main() -> None:
         # Not standalone: a usage error comes here, to be said in one line, not in a box.
         code = cli(standalone_mode=False, prog_name="callx")
     except typer.TyperException as error:
-        if error.format_message():
+        if type(error).__name__ != "NoArgsIsHelpError":  # that one: the help, printed
             print(_usage(error), file=sys.stderr)
-        # else: no command given; the help was printed
         sys.exit(error.exit_code)
     except typer.Abort:
         print("callx: aborted", file=sys.stderr)

@@ -26,6 +26,9 @@ PRODUCT_NOT_SAID = "product_not_said"
 # of, and a fine-tune on them learns a skewed share of reasons (docs/flywheel.md, v6).
 EXPLORE = EXPLORE_CAUSE
 CAUSES = (FAILED, LOW_CONFIDENCE, UNCALIBRATED, PRODUCT_NOT_SAID, EXPLORE)
+# The calls people review because the model was unsure of the reason or failed (/v1/quality's
+# biased figure).
+UNSURE_CAUSES = (FAILED, LOW_CONFIDENCE, UNCALIBRATED)
 # The queue's order: the audit sample first (the unbiased figure of /v1/quality needs its calls
 # reviewed, not left behind the unsure ones), then calls without a confidence (failed, or a
 # backend that gives none), then the lowest confidence, with the explored calls among them,
@@ -137,6 +140,12 @@ class ReviewPolicy:
                 cause = EXPLORE if cause is None else cause
         if in_audit:
             priority = AUDIT_PRIORITY
+        elif cause == PRODUCT_NOT_SAID:
+            # Its reason is sure: queued by how sure the model is of the product (often far
+            # less), not behind every unsure reason.
+            priority = (
+                outcome.product_confidence if outcome.product_confidence is not None else threshold
+            )
         elif cause is not None and priority is None:
             priority = confidence if confidence is not None else NO_CONFIDENCE_PRIORITY
         return ReviewDecision(cause, in_audit, threshold, self.audit_rate, priority)

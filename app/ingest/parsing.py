@@ -133,7 +133,7 @@ def _parse_csv(text: str) -> list[RawRecord]:
     except StopIteration:
         return []
     except csv.Error as exc:
-        raise BodyError(f"invalid CSV header: {exc}") from exc
+        raise BodyError(f"{csv_error(exc, 1)} (in the header)") from exc
     header = [h.strip() for h in header]
     if "text" not in header and "transcript" not in header:
         raise BodyError("CSV header must have a 'text' column (or 'transcript')")
@@ -144,9 +144,8 @@ def _parse_csv(text: str) -> list[RawRecord]:
             row = next(reader)
         except StopIteration:
             break
-        except csv.Error as exc:
-            error = csv_error(exc, starts_on)
-            records.append(RawRecord(len(records), reader.line_num, error=error))
+        except csv.Error as exc:  # said at the record's first line
+            records.append(RawRecord(len(records), starts_on, error=csv_error(exc, starts_on)))
             continue
         if not any(cell.strip() for cell in row):
             continue

@@ -79,7 +79,7 @@ def quality_report(session: Session, filters: QualityFilter) -> QualityReport:
             accuracy=proportion(sum(map(_reason_right, accepted_audit)), len(accepted_audit)),
         ),
         low_confidence_reviewed=figures(
-            a for a in judged if not a.in_audit and a.review_cause not in (None, routing.EXPLORE)
+            a for a in judged if not a.in_audit and a.review_cause in routing.UNSURE_CAUSES
         ),
     )
 

@@ -127,7 +127,7 @@ def test_invalid_json_and_oversized_text(client: TestClient, api_settings: Setti
         "/v1/transcripts", content=b'{"text": "x",}', headers={"content-type": "application/json"}
     )
     assert comma.json()["errors"][0]["loc"] == ["body"]
-    assert comma.json()["errors"][0]["msg"].startswith("invalid JSON at character 13 (")
+    assert comma.json()["errors"][0]["msg"].startswith("invalid JSON at character 14 (")  # from 1
     # A body that is not JSON at all: the content type it came with is named.
     for headers, said in [
         ({"content-type": "text/plain"}, "not text/plain"),

@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from app.config import ReviewSettings, SettingsError
-from app.extraction.routing import ReviewPolicy, explore_place, in_audit_sample
+from app.db.models import Extraction
+from app.extraction.routing import CAUSES, ReviewPolicy, explore_place, in_audit_sample
 from schemas.taxonomy import load_taxonomy
 from support.factories import succeeded_outcome
 
@@ -170,8 +171,12 @@ def test_a_product_the_call_never_says_goes_to_people_however_sure_the_reason() 
     ]:
         decided = policy.decide(call, replace(outcome(0.99), product=product), said)
         assert decided.cause == cause, product
+    # In the queue by the product's confidence (its reason is sure: not behind every unsure
+    # reason); without one, at the threshold.
+    unsure_of_it = replace(outcome(0.97), product="virtual card", product_confidence=0.07)
+    assert policy.decide(call, unsure_of_it, said).priority == 0.07
     unsaid = policy.decide(call, replace(outcome(0.97), product="virtual card"), said)
-    assert unsaid.priority == 0.97  # in the queue by its reason's confidence
+    assert unsaid.cause == "product_not_said" and unsaid.priority == 0.9
     # Below the threshold the cause stays the confidence's; with `accept`, the reason decides.
     low = policy.decide(call, replace(outcome(0.5), product="virtual card"), said)
     assert low.cause == "low_confidence"
@@ -179,3 +184,8 @@ def test_a_product_the_call_never_says_goes_to_people_however_sure_the_reason() 
         ReviewSettings(threshold=0.9, audit_rate=0, product_not_said="accept"), TAXONOMY
     )
     assert accept.decide(call, replace(outcome(0.99), product="virtual card"), said).cause is None
+
+
+def test_every_cause_fits_its_column() -> None:
+    # SQLite would store a longer one; PostgreSQL would refuse the extraction.
+    assert all(len(cause) <= Extraction.review_cause.type.length for cause in CAUSES)

@@ -246,7 +246,7 @@ def test_csv_quote_left_open_is_an_error_on_its_record_not_the_rest_read_as_its_
     body = b'external_id,text\nm0,"a call\non two lines"\nm1,"unterminated quote\nm2,hello\n'
     records = parse_batch_body(body, "text/csv")
     assert records[0].data == {"external_id": "m0", "text": "a call\non two lines"}
-    assert len(records) == 2 and records[1].data is None
+    assert len(records) == 2 and records[1].data is None and records[1].line == 4
     assert records[1].error == "invalid CSV: the quoted field opened on line 4 is never closed"
 
 

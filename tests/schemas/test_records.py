@@ -85,7 +85,7 @@ def test_record_files_read_either_spelling(tmp_path: Path) -> None:
         (
             "g.csv",
             'id,text\nc0,ok\n\nc1,"Customer: hello\nc2,second call\n',
-            "g.csv:5: invalid CSV: the quoted field opened on line 4 is never closed",
+            "g.csv:4: invalid CSV: the quoted field opened on line 4 is never closed",
         ),
         ("h.csv", 'id,text\nc1,"hi" there\n', "h.csv:2: invalid CSV: text after a closing quote"),
     ],
