@@ -44,18 +44,8 @@ class ReviewCard:
     @classmethod
     def of_queue_item(cls, item: ReviewItem, after: str | None, skip_to: str | None) -> ReviewCard:
         return cls(
-            item.transcript_id,
-            item.external_id,
-            item.source,
-            item.language,
-            item.occurred_at,
-            item.text,
-            item.extraction,
-            None,
-            item.label_version,
-            after,
-            skip_to,
-            True,
+            item.transcript_id, item.external_id, item.source, item.language, item.occurred_at,
+            item.text, item.extraction, None, item.label_version, after, skip_to, True,
         )
 
     @classmethod
@@ -64,18 +54,9 @@ class ReviewCard:
     ) -> ReviewCard:
         call = detail.call
         return cls(
-            call.id,
-            call.external_id,
-            call.source,
-            call.language,
-            call.occurred_at,
-            detail.text,
-            call.extraction,
-            call.label,
-            0 if call.label is None else call.label.version,
-            after,
-            None,
-            in_queue,
+            call.id, call.external_id, call.source, call.language, call.occurred_at,
+            detail.text, call.extraction, call.label,
+            0 if call.label is None else call.label.version, after, None, in_queue,
         )
 
 

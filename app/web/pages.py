@@ -504,4 +504,6 @@ def models(request: Request, session: SessionDep, viewer: ViewerDep) -> Response
     in_use = models_in_use(session, request.app.state.settings, taxonomy.version)
     quality = quality_report(session, QualityFilter(taxonomy_version=taxonomy.version))
     adapters = registry.list_adapters(session, request.app.state.settings)
-    return render(request, "models.html", viewer, models=in_use, quality=quality, adapters=adapters)
+    return render(
+        request, "models.html", viewer, models=in_use, quality=quality, adapters=adapters
+    )
